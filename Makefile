@@ -1,0 +1,51 @@
+# flakeseg: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv: the one on PATH, else a copy bootstrapped from PyPI into .tools/ (no root, no curl).
+UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+# Data root: FLAKESEG_DATA if set; else the shared copy beside the checkout; else .data/ (`make data`).
+FLAKESEG_DATA ?= $(firstword $(wildcard $(abspath $(CURDIR)/../shared/datasets/mos2_segmentation)) $(CURDIR)/.data/mos2_segmentation)
+export FLAKESEG_DATA
+PYTEST_ARGS ?= -n 2
+RUN := $(UV) run --frozen
+
+.PHONY: help install train test lint format data clean
+
+help:  ## show this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "  data root: FLAKESEG_DATA=$(FLAKESEG_DATA)"
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/python -m pip install --quiet --disable-pip-version-check uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+install: .venv/.synced  ## create .venv with the locked dependencies (uv sync)
+
+train: install  ## 3-fold CV of the CPU preset on MoS2 (add ARGS="data=graphene ..." for overrides)
+	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
+	$(RUN) python train.py $(ARGS)
+
+test: install  ## run the test suite (uses the real data at FLAKESEG_DATA)
+	$(RUN) pytest $(PYTEST_ARGS)
+
+lint: install  ## ruff check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: install  ## ruff format and fix
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+data:  ## clone the upstream data set into .data/ (needs internet)
+	@if [ -d "$(FLAKESEG_DATA)/data" ]; then echo "data already at $(FLAKESEG_DATA)"; else \
+	  git clone --depth 1 https://github.com/xinkent/mos2_segmentation $(CURDIR)/.data/mos2_segmentation && \
+	  echo "data in $(CURDIR)/.data/mos2_segmentation (found automatically by make; for train.py: export FLAKESEG_DATA=$(CURDIR)/.data/mos2_segmentation)"; fi
+
+clean:  ## remove run outputs (outputs/*) and caches
+	rm -rf outputs/* .pytest_cache .ruff_cache
+	touch outputs/.gitkeep

@@ -1,0 +1,65 @@
+"""Where the configs live, and checks of config values that Hydra cannot make by itself."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from flakeseg.errors import ConfigError
+
+#: ``conf/`` at the repository root (the package is used from a checkout, as the README shows).
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _number(cfg: DictConfig, key: str, kind: type = float):
+    value = cfg
+    for part in key.split("."):
+        if part not in value:
+            raise ConfigError(f"{key}: missing from the config")
+        value = value[part]
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected a {kind.__name__}, got {value!r}") from None
+    if kind is int and float(value) != number:
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if kind is float and not math.isfinite(number):
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+    return number
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Refuse values that would fail late or silently; the error names the key."""
+    checks = [
+        ("optim.lr", float, lambda v: v > 0, "must be > 0"),
+        ("data.batch_size", int, lambda v: v >= 1, "must be at least 1"),
+        ("data.crop_size", int, lambda v: v >= 1, "must be at least 1"),
+        ("data.scale", float, lambda v: 0 < v <= 8, "must be in (0, 8]"),
+        ("data.num_workers", int, lambda v: v >= 0, "must be >= 0"),
+        ("trainer.max_epochs", int, lambda v: v >= 1, "must be at least 1"),
+        ("cv.folds", int, lambda v: v >= 2, "must be at least 2"),
+        ("seed", int, lambda v: v >= 0, "must be >= 0"),
+    ]
+    for key, kind, ok, rule in checks:
+        value = _number(cfg, key, kind)
+        if not ok(value):
+            raise ConfigError(f"{key}: {rule}, got {value!r}")
+    if cfg.cv.get("fold") is not None:
+        fold = _number(cfg, "cv.fold", int)
+        if not 0 <= fold < int(cfg.cv.folds):
+            raise ConfigError(f"cv.fold: must be in 0..{int(cfg.cv.folds) - 1} or null, got {fold}")
+    if cfg.data.get("samples_per_epoch") is None:
+        if _number(cfg, "data.samples_per_image", int) < 1:
+            raise ConfigError("data.samples_per_image: must be at least 1")
+    elif _number(cfg, "data.samples_per_epoch", int) < 1:
+        raise ConfigError("data.samples_per_epoch: must be at least 1 or null")
+    for key in ("mean", "std"):
+        values = list(cfg.data[key])
+        if len(values) != int(cfg.model.get("in_channels", 3)):
+            raise ConfigError(
+                f"data.{key}: {len(values)} values for model.in_channels={cfg.model.in_channels}"
+            )
+    if any(float(s) <= 0 for s in cfg.data.std):
+        raise ConfigError("data.std: every value must be > 0")

@@ -1,0 +1,175 @@
+"""K-fold cross-validation: one fresh model and Trainer per fold, results in ``metrics.json``."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from flakeseg.config import validate_config
+from flakeseg.data import FlakeDataModule, FlakeImages, fold_ids, load_dataset
+from flakeseg.data.splits import split_from_config
+from flakeseg.errors import ConfigError
+from flakeseg.losses import class_pixel_counts, median_frequency_weights
+from flakeseg.module import FlakeSegModule
+from flakeseg.progress import CompactProgressBar, quiet_lightning
+from flakeseg.report import print_cv_table, summarize_folds, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+
+
+def describe_device(accelerator: str) -> str:
+    """A short description of where training ran, for reports."""
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def train_fold(cfg: DictConfig, images: FlakeImages, fold: int, output_dir: Path) -> dict[str, Any]:
+    """Train and validate fold ``fold`` with a fresh model and Trainer; return its metrics entry."""
+    train_ids, val_ids = fold_ids(images.ids, int(cfg.cv.folds), fold, int(cfg.cv.seed))
+    train_data, val_data = images.subset(train_ids), images.subset(val_ids)
+    scheme = images.scheme
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+    loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True)
+    counts = class_pixel_counts(train_data.masks, scheme.num_classes)
+    weights = median_frequency_weights(counts).tolist()
+    log.info(
+        "fold %d: %d train / %d val images; median-frequency class weights %s",
+        fold,
+        len(train_ids),
+        len(val_ids),
+        dict(zip(scheme.names, [round(w, 3) for w in weights], strict=True)),
+    )
+
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    module = FlakeSegModule(
+        model=OmegaConf.to_container(cfg.model, resolve=True),
+        class_names=list(scheme.names),
+        loss=loss_cfg,
+        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        class_weights=weights if loss_cfg.get("name") == "weighted_ce" else None,
+        class_colors=list(scheme.colors),
+        normalization={"mean": list(data_cfg["mean"]), "std": list(data_cfg["std"])},
+        data_scale=float(data_cfg["scale"]),
+    )
+    if int(data_cfg["crop_size"]) % module.input_multiple:
+        raise ConfigError(
+            f"data.crop_size: {data_cfg['crop_size']} is not a multiple of {module.input_multiple}, "
+            f"which model {cfg.model.name} needs"
+        )
+    datamodule = FlakeDataModule(
+        train_data,
+        val_data,
+        data_cfg,
+        OmegaConf.to_container(cfg.augment, resolve=True),
+        multiple=module.input_multiple,
+        seed=int(cfg.seed) + fold,
+    )
+
+    fold_dir = output_dir / f"fold_{fold}"
+    checkpoint = ModelCheckpoint(
+        dirpath=fold_dir / "checkpoints",
+        filename="best",
+        monitor=str(cfg.checkpoint.monitor),
+        mode="max",
+        save_last=bool(cfg.checkpoint.save_last),
+        auto_insert_metric_name=False,
+    )
+    logger = instantiate(cfg.logger, version=f"fold_{fold}") if cfg.get("logger") else False
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    try:
+        trainer = pl.Trainer(
+            **trainer_kwargs,
+            callbacks=[checkpoint, CompactProgressBar(f"fold {fold + 1}/{cfg.cv.folds}")],
+            logger=logger,
+            default_root_dir=str(fold_dir),
+            enable_model_summary=False,
+        )
+    except TypeError as exc:
+        raise ConfigError(f"trainer: {exc}") from None
+
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    train_seconds = time.perf_counter() - start
+    # Score the model as it is after the last epoch: the epoch count is a hyperparameter chosen by CV,
+    # so picking the best epoch on the validation fold would bias the CV score upwards.
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    final = dict(module.last_val)
+    best_score = checkpoint.best_model_score
+    return {
+        "fold": fold,
+        "train_ids": train_ids,
+        "val_ids": val_ids,
+        **final,
+        "class_pixel_counts": counts.tolist(),
+        "class_weights": weights,
+        "epochs": int(trainer.current_epoch),
+        "train_seconds": train_seconds,
+        "best_epoch_score": float(best_score) if best_score is not None else None,
+        "best_checkpoint": checkpoint.best_model_path,
+        "last_checkpoint": checkpoint.last_model_path,
+    }
+
+
+def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
+    """Run the cross-validation that ``cfg`` describes and write ``<paths.output_dir>/metrics.json``.
+
+    Returns:
+        the ``metrics.json`` content: ``cv/<metric>`` and ``cv/<metric>_std`` over folds, a ``folds``
+        list with each fold's validation metrics, ids, class weights and checkpoints, and the config.
+    """
+    validate_config(cfg)
+    quiet_lightning()
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    split = split_from_config(data_cfg)
+    images = load_dataset(data_cfg, ids=split["train"])
+    n_folds = int(cfg.cv.folds)
+    folds_to_run = list(range(n_folds)) if cfg.cv.get("fold") is None else [int(cfg.cv.fold)]
+
+    started = time.perf_counter()
+    payload: dict[str, Any] = {
+        "complete": False,
+        "data": data_cfg["name"],
+        "class_names": list(images.scheme.names),
+        "folds_requested": folds_to_run,
+        "device": describe_device(str(cfg.trainer.accelerator)),
+        "versions": {"torch": torch.__version__, "pytorch_lightning": pl.__version__},
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "folds": [],
+    }
+    metrics_path = output_dir / METRICS_FILE
+    for fold in folds_to_run:
+        payload["folds"].append(train_fold(cfg, images, fold, output_dir))
+        payload.update(summarize_folds(payload["folds"]))
+        payload["wall_seconds"] = time.perf_counter() - started
+        write_json_atomic(metrics_path, _ordered(payload))
+    payload["complete"] = True
+    write_json_atomic(metrics_path, _ordered(payload))
+
+    title = (
+        f"{n_folds}-fold CV, {data_cfg['name']}, {cfg.model.name}, loss={cfg.loss.name}, "
+        f"augment={cfg.augment.name} ({payload['wall_seconds']:.0f} s)"
+    )
+    print_cv_table(payload["folds"], payload, list(images.scheme.names), title)
+    log.info("metrics written to %s", metrics_path)
+    return payload
+
+
+def _ordered(payload: dict[str, Any]) -> dict[str, Any]:
+    """Headline ``cv/`` keys first, so a glance at the file shows the result."""
+    head = {k: v for k, v in payload.items() if k.startswith("cv/")}
+    return {**head, **{k: v for k, v in payload.items() if not k.startswith("cv/")}}

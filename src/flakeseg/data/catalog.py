@@ -1,0 +1,209 @@
+"""Finding the image/mask pairs of a data set on disk, checking them and loading them into memory."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from rich.progress import Progress
+
+from flakeseg.data.classes import ClassScheme
+from flakeseg.data.io import read_image, read_mask
+from flakeseg.errors import ConfigError, DataError
+
+UPSTREAM_URL = "https://github.com/xinkent/mos2_segmentation"
+HOW_TO_GET_DATA = (
+    f"get the data with `make data` (clones {UPSTREAM_URL}) or `git clone {UPSTREAM_URL}`, then set "
+    "FLAKESEG_DATA (or data.root=...) to the folder that holds its data/"
+)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One labelled image on disk."""
+
+    id: str
+    image_path: Path
+    mask_path: Path
+
+
+@dataclass
+class FlakeImages:
+    """Decoded images and class-index masks of a data set, kept in memory (the sets are small).
+
+    Attributes:
+        ids: image ids in the order of ``images``.
+        images: ``H x W x 3`` uint8 RGB arrays.
+        masks: ``H x W`` uint8 class-index arrays (values ``0..num_classes-1``).
+        scheme: the class scheme the masks are encoded with.
+    """
+
+    ids: list[str]
+    images: list[np.ndarray]
+    masks: list[np.ndarray]
+    scheme: ClassScheme
+    pairs: list[Pair] = field(default_factory=list)
+
+    def subset(self, ids: Iterable[str]) -> FlakeImages:
+        """The images with the given ids, in the given order."""
+        position = {image_id: i for i, image_id in enumerate(self.ids)}
+        wanted = list(ids)
+        missing = [i for i in wanted if i not in position]
+        if missing:
+            raise DataError(
+                f"{self.pairs[0].image_path.parent if self.pairs else '<data>'}: ids {missing} not found"
+            )
+        idx = [position[i] for i in wanted]
+        return FlakeImages(
+            ids=wanted,
+            images=[self.images[i] for i in idx],
+            masks=[self.masks[i] for i in idx],
+            scheme=self.scheme,
+            pairs=[self.pairs[i] for i in idx] if self.pairs else [],
+        )
+
+
+def resolve_root(root: str | Path | None) -> Path:
+    """The data root as a path; a missing root says how to get the data."""
+    if root is None or str(root).strip() in ("", "None", "null"):
+        raise DataError(f"data.root: not set (FLAKESEG_DATA is empty); {HOW_TO_GET_DATA}")
+    path = Path(str(root)).expanduser()
+    if not path.is_dir():
+        raise DataError(f"{path}: data root does not exist; {HOW_TO_GET_DATA}")
+    return path
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    if "{id}" not in template:
+        raise ConfigError(f"data.mask_template: {template!r} must contain '{{id}}'")
+    head, tail = template.split("{id}", 1)
+    return re.compile(re.escape(head) + r"(?P<id>.+?)" + re.escape(tail))
+
+
+def discover_pairs(data_cfg: Mapping[str, Any]) -> tuple[list[Pair], list[str]]:
+    """Match every image under ``data.image_dir`` with its mask under ``data.mask_dir``.
+
+    Returns:
+        the complete pairs sorted by id, and one problem line per image without a mask, mask without an
+        image, or duplicate id.
+    """
+    root = resolve_root(data_cfg.get("root"))
+    image_dir = root / str(data_cfg["image_dir"])
+    mask_dir = root / str(data_cfg["mask_dir"])
+    for key, folder in (("data.image_dir", image_dir), ("data.mask_dir", mask_dir)):
+        if not folder.is_dir():
+            raise DataError(f"{folder}: folder not found ({key}); {HOW_TO_GET_DATA}")
+    try:
+        image_re = re.compile(str(data_cfg["image_pattern"]))
+    except re.error as exc:
+        raise ConfigError(f"data.image_pattern: not a valid regular expression ({exc})") from None
+    if "id" not in image_re.groupindex:
+        raise ConfigError("data.image_pattern: needs a named group (?P<id>...) for the image id")
+    template = str(data_cfg["mask_template"])
+    mask_re = _template_regex(template)
+
+    problems: list[str] = []
+    images: dict[str, Path] = {}
+    for path in sorted(p for p in image_dir.iterdir() if p.is_file()):
+        match = image_re.fullmatch(path.name)
+        if not match:
+            continue
+        image_id = match.group("id")
+        if image_id in images:
+            problems.append(f"{path}: duplicate image id {image_id!r} (also {images[image_id].name})")
+            continue
+        images[image_id] = path
+    if not images:
+        raise DataError(
+            f"{image_dir}: no image matches data.image_pattern {image_re.pattern!r}; {HOW_TO_GET_DATA}"
+        )
+
+    masks: dict[str, Path] = {}
+    for path in sorted(p for p in mask_dir.iterdir() if p.is_file()):
+        match = mask_re.fullmatch(path.name)
+        if match:
+            masks[match.group("id")] = path
+
+    pairs = []
+    for image_id, image_path in sorted(images.items()):
+        mask_path = mask_dir / template.format(id=image_id)
+        if image_id not in masks:
+            problems.append(f"{image_path}: no mask (expected {mask_path})")
+            continue
+        pairs.append(Pair(image_id, image_path, masks[image_id]))
+    for mask_id, mask_path in sorted(masks.items()):
+        if mask_id not in images:
+            problems.append(f"{mask_path}: mask without an image in {image_dir}")
+    return pairs, problems
+
+
+def _rescale(image: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    if scale == 1.0:
+        return image, mask
+    height = max(1, round(image.shape[0] * scale))
+    width = max(1, round(image.shape[1] * scale))
+    # Area averaging for the image; nearest for masks so no label is invented between classes.
+    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+    return image, mask
+
+
+def load_dataset(
+    data_cfg: Mapping[str, Any], ids: Iterable[str] | None = None, progress: bool = True
+) -> FlakeImages:
+    """Load, check and (optionally) rescale the data set described by ``data_cfg``.
+
+    Every pair is checked before anything is returned: both files decode, sizes match and every mask
+    value is in the class mapping. All problems are collected and raised together as one
+    :class:`DataError` with a ``file: problem`` line each.
+
+    Args:
+        data_cfg: the ``data`` config node.
+        ids: load only these ids (default: every pair found).
+        progress: show a progress bar while decoding.
+    """
+    scheme = ClassScheme.from_config(data_cfg["classes"])
+    scale = float(data_cfg.get("scale", 1.0))
+    if not scale > 0:
+        raise ConfigError(f"data.scale: must be > 0, got {scale}")
+    pairs, problems = discover_pairs(data_cfg)
+    if ids is not None:
+        wanted = list(ids)
+        by_id = {p.id: p for p in pairs}
+        missing_ids = [i for i in wanted if i not in by_id]
+        root = resolve_root(data_cfg.get("root")) / str(data_cfg["image_dir"])
+        problems += [
+            f"{root}: split names id {i!r}, which has no complete image/mask pair" for i in missing_ids
+        ]
+        pairs = [by_id[i] for i in wanted if i in by_id]
+
+    loaded = FlakeImages(ids=[], images=[], masks=[], scheme=scheme, pairs=[])
+    with Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task(f"loading {data_cfg.get('name', 'data')}", total=len(pairs))
+        for pair in pairs:
+            bar.advance(task)
+            try:
+                image = read_image(pair.image_path)
+                raw = read_mask(pair.mask_path)
+                if image.shape[:2] != raw.shape:
+                    raise DataError(
+                        f"{pair.mask_path}: size {raw.shape[1]}x{raw.shape[0]} does not match image "
+                        f"{pair.image_path.name} ({image.shape[1]}x{image.shape[0]})"
+                    )
+                mask = scheme.encode(raw, str(pair.mask_path))
+            except DataError as exc:
+                problems.extend(exc.problems)
+                continue
+            image, mask = _rescale(image, mask, scale)
+            loaded.ids.append(pair.id)
+            loaded.images.append(image)
+            loaded.masks.append(mask)
+            loaded.pairs.append(pair)
+    if problems:
+        raise DataError(problems)
+    return loaded

@@ -1,0 +1,82 @@
+"""Class schemes: which raw mask values make which training class."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from flakeseg.errors import ConfigError, DataError
+
+#: Label given to pixels that carry no training signal: padding, pixels rotated in from outside the
+#: image. Loss and metrics skip them.
+IGNORE_INDEX = 255
+
+
+@dataclass(frozen=True)
+class ClassScheme:
+    """Names, colours and raw label values of the classes a model predicts.
+
+    Attributes:
+        names: class names in index order, e.g. ``("other", "monolayer", "bilayer")``.
+        label_values: for each class, the raw mask values that belong to it.
+        colors: a display colour per class (hex strings).
+    """
+
+    names: tuple[str, ...]
+    label_values: tuple[tuple[int, ...], ...]
+    colors: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> ClassScheme:
+        """Build a scheme from the ``data.classes`` config node, checking it for consistency."""
+        names = tuple(str(n) for n in cfg["names"])
+        values = tuple(tuple(int(v) for v in group) for group in cfg["label_values"])
+        colors = tuple(str(c) for c in cfg.get("colors") or ["#000000"] * len(names))
+        if len(names) < 2:
+            raise ConfigError("data.classes.names: at least two classes are needed")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"data.classes.names: duplicate class names in {list(names)}")
+        if len(values) != len(names):
+            raise ConfigError(
+                f"data.classes.label_values: {len(values)} groups for {len(names)} classes {list(names)}"
+            )
+        if len(colors) != len(names):
+            raise ConfigError(f"data.classes.colors: {len(colors)} colours for {len(names)} classes")
+        flat = [v for group in values for v in group]
+        if len(set(flat)) != len(flat):
+            raise ConfigError(f"data.classes.label_values: a raw value is assigned twice in {values}")
+        if any(not 0 <= v < IGNORE_INDEX for v in flat):
+            raise ConfigError(f"data.classes.label_values: raw values must be in 0..{IGNORE_INDEX - 1}")
+        return cls(names=names, label_values=values, colors=colors)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    def lookup_table(self) -> np.ndarray:
+        """A 256-entry table from raw value to class index; unmapped values map to ``IGNORE_INDEX``."""
+        table = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+        for index, group in enumerate(self.label_values):
+            table[list(group)] = index
+        return table
+
+    def encode(self, raw_mask: np.ndarray, source: str = "<mask>") -> np.ndarray:
+        """Map raw mask values to class indices; a value outside the scheme is a :class:`DataError`."""
+        table = self.lookup_table()
+        present = np.unique(raw_mask)
+        unknown = [int(v) for v in present if table[v] == IGNORE_INDEX]
+        if unknown:
+            known = sorted(v for group in self.label_values for v in group)
+            raise DataError(f"{source}: label values {unknown} are not in the class mapping (known: {known})")
+        return table[raw_mask]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain containers, safe to store in a ``weights_only`` checkpoint."""
+        return {
+            "names": list(self.names),
+            "label_values": [list(g) for g in self.label_values],
+            "colors": list(self.colors),
+        }

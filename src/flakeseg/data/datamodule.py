@@ -1,0 +1,93 @@
+"""The Lightning data module of one cross-validation fold."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from flakeseg.data.catalog import FlakeImages
+from flakeseg.data.datasets import CropDataset, SampleSeedSampler, WholeImageDataset, pad_collate
+from flakeseg.data.transforms import build_train_transform
+from flakeseg.errors import ConfigError
+
+
+class FlakeDataModule(pl.LightningDataModule):
+    """Random augmented crops of the training images; whole images for validation and test.
+
+    Args:
+        train: decoded training images (one fold's training part, or the whole training split).
+        val: decoded validation images, or ``None``.
+        data_cfg: the ``data`` config node (crop size, batch sizes, workers, normalisation).
+        augment_cfg: the ``augment`` config node.
+        multiple: evaluation images are padded to a multiple of this (the network's stride).
+        seed: seed of crop sampling and augmentation.
+        test: decoded test images, or ``None``.
+    """
+
+    def __init__(
+        self,
+        train: FlakeImages,
+        val: FlakeImages | None,
+        data_cfg: Mapping[str, Any],
+        augment_cfg: Mapping[str, Any],
+        multiple: int,
+        seed: int,
+        test: FlakeImages | None = None,
+    ):
+        super().__init__()
+        self.train_data, self.val_data, self.test_data = train, val, test
+        self.data_cfg, self.augment_cfg = data_cfg, augment_cfg
+        self.multiple, self.seed = int(multiple), int(seed)
+        self.batch_size = int(data_cfg["batch_size"])
+        self.eval_batch_size = int(data_cfg.get("eval_batch_size") or 1)
+        self.num_workers = int(data_cfg.get("num_workers") or 0)
+        for key, value in (
+            ("data.batch_size", self.batch_size),
+            ("data.eval_batch_size", self.eval_batch_size),
+        ):
+            if value < 1:
+                raise ConfigError(f"{key}: must be at least 1, got {value}")
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers: must be >= 0, got {self.num_workers}")
+
+    @property
+    def samples_per_epoch(self) -> int:
+        """Crops per epoch: ``data.samples_per_epoch`` or ``samples_per_image`` x training images."""
+        explicit = self.data_cfg.get("samples_per_epoch")
+        if explicit is not None:
+            value = int(explicit)
+            key = "data.samples_per_epoch"
+        else:
+            value = int(self.data_cfg["samples_per_image"]) * len(self.train_data.images)
+            key = "data.samples_per_image"
+        if value < 1:
+            raise ConfigError(f"{key}: gives {value} samples per epoch; must be at least 1")
+        return value
+
+    def train_dataloader(self) -> DataLoader:
+        transform = build_train_transform(self.augment_cfg, int(self.data_cfg["crop_size"]))
+        dataset = CropDataset(self.train_data, transform, self.data_cfg["mean"], self.data_cfg["std"])
+        sampler = SampleSeedSampler(self.samples_per_epoch, self.seed)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _eval_loader(self, data: FlakeImages | None, stage: str) -> DataLoader:
+        if data is None:
+            raise RuntimeError(f"FlakeDataModule has no {stage} images")
+        dataset = WholeImageDataset(data, self.multiple, self.data_cfg["mean"], self.data_cfg["std"])
+        # Whole images are already decoded in memory: padding them needs no worker processes.
+        return DataLoader(dataset, batch_size=self.eval_batch_size, collate_fn=pad_collate)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.val_data, "validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_data, "test")

@@ -1,0 +1,97 @@
+"""Torch datasets: random augmented crops for training, whole padded images for evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import albumentations as A
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, Sampler
+
+from flakeseg.data.catalog import FlakeImages
+from flakeseg.data.classes import IGNORE_INDEX
+from flakeseg.data.transforms import pad_to_multiple, to_tensors
+
+
+class SampleSeedSampler(Sampler[int]):
+    """Yields one 63-bit seed per training sample, fresh for every (seed, epoch, position).
+
+    The seed decides which image a sample is cut from and every random choice of its augmentation.
+    Seeding each sample this way, instead of relying on the worker's random state, keeps samples
+    distinct across DataLoader workers and epochs (albumentations would otherwise repeat them per
+    worker and per epoch) and makes them independent of the number of workers. Lightning calls
+    :meth:`set_epoch` at the start of every epoch.
+    """
+
+    def __init__(self, num_samples: int, seed: int):
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        sequence = np.random.SeedSequence([self.seed, self.epoch])
+        seeds = sequence.generate_state(self.num_samples, dtype=np.uint64) >> np.uint64(1)
+        return iter(int(s) for s in seeds)
+
+
+class CropDataset(Dataset):
+    """Random augmented crops of the training images, indexed by a per-sample seed.
+
+    Use it with :class:`SampleSeedSampler`. Images are drawn uniformly, so every image contributes about
+    ``num_samples / len(images)`` crops an epoch (the paper: 40 per image).
+    """
+
+    def __init__(self, data: FlakeImages, transform: A.Compose, mean: Sequence[float], std: Sequence[float]):
+        if not data.images:
+            raise ValueError("CropDataset needs at least one image")
+        self.data = data
+        self.transform = transform
+        self.mean = list(mean)
+        self.std = list(std)
+
+    def __len__(self) -> int:  # nominal; the sampler decides what an epoch holds
+        return len(self.data.images)
+
+    def __getitem__(self, sample_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng(sample_seed)
+        index = int(rng.integers(len(self.data.images)))
+        self.transform.set_random_seed(int(rng.integers(2**31 - 1)))
+        out = self.transform(image=self.data.images[index], mask=self.data.masks[index])
+        return to_tensors(out["image"], out["mask"], self.mean, self.std)
+
+
+class WholeImageDataset(Dataset):
+    """Whole images, padded to a multiple of the network's stride (padding is ignored in the mask)."""
+
+    def __init__(self, data: FlakeImages, multiple: int, mean: Sequence[float], std: Sequence[float]):
+        self.data = data
+        self.multiple = int(multiple)
+        self.mean = list(mean)
+        self.std = list(std)
+
+    def __len__(self) -> int:
+        return len(self.data.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = pad_to_multiple(self.data.images[index], self.data.masks[index], self.multiple)
+        return to_tensors(image, mask, self.mean, self.std)
+
+
+def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack images of different sizes by padding each to the largest (zeros; mask ``IGNORE_INDEX``)."""
+    height = max(x.shape[-2] for x, _ in batch)
+    width = max(x.shape[-1] for x, _ in batch)
+    images, masks = [], []
+    for x, y in batch:
+        pad = (0, width - x.shape[-1], 0, height - x.shape[-2])
+        images.append(F.pad(x, pad))
+        masks.append(F.pad(y, pad, value=IGNORE_INDEX))
+    return torch.stack(images), torch.stack(masks)

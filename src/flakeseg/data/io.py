@@ -1,0 +1,85 @@
+"""Decoding of microscope images and index masks.
+
+Images and masks are both read with Pillow, so EXIF orientation is handled the same way for the pair
+(OpenCV would rotate one and not the other). Masks are palette PNGs whose *indices* are the labels:
+they are read without any mode conversion, which would turn indices into colours or brightness.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from flakeseg.errors import DataError
+
+# Exceptions Pillow raises for files it cannot decode (truncated data surfaces as OSError).
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except _DECODE_ERRORS as exc:
+        raise DataError(f"{path}: cannot decode ({type(exc).__name__}: {exc})") from None
+    if image.width == 0 or image.height == 0:
+        raise DataError(f"{path}: image has zero size")
+    return image
+
+
+def to_rgb_uint8(image: Image.Image, path: Path | str = "<image>") -> np.ndarray:
+    """Convert a Pillow image of any common mode to an ``H x W x 3`` uint8 array.
+
+    16-bit data are scaled to 8 bit (not clipped at 255), grayscale is replicated to three channels and
+    an alpha channel is dropped.
+    """
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "I;16N"):
+        array = np.asarray(image).astype(np.float64)
+        peak = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
+        gray = np.clip(np.round(array / peak * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        peak = 1.0 if array.max() <= 1.0 else array.max()
+        gray = np.clip(np.round(array / peak * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode in ("RGB", "RGBA", "L", "LA", "P", "PA", "CMYK", "YCbCr", "1", "LAB", "HSV"):
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    if mode.startswith(("RGB", "BGR")):  # e.g. 48-bit TIFF arrives as RGB;16 on some builds
+        array = np.asarray(image).astype(np.float64)
+        return np.clip(np.round(array / 257.0), 0, 255).astype(np.uint8)[..., :3]
+    raise DataError(f"{path}: unsupported image mode {mode!r}")
+
+
+def read_image(path: Path | str) -> np.ndarray:
+    """Read an optical image as ``H x W x 3`` uint8 RGB, applying its EXIF orientation."""
+    path = Path(path)
+    image = _open(path)
+    image = ImageOps.exif_transpose(image)
+    return to_rgb_uint8(image, path)
+
+
+def read_mask(path: Path | str) -> np.ndarray:
+    """Read an index mask as an ``H x W`` uint8 array of raw label values.
+
+    The mask must be a single-channel image (palette ``P``, ``L`` or ``I``); an RGB mask is refused
+    because its colours are not label values.
+    """
+    path = Path(path)
+    image = _open(path)
+    image = ImageOps.exif_transpose(image)
+    if image.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L", "1"):
+        raise DataError(
+            f"{path}: mask has mode {image.mode!r}; expected a single-channel index mask (palette or 8-bit)"
+        )
+    array = np.asarray(image)
+    if array.ndim != 2:
+        raise DataError(f"{path}: mask has {array.ndim} dimensions; expected 2")
+    if array.max(initial=0) > 255 or array.min(initial=0) < 0:
+        raise DataError(f"{path}: mask values outside 0..255")
+    return array.astype(np.uint8)

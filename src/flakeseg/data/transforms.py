@@ -1,0 +1,122 @@
+"""Albumentations pipelines: the paper's training augmentation and whole-image evaluation input."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+
+from flakeseg.data.classes import IGNORE_INDEX
+from flakeseg.errors import ConfigError
+
+
+def build_train_transform(
+    augment_cfg: Mapping[str, Any],
+    crop_size: int,
+    ignore_index: int = IGNORE_INDEX,
+    image_interpolation: int = cv2.INTER_LINEAR,
+) -> A.Compose:
+    """The training pipeline of the paper: rotation, random crop, flips, then colour changes.
+
+    Rotation acts on the whole image before cropping, so fewer crop pixels come from outside the image;
+    those that do get ``ignore_index`` in the mask and are skipped by loss and metrics. Masks always use
+    nearest-neighbour interpolation (a blend would invent labels between classes).
+
+    Args:
+        augment_cfg: the ``augment`` config node (see ``conf/augment/none.yaml`` for the keys).
+        crop_size: side of the square training crops.
+        ignore_index: mask value for pixels without a label.
+        image_interpolation: OpenCV interpolation for the image under rotation.
+    """
+    if crop_size < 1:
+        raise ConfigError(f"data.crop_size: must be positive, got {crop_size}")
+    steps: list[A.BasicTransform] = []
+    rotate_limit = float(augment_cfg.get("rotate_limit") or 0)
+    if rotate_limit:
+        steps.append(
+            A.Rotate(
+                limit=(-rotate_limit, rotate_limit),
+                interpolation=image_interpolation,
+                mask_interpolation=cv2.INTER_NEAREST,
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                fill_mask=ignore_index,
+                p=float(augment_cfg.get("rotate_p", 1.0)),
+            )
+        )
+    steps += [
+        A.PadIfNeeded(
+            min_height=crop_size,
+            min_width=crop_size,
+            border_mode=cv2.BORDER_CONSTANT,
+            fill=0,
+            fill_mask=ignore_index,
+        ),
+        A.RandomCrop(height=crop_size, width=crop_size),
+    ]
+    if augment_cfg.get("hflip"):
+        steps.append(A.HorizontalFlip(p=float(augment_cfg["hflip"])))
+    if augment_cfg.get("vflip"):
+        steps.append(A.VerticalFlip(p=float(augment_cfg["vflip"])))
+    hue = float(augment_cfg.get("hue_shift") or 0)
+    if hue:
+        steps.append(
+            A.HueSaturationValue(
+                hue_shift_limit=(-hue, hue),
+                sat_shift_limit=(0, 0),
+                val_shift_limit=(0, 0),
+                p=float(augment_cfg.get("hue_p", 1.0)),
+            )
+        )
+    contrast = augment_cfg.get("contrast")
+    if contrast is not None:
+        low, high = _range(contrast, "augment.contrast")
+        steps.append(
+            A.ColorJitter(
+                brightness=(1, 1),
+                contrast=(low, high),
+                saturation=(1, 1),
+                hue=(0, 0),
+                p=float(augment_cfg.get("contrast_p", 1.0)),
+            )
+        )
+    gray_p = float(augment_cfg.get("grayscale_p") or 0)
+    if gray_p:
+        steps.append(A.ToGray(num_output_channels=3, p=gray_p))
+    return A.Compose(steps)
+
+
+def _range(value: Any, key: str) -> tuple[float, float]:
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
+        raise ConfigError(f"{key}: expected [low, high], got {value!r}")
+    low, high = float(value[0]), float(value[1])
+    if not 0 <= low <= high:
+        raise ConfigError(f"{key}: expected 0 <= low <= high, got [{low}, {high}]")
+    return low, high
+
+
+def pad_to_multiple(image: np.ndarray, mask: np.ndarray, multiple: int, ignore_index: int = IGNORE_INDEX):
+    """Pad bottom and right so both sides are multiples of ``multiple``.
+
+    The image is reflected (no artificial edge for the network to react to) and the mask padding is
+    ``ignore_index``, so padded pixels never count in loss or metrics.
+    """
+    height, width = mask.shape
+    pad_h = (-height) % multiple
+    pad_w = (-width) % multiple
+    if pad_h or pad_w:
+        image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
+        mask = cv2.copyMakeBorder(mask, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=ignore_index)
+    return image, mask
+
+
+def to_tensors(image: np.ndarray, mask: np.ndarray, mean: Sequence[float], std: Sequence[float]):
+    """``H x W x 3`` uint8 and ``H x W`` uint8 to a normalised float ``3 x H x W`` and a long ``H x W``."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    x = (x - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
+    y = torch.from_numpy(np.ascontiguousarray(mask)).long()
+    return x, y

@@ -1,0 +1,20 @@
+"""Exceptions whose message is meant for the user as it is: one line per problem, no traceback needed."""
+
+
+class FlakesegError(Exception):
+    """Base class for errors that the command line reports without a traceback."""
+
+
+class DataError(FlakesegError):
+    """The data set is missing, unreadable or inconsistent.
+
+    Each line of the message names one file and its problem (``path: problem``).
+    """
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class ConfigError(FlakesegError):
+    """A configuration value is wrong; the message names the key (``key: problem``)."""

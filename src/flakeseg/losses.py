@@ -1,0 +1,54 @@
+"""Losses: cross entropy and median-frequency weighted cross entropy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from flakeseg.data.classes import IGNORE_INDEX
+from flakeseg.errors import ConfigError
+
+
+def class_pixel_counts(masks: Iterable[np.ndarray], num_classes: int) -> np.ndarray:
+    """Labelled pixels per class over ``masks`` (``IGNORE_INDEX`` pixels are not counted)."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for mask in masks:
+        counts += np.bincount(mask.ravel(), minlength=256)[:num_classes]
+    return counts
+
+
+def median_frequency_weights(counts: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Median-frequency balancing: ``weight_c = median(freq) / freq_c``.
+
+    ``freq_c`` is class ``c``'s share of all labelled pixels. A class with no pixels gets weight 0 (it
+    cannot contribute to the loss anyway) and is left out of the median.
+
+    >>> median_frequency_weights([90, 6, 4]).round(3).tolist()
+    [0.067, 1.0, 1.5]
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 1 or counts.sum() <= 0:
+        raise ValueError(f"need a 1-D vector of pixel counts with a positive total, got {counts.tolist()}")
+    freq = counts / counts.sum()
+    present = freq > 0
+    median = np.median(freq[present])
+    weights = np.zeros_like(freq)
+    weights[present] = median / freq[present]
+    return weights
+
+
+def build_loss(loss_cfg: Mapping[str, Any], class_weights: Sequence[float] | None) -> nn.Module:
+    """The loss that ``loss.name`` names; ``weighted_ce`` needs the class weights."""
+    name = loss_cfg.get("name")
+    if name == "ce":
+        return nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+    if name == "weighted_ce":
+        if class_weights is None:
+            raise ConfigError("loss.name: weighted_ce needs class weights from the training masks")
+        weight = torch.tensor(list(class_weights), dtype=torch.float32)
+        return nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE_INDEX)
+    raise ConfigError(f"loss.name: unknown loss {name!r}; available: ce, weighted_ce")

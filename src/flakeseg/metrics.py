@@ -1,0 +1,62 @@
+"""Pixel metrics of the paper (mean per-class accuracy, macro precision) and friends, via torchmetrics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassConfusionMatrix,
+    MulticlassJaccardIndex,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from flakeseg.data.classes import IGNORE_INDEX
+
+#: The headline keys, as they appear in logs (``val/...``) and in ``metrics.json`` (``cv/...``).
+HEADLINE = ("mean_class_acc", "macro_precision", "mean_iou")
+
+
+def segmentation_metrics(num_classes: int, ignore_index: int = IGNORE_INDEX) -> MetricCollection:
+    """Pixel metrics accumulated over every labelled pixel of a set of images.
+
+    - ``mean_class_acc``: mean over classes of the share of the class's pixels predicted right
+      (macro recall; the paper's "mean per-class accuracy").
+    - ``macro_precision``: mean over classes of the precision.
+    - ``mean_iou``: mean over classes of intersection over union.
+    - ``class_acc``, ``class_precision``, ``class_iou``: the per-class values.
+    - ``confmat``: confusion matrix, rows = true class, columns = predicted class.
+
+    A class with no true and no predicted pixels is left out of the macro averages; a class that is
+    never predicted has precision 0.
+    """
+    common = {"num_classes": num_classes, "ignore_index": ignore_index, "validate_args": False}
+    return MetricCollection(
+        {
+            "mean_class_acc": MulticlassRecall(average="macro", **common),
+            "macro_precision": MulticlassPrecision(average="macro", **common),
+            "mean_iou": MulticlassJaccardIndex(average="macro", **common),
+            "class_acc": MulticlassRecall(average="none", **common),
+            "class_precision": MulticlassPrecision(average="none", **common),
+            "class_iou": MulticlassJaccardIndex(average="none", **common),
+            "confmat": MulticlassConfusionMatrix(**common),
+        }
+    )
+
+
+def flatten_metrics(
+    values: dict[str, torch.Tensor], class_names: Sequence[str], prefix: str
+) -> dict[str, float]:
+    """Turn a computed collection into flat scalar entries, e.g. ``val/acc_monolayer``.
+
+    The confusion matrix is left out; read it from ``values["confmat"]``.
+    """
+    flat: dict[str, float] = {}
+    for key in HEADLINE:
+        flat[f"{prefix}/{key}"] = float(values[key])
+    for key, short in (("class_acc", "acc"), ("class_precision", "precision"), ("class_iou", "iou")):
+        for name, value in zip(class_names, values[key].tolist(), strict=True):
+            flat[f"{prefix}/{short}_{name}"] = float(value)
+    return flat

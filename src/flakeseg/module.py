@@ -1,0 +1,105 @@
+"""The LightningModule: one segmentation network, its loss, optimiser and pixel metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from flakeseg.errors import ConfigError
+from flakeseg.losses import build_loss
+from flakeseg.metrics import flatten_metrics, segmentation_metrics
+from flakeseg.models import build_model
+
+
+class FlakeSegModule(pl.LightningModule):
+    """Trains a registered segmentation model with (weighted) cross entropy and Adam.
+
+    All constructor arguments are plain containers, so checkpoints load with ``weights_only=True``.
+
+    Args:
+        model: the ``model`` config node as a dict (``name`` plus the builder's options).
+        class_names: class names in index order.
+        loss: the ``loss`` config node as a dict.
+        optim: the ``optim`` config node as a dict (``name``, ``lr``, ``weight_decay``).
+        class_weights: per-class loss weights (median-frequency balancing), or ``None``.
+        class_colors: display colours per class, kept for prediction.
+        normalization: ``{"mean": [...], "std": [...]}`` of the inputs, kept for prediction.
+        data_scale: the resampling factor the model was trained at, kept for prediction.
+    """
+
+    def __init__(
+        self,
+        model: Mapping[str, Any],
+        class_names: Sequence[str],
+        loss: Mapping[str, Any],
+        optim: Mapping[str, Any],
+        class_weights: Sequence[float] | None = None,
+        class_colors: Sequence[str] | None = None,
+        normalization: Mapping[str, Sequence[float]] | None = None,
+        data_scale: float = 1.0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.class_names = list(class_names)
+        self.net = build_model(dict(model), num_classes=len(self.class_names))
+        self.criterion = build_loss(loss, class_weights)
+        self.val_metrics = segmentation_metrics(len(self.class_names))
+        self.test_metrics = segmentation_metrics(len(self.class_names))
+        self.last_val: dict[str, Any] = {}
+        self.last_test: dict[str, Any] = {}
+
+    @property
+    def input_multiple(self) -> int:
+        return int(getattr(self.net, "input_multiple", 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, masks = batch
+        loss = self.criterion(self(images), masks)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=images.shape[0])
+        return loss
+
+    def _eval_step(self, batch, metrics, stage: str) -> None:
+        images, masks = batch
+        logits = self(images)
+        loss = self.criterion(logits, masks)
+        self.log(f"{stage}/loss", loss, on_epoch=True, batch_size=images.shape[0])
+        metrics.update(logits.argmax(dim=1), masks)
+
+    def _eval_epoch_end(self, metrics, stage: str) -> dict[str, Any]:
+        values = metrics.compute()
+        flat = flatten_metrics(values, self.class_names, stage)
+        headline = f"{stage}/mean_class_acc"
+        self.log(headline, flat[headline], prog_bar=True)
+        self.log_dict({k: v for k, v in flat.items() if k != headline})
+        metrics.reset()
+        return {**flat, f"{stage}/confmat": values["confmat"].tolist()}
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.last_val = self._eval_epoch_end(self.val_metrics, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.last_test = self._eval_epoch_end(self.test_metrics, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        optim = self.hparams.optim
+        name = optim.get("name", "adam")
+        lr = float(optim["lr"])
+        if not lr > 0:
+            raise ConfigError(f"optim.lr: must be > 0, got {lr}")
+        if name != "adam":
+            raise ConfigError(f"optim.name: unknown optimiser {name!r}; available: adam")
+        return torch.optim.Adam(
+            self.parameters(), lr=lr, weight_decay=float(optim.get("weight_decay") or 0.0)
+        )

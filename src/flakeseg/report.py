@@ -1,0 +1,81 @@
+"""Writing ``metrics.json`` safely and showing the cross-validation table."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+
+def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
+    """Write JSON through a temporary file and a rename, so a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def summarize_folds(folds: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Mean and sample standard deviation over folds of every scalar ``val/...`` entry, as ``cv/...``.
+
+    With a single fold the standard deviation is reported as 0.
+    """
+    keys = [k for k, v in folds[0].items() if k.startswith("val/") and isinstance(v, float)]
+    summary: dict[str, float] = {}
+    for key in keys:
+        values = np.array([fold[key] for fold in folds], dtype=np.float64)
+        name = "cv/" + key.removeprefix("val/")
+        summary[name] = float(values.mean())
+        summary[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return summary
+
+
+def cv_table(
+    folds: Sequence[Mapping[str, Any]], summary: Mapping[str, float], class_names: Sequence[str], title: str
+) -> Table:
+    """A rich table: one row per fold, then mean +- std."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("fold", justify="right")
+    columns = [
+        ("mean class acc", "mean_class_acc"),
+        ("macro precision", "macro_precision"),
+        ("mean IoU", "mean_iou"),
+    ] + [(f"acc {n}", f"acc_{n}") for n in class_names]
+    for label, _ in columns:
+        table.add_column(label, justify="right")
+    table.add_column("train s", justify="right")
+    for fold in folds:
+        table.add_row(
+            str(fold["fold"]),
+            *[f"{fold['val/' + key]:.3f}" for _, key in columns],
+            f"{fold['train_seconds']:.0f}",
+        )
+    table.add_section()
+    table.add_row(
+        "mean ± std",
+        *[f"{summary['cv/' + key]:.3f} ± {summary['cv/' + key + '_std']:.3f}" for _, key in columns],
+        "",
+        style="bold",
+    )
+    return table
+
+
+def print_cv_table(folds, summary, class_names, title: str, console: Console | None = None) -> None:
+    (console or Console()).print(cv_table(folds, summary, class_names, title))
+
+
+__all__ = ["cv_table", "print_cv_table", "summarize_folds", "write_json_atomic"]

@@ -1,0 +1,133 @@
+"""The data check: every defect is reported as `file: problem`, all of them in one error."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flakeseg.data.catalog import load_dataset
+from flakeseg.data.io import read_image, read_mask
+from flakeseg.errors import DataError
+
+CLASSES = {
+    "names": ["other", "monolayer", "bilayer"],
+    "label_values": [[0, 3], [1], [2]],
+    "colors": ["#000", "#00f", "#0f0"],
+}
+
+
+def _save_mask(path: Path, array: np.ndarray) -> None:
+    image = Image.fromarray(array.astype(np.uint8), mode="P")
+    image.putpalette([0, 0, 0, 0, 0, 255, 0, 255, 0, 255, 0, 0] + [0] * (256 * 3 - 12))
+    image.save(path)
+
+
+def _make_set(root: Path, n: int = 3, shape=(20, 30)) -> dict:
+    (root / "img").mkdir(parents=True)
+    (root / "lab").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (*shape, 3), dtype=np.uint8)).save(
+            root / "img" / f"or{i:05d}.png"
+        )
+        _save_mask(root / "lab" / f"col{i:05d}.png", rng.integers(0, 4, shape))
+    return {
+        "name": "toy",
+        "root": str(root),
+        "image_dir": "img",
+        "mask_dir": "lab",
+        "image_pattern": r"or(?P<id>\d+)\.png",
+        "mask_template": "col{id}.png",
+        "scale": 1.0,
+        "classes": CLASSES,
+    }
+
+
+def test_clean_set_loads_with_class_indices(tmp_path):
+    data = load_dataset(_make_set(tmp_path), progress=False)
+    assert data.ids == ["00000", "00001", "00002"]
+    assert data.images[0].shape == (20, 30, 3) and data.masks[0].dtype == np.uint8
+    # raw 3 (thicker) folds into class 0 (other)
+    assert set(np.unique(np.concatenate([m.ravel() for m in data.masks]))) <= {0, 1, 2}
+
+
+def test_every_defect_is_reported_in_one_pass(tmp_path):
+    cfg = _make_set(tmp_path, n=6)
+    img, lab = tmp_path / "img", tmp_path / "lab"
+    (lab / "col00000.png").unlink()  # image without mask
+    (img / "or00001.png").unlink()  # mask without image
+    _save_mask(lab / "col00002.png", np.zeros((21, 30)))  # size mismatch
+    bad = np.zeros((20, 30))
+    bad[0, 0] = 7
+    _save_mask(lab / "col00003.png", bad)  # unknown label value
+    (img / "or00004.png").write_bytes(b"not a png at all")  # undecodable image
+    Image.new("RGB", (30, 20)).save(lab / "col00005.png")  # RGB mask
+    with pytest.raises(DataError) as err:
+        load_dataset(cfg, progress=False)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 6, lines
+    expected = {
+        "or00000.png": "no mask",
+        "col00001.png": "mask without an image",
+        "col00002.png": "does not match image",
+        "col00003.png": "label values [7]",
+        "or00004.png": "cannot decode",
+        "col00005.png": "mode 'RGB'",
+    }
+    for name, problem in expected.items():
+        assert any(name in line and problem in line for line in lines), (name, lines)
+
+
+def test_missing_root_says_how_to_get_the_data(tmp_path):
+    cfg = _make_set(tmp_path)
+    cfg["root"] = None
+    with pytest.raises(DataError, match="make data"):
+        load_dataset(cfg, progress=False)
+    cfg["root"] = str(tmp_path / "nowhere")
+    with pytest.raises(DataError, match="nowhere: data root does not exist"):
+        load_dataset(cfg, progress=False)
+
+
+def test_empty_image_folder_is_reported(tmp_path):
+    cfg = _make_set(tmp_path, n=1)
+    (tmp_path / "img" / "or00000.png").unlink()
+    with pytest.raises(DataError, match="no image matches"):
+        load_dataset(cfg, progress=False)
+
+
+def test_split_ids_without_files_are_reported(tmp_path):
+    with pytest.raises(DataError, match="'00099'"):
+        load_dataset(_make_set(tmp_path), ids=["00000", "00099"], progress=False)
+
+
+def test_scale_resamples_image_and_mask_together(tmp_path):
+    cfg = {**_make_set(tmp_path, shape=(40, 60)), "scale": 0.5}
+    data = load_dataset(cfg, progress=False)
+    assert data.images[0].shape == (20, 30, 3) and data.masks[0].shape == (20, 30)
+
+
+def test_read_image_handles_16_bit_grayscale_and_rgba(tmp_path):
+    sixteen = np.full((4, 5), 65535, dtype=np.uint16)
+    sixteen[0, 0] = 32896  # about half
+    Image.fromarray(sixteen).save(tmp_path / "g16.png")
+    out = read_image(tmp_path / "g16.png")
+    assert out.shape == (4, 5, 3) and out[1, 1, 0] == 255 and 126 <= out[0, 0, 0] <= 129
+    Image.new("RGBA", (5, 4), (10, 20, 30, 0)).save(tmp_path / "a.png")
+    assert read_image(tmp_path / "a.png")[0, 0].tolist() == [10, 20, 30]
+    Image.new("L", (5, 4), 77).save(tmp_path / "l.png")
+    assert read_image(tmp_path / "l.png")[0, 0].tolist() == [77, 77, 77]
+
+
+def test_palette_mask_reads_indices_not_colours(tmp_path):
+    values = np.array([[0, 1], [2, 3]])
+    _save_mask(tmp_path / "m.png", values)
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), values)
+
+
+def test_truncated_file_is_a_data_error(tmp_path):
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "t.png")
+    data = (tmp_path / "t.png").read_bytes()
+    (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="t.png: cannot decode"):
+        read_image(tmp_path / "t.png")
