@@ -10,10 +10,10 @@ export FLAKESEG_DATA
 PYTEST_ARGS ?= -n 2
 RUN := $(UV) run --frozen
 
-.PHONY: help install train test lint format data clean
+.PHONY: help install train test lint format data clean bench-train
 
 help:  ## show this list
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  data root: FLAKESEG_DATA=$(FLAKESEG_DATA)"
 
 $(CURDIR)/.tools/bin/uv:
@@ -33,7 +33,7 @@ train: install  ## 3-fold CV of the CPU preset on MoS2 (add ARGS="data=graphene 
 test: install  ## run the test suite (uses the real data at FLAKESEG_DATA)
 	$(RUN) pytest $(PYTEST_ARGS)
 
-lint: install  ## ruff check
+lint: install  ## ruff check and ruff format --check
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 
@@ -49,3 +49,6 @@ data:  ## clone the upstream data set into .data/ (needs internet)
 clean:  ## remove run outputs (outputs/*) and caches
 	rm -rf outputs/* .pytest_cache .ruff_cache
 	touch outputs/.gitkeep
+
+bench-train: install  ## training throughput: Lightning vs plain loop, data pipeline, FLOPs (docs/results/bench_train_cpu/)
+	$(RUN) python benchmarks/bench_train.py --out docs/results/bench_train_$(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from flakeseg.config import validate_config
-from flakeseg.data import FlakeDataModule, FlakeImages, fold_ids, load_dataset
+from flakeseg.data import ClassScheme, FlakeDataModule, FlakeImages, fold_ids, load_dataset
 from flakeseg.data.splits import split_from_config
 from flakeseg.errors import ConfigError
 from flakeseg.losses import class_pixel_counts, median_frequency_weights
@@ -35,50 +35,35 @@ def describe_device(accelerator: str) -> str:
     return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def train_fold(cfg: DictConfig, images: FlakeImages, fold: int, output_dir: Path) -> dict[str, Any]:
-    """Train and validate fold ``fold`` with a fresh model and Trainer; return its metrics entry."""
-    train_ids, val_ids = fold_ids(images.ids, int(cfg.cv.folds), fold, int(cfg.cv.seed))
-    train_data, val_data = images.subset(train_ids), images.subset(val_ids)
-    scheme = images.scheme
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-
-    loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True)
-    counts = class_pixel_counts(train_data.masks, scheme.num_classes)
-    weights = median_frequency_weights(counts).tolist()
-    log.info(
-        "fold %d: %d train / %d val images; median-frequency class weights %s",
-        fold,
-        len(train_ids),
-        len(val_ids),
-        dict(zip(scheme.names, [round(w, 3) for w in weights], strict=True)),
-    )
-
-    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+def build_module(cfg: DictConfig, scheme: ClassScheme, weights: list[float] | None) -> FlakeSegModule:
+    """The LightningModule for ``cfg``: model, loss (``weights`` for ``weighted_ce``), optimiser."""
+    data_cfg = cfg.data
     module = FlakeSegModule(
         model=OmegaConf.to_container(cfg.model, resolve=True),
         class_names=list(scheme.names),
-        loss=loss_cfg,
+        loss=OmegaConf.to_container(cfg.loss, resolve=True),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
-        class_weights=weights if loss_cfg.get("name") == "weighted_ce" else None,
+        class_weights=weights if cfg.loss.name == "weighted_ce" else None,
         class_colors=list(scheme.colors),
-        normalization={"mean": list(data_cfg["mean"]), "std": list(data_cfg["std"])},
-        data_scale=float(data_cfg["scale"]),
+        normalization={"mean": list(data_cfg.mean), "std": list(data_cfg.std)},
+        data_scale=float(data_cfg.scale),
+        fast=[name for name, on in (cfg.get("fast") or {}).items() if on],
     )
-    if int(data_cfg["crop_size"]) % module.input_multiple:
+    if int(data_cfg.crop_size) % module.input_multiple:
         raise ConfigError(
-            f"data.crop_size: {data_cfg['crop_size']} is not a multiple of {module.input_multiple}, "
+            f"data.crop_size: {data_cfg.crop_size} is not a multiple of {module.input_multiple}, "
             f"which model {cfg.model.name} needs"
         )
-    datamodule = FlakeDataModule(
-        train_data,
-        val_data,
-        data_cfg,
-        OmegaConf.to_container(cfg.augment, resolve=True),
-        multiple=module.input_multiple,
-        seed=int(cfg.seed) + fold,
-    )
+    return module
 
-    fold_dir = output_dir / f"fold_{fold}"
+
+def build_trainer(
+    cfg: DictConfig, fold_dir: Path, fold: int, extra_callbacks: list[pl.Callback] = (), **overrides: Any
+) -> tuple[pl.Trainer, ModelCheckpoint]:
+    """The Trainer of one fold, with its checkpoint callback, progress bar and logger.
+
+    ``overrides`` replace ``trainer`` config values (the benchmark uses them to shorten runs).
+    """
     checkpoint = ModelCheckpoint(
         dirpath=fold_dir / "checkpoints",
         filename="best",
@@ -88,17 +73,48 @@ def train_fold(cfg: DictConfig, images: FlakeImages, fold: int, output_dir: Path
         auto_insert_metric_name=False,
     )
     logger = instantiate(cfg.logger, version=f"fold_{fold}") if cfg.get("logger") else False
-    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    kwargs = {**OmegaConf.to_container(cfg.trainer, resolve=True), **overrides}
     try:
         trainer = pl.Trainer(
-            **trainer_kwargs,
-            callbacks=[checkpoint, CompactProgressBar(f"fold {fold + 1}/{cfg.cv.folds}")],
+            **kwargs,
+            callbacks=[checkpoint, CompactProgressBar(f"{fold + 1}/{cfg.cv.folds}"), *extra_callbacks],
             logger=logger,
             default_root_dir=str(fold_dir),
             enable_model_summary=False,
         )
     except TypeError as exc:
         raise ConfigError(f"trainer: {exc}") from None
+    return trainer, checkpoint
+
+
+def train_fold(cfg: DictConfig, images: FlakeImages, fold: int, output_dir: Path) -> dict[str, Any]:
+    """Train and validate fold ``fold`` with a fresh model and Trainer; return its metrics entry."""
+    train_ids, val_ids = fold_ids(images.ids, int(cfg.cv.folds), fold, int(cfg.cv.seed))
+    train_data, val_data = images.subset(train_ids), images.subset(val_ids)
+    scheme = images.scheme
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+    counts = class_pixel_counts(train_data.masks, scheme.num_classes)
+    weights = median_frequency_weights(counts).tolist()
+    use_weights = cfg.loss.name == "weighted_ce"
+    log.info(
+        "fold %d: %d train / %d val images; median-frequency class weights %s (%s)",
+        fold,
+        len(train_ids),
+        len(val_ids),
+        dict(zip(scheme.names, [round(w, 3) for w in weights], strict=True)),
+        "used by the loss" if use_weights else f"not used by loss={cfg.loss.name}",
+    )
+    module = build_module(cfg, scheme, weights)
+    datamodule = FlakeDataModule(
+        train_data,
+        val_data,
+        OmegaConf.to_container(cfg.data, resolve=True),
+        OmegaConf.to_container(cfg.augment, resolve=True),
+        multiple=module.input_multiple,
+        seed=int(cfg.seed) + fold,
+    )
+    trainer, checkpoint = build_trainer(cfg, output_dir / f"fold_{fold}", fold)
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
@@ -106,15 +122,15 @@ def train_fold(cfg: DictConfig, images: FlakeImages, fold: int, output_dir: Path
     # Score the model as it is after the last epoch: the epoch count is a hyperparameter chosen by CV,
     # so picking the best epoch on the validation fold would bias the CV score upwards.
     trainer.validate(module, datamodule=datamodule, verbose=False)
-    final = dict(module.last_val)
     best_score = checkpoint.best_model_score
     return {
         "fold": fold,
         "train_ids": train_ids,
         "val_ids": val_ids,
-        **final,
+        **module.last_val,
         "class_pixel_counts": counts.tolist(),
-        "class_weights": weights,
+        "median_frequency_weights": weights,
+        "loss_weighted": use_weights,
         "epochs": int(trainer.current_epoch),
         "train_seconds": train_seconds,
         "best_epoch_score": float(best_score) if best_score is not None else None,

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from flakeseg.errors import ConfigError
+from flakeseg.fast import apply_fast_paths
 from flakeseg.losses import build_loss
 from flakeseg.metrics import flatten_metrics, segmentation_metrics
 from flakeseg.models import build_model
@@ -28,6 +29,8 @@ class FlakeSegModule(pl.LightningModule):
         class_colors: display colours per class, kept for prediction.
         normalization: ``{"mean": [...], "std": [...]}`` of the inputs, kept for prediction.
         data_scale: the resampling factor the model was trained at, kept for prediction.
+        fast: fast paths for the network, a subset of ``("channels_last", "compile")`` (see
+            :mod:`flakeseg.fast`; bf16 is Lightning's ``trainer.precision=bf16-mixed``).
     """
 
     def __init__(
@@ -40,11 +43,15 @@ class FlakeSegModule(pl.LightningModule):
         class_colors: Sequence[str] | None = None,
         normalization: Mapping[str, Sequence[float]] | None = None,
         data_scale: float = 1.0,
+        fast: Sequence[str] = (),
     ):
         super().__init__()
         self.save_hyperparameters()
         self.class_names = list(class_names)
         self.net = build_model(dict(model), num_classes=len(self.class_names))
+        if "bf16" in fast:
+            raise ConfigError("fast.bf16: use trainer.precision=bf16-mixed for bf16 training")
+        self.net, _ = apply_fast_paths(self.net, fast, device_type="cpu")
         self.criterion = build_loss(loss, class_weights)
         self.val_metrics = segmentation_metrics(len(self.class_names))
         self.test_metrics = segmentation_metrics(len(self.class_names))

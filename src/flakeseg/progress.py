@@ -13,17 +13,21 @@ _BAR_METRICS = {"train/loss_step": "loss", "val/mean_class_acc": "val acc"}
 
 
 class CompactProgressBar(RichProgressBar):
-    """Rich progress bar showing the fold, the step loss and the last validation accuracy."""
+    """Rich progress bar showing the fold, the step loss and the last validation accuracy.
 
-    def __init__(self, description: str = ""):
+    Args:
+        fold: shown as ``fold <fold>``, e.g. ``"2/3"``.
+    """
+
+    def __init__(self, fold: str = ""):
         super().__init__(leave=False)
-        self.description = description
+        self.fold = fold
 
     def get_metrics(self, trainer, pl_module) -> dict[str, Any]:
         metrics = super().get_metrics(trainer, pl_module)
         shown = {short: metrics[key] for key, short in _BAR_METRICS.items() if key in metrics}
-        if self.description:
-            shown = {"": self.description, **shown}
+        if self.fold:
+            shown = {"fold": self.fold, **shown}
         return shown
 
 

@@ -75,7 +75,10 @@ def cv_table(
 
 
 def print_cv_table(folds, summary, class_names, title: str, console: Console | None = None) -> None:
-    (console or Console()).print(cv_table(folds, summary, class_names, title))
+    console = console or Console()
+    if not console.is_terminal:  # logs and pipes: wide enough that no column is cut
+        console.width = max(console.width, 140)
+    console.print(cv_table(folds, summary, class_names, title))
 
 
 __all__ = ["cv_table", "print_cv_table", "summarize_folds", "write_json_atomic"]

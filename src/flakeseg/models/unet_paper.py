@@ -31,13 +31,25 @@ class PaperUNet(nn.Module):
         in_channels: input channels (3 for RGB).
         base_channels: feature maps of the first level ``b``.
         dropout: dropout probability after the first three up-convolutions (paper: 0.5).
+        init: ``"he"`` draws convolution weights from N(0, 2 / fan_in) with zero biases, as the original
+            U-Net (Ronneberger et al. 2015) does for ReLU networks without normalisation, so the signal
+            neither dies nor explodes through the layers; ``"torch"`` keeps PyTorch's default.
     """
 
     depth = 4
     input_multiple = 2**depth
 
-    def __init__(self, num_classes: int, in_channels: int = 3, base_channels: int = 64, dropout: float = 0.5):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        base_channels: int = 64,
+        dropout: float = 0.5,
+        init: str = "he",
+    ):
         super().__init__()
+        if init not in ("he", "torch"):
+            raise ConfigError(f"model.init: must be 'he' or 'torch', got {init!r}")
         if base_channels < 1:
             raise ConfigError(f"model.base_channels: must be positive, got {base_channels}")
         if not 0.0 <= dropout < 1.0:
@@ -58,6 +70,11 @@ class PaperUNet(nn.Module):
             self.dropout.append(nn.Dropout(dropout) if level >= 1 else nn.Identity())
             self.up.append(_conv_relu(2 * widths[level], widths[level]))
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+        if init == "he":
+            for module in self.modules():
+                if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+                    nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+                    nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -76,6 +93,8 @@ class PaperUNet(nn.Module):
 
 @register_model("unet_paper")
 def build_unet_paper(
-    num_classes: int, in_channels: int = 3, base_channels: int = 64, dropout: float = 0.5
+    num_classes: int, in_channels: int = 3, base_channels: int = 64, dropout: float = 0.5, init: str = "he"
 ) -> PaperUNet:
-    return PaperUNet(num_classes, in_channels=in_channels, base_channels=base_channels, dropout=dropout)
+    return PaperUNet(
+        num_classes, in_channels=in_channels, base_channels=base_channels, dropout=dropout, init=init
+    )
