@@ -130,9 +130,9 @@ def plain_steps(net, criterion, optimizer, batches, device, skip, autocast=None)
     return times[skip:]
 
 
-def bench_profile(name: str, overrides: list[str], args: argparse.Namespace) -> dict:
+def bench_profile(name: str, overrides: list[str], args: argparse.Namespace, workdir: Path) -> dict:
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, *args.override])
+        cfg = compose("train", overrides=[*overrides, *args.override, f"paths.output_dir={workdir}"])
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     images = load_dataset(data_cfg, ids=split_from_config(data_cfg)["train"], progress=False)
     train_ids, val_ids = fold_ids(images.ids, int(cfg.cv.folds), 0, int(cfg.cv.seed))
@@ -168,26 +168,34 @@ def bench_profile(name: str, overrides: list[str], args: argparse.Namespace) -> 
     del loader
 
     # 1. framework overhead, alternating Lightning and the plain loop over the same batches
-    # same architecture, its own weights and optimiser
-    plain = build_model(OmegaConf.to_container(cfg.model, resolve=True), images.scheme.num_classes).to(device)
+    # same architecture and fast paths as the Lightning module, its own weights and optimiser
+    enabled = [name for name, on in (cfg.get("fast") or {}).items() if on]
+    plain, _ = apply_fast_paths(
+        build_model(OmegaConf.to_container(cfg.model, resolve=True), images.scheme.num_classes).to(device),
+        enabled,
+        device.type,
+    )
     plain_opt = torch.optim.Adam(plain.parameters(), lr=float(cfg.optim.lr))
     criterion = module.criterion.to(device)
-    lightning_times, plain_times = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.repeats):
-            timer = StepTimer()
-            trainer, _ = build_trainer(
-                cfg,
-                Path(tmp),
-                fold=0,
-                extra_callbacks=[timer],
-                max_epochs=1,
-                limit_val_batches=0,
-                num_sanity_val_steps=0,
-            )
-            trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
-            lightning_times += timer.step_times(args.skip)
-            plain_times += plain_steps(plain, criterion, plain_opt, batches, device, args.skip)
+    lightning_times, plain_times, ratios = [], [], []
+    for _ in range(args.repeats):
+        timer = StepTimer()
+        trainer, _ = build_trainer(
+            cfg,
+            workdir,
+            fold=0,
+            extra_callbacks=[timer],
+            max_epochs=1,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+        )
+        trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+        lightning = timer.step_times(args.skip)
+        plain_run = plain_steps(plain, criterion, plain_opt, batches, device, args.skip)
+        # the machine's speed drifts between repeats: compare each Lightning repeat with its neighbour
+        ratios.append(statistics.median(lightning) / statistics.median(plain_run))
+        lightning_times += lightning
+        plain_times += plain_run
     lightning_step = statistics.median(lightning_times)
     plain_step = statistics.median(plain_times)
 
@@ -229,7 +237,9 @@ def bench_profile(name: str, overrides: list[str], args: argparse.Namespace) -> 
         "steps_timed": len(lightning_times),
         "lightning_step_s": lightning_step,
         "plain_step_s": plain_step,
-        "overhead_ratio": lightning_step / plain_step,
+        "overhead_ratio": statistics.median(ratios),
+        "overhead_ratio_range": [min(ratios), max(ratios)],
+        "fast_paths": enabled,
         "pipeline_samples_per_s": delivered,
         "model_samples_per_s": model_rate,
         "pipeline_margin": delivered / model_rate,
@@ -268,9 +278,12 @@ def render(rows: list[dict], info: dict, command: str) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['profile']} (base {r['base_channels']}, {r['num_workers']} workers) | "
+            f"| {r['profile']} (base {r['base_channels']}, {r['num_workers']} workers, "
+            f"fast paths: {', '.join(r['fast_paths']) or 'none'}) | "
             f"{r['crop_size']} x {r['batch_size']} | {r['lightning_step_s']:.4f} | {r['plain_step_s']:.4f} | "
-            f"{r['overhead_ratio']:.3f} | {r['pipeline_samples_per_s']:.0f} | "
+            f"{r['overhead_ratio']:.3f} "
+            f"({r['overhead_ratio_range'][0]:.2f}-{r['overhead_ratio_range'][1]:.2f}) | "
+            f"{r['pipeline_samples_per_s']:.0f} | "
             f"{r['model_samples_per_s']:.1f} | "
             f"{r['pipeline_margin']:.1f}x | {r['train_flops_per_step'] / 1e9:.2f} | "
             f"{r['achieved_flops'] / 1e9:.1f} | {r['matmul_peak_flops'] / 1e9:.0f} | "
@@ -281,7 +294,9 @@ def render(rows: list[dict], info: dict, command: str) -> str:
     lines += [
         "",
         "Step times are medians over the timed steps (first steps of each repeat skipped), Lightning and",
-        "the plain loop alternating in one process over the same pre-loaded batches. The pipeline figure",
+        "the plain loop alternating in one process over the same pre-loaded batches; the overhead is the",
+        "median over repeats of (Lightning median / plain median) of neighbouring repeats, with its range",
+        "in brackets (this shared 2-core machine drifts by 10-20 % between repeats). The pipeline figure",
         "is what the real training DataLoader delivers with the profile's workers; the model figure is",
         "batch size over the Lightning step time. FLOPs are counted for forward + backward of one batch.",
     ]
@@ -298,7 +313,7 @@ def main() -> None:
         f"choices: {', '.join(PROFILES)}",
     )
     parser.add_argument("--steps", type=int, default=24, help="batches per repeat")
-    parser.add_argument("--repeats", type=int, default=3, help="alternations of Lightning and plain loop")
+    parser.add_argument("--repeats", type=int, default=6, help="alternations of Lightning and plain loop")
     parser.add_argument("--skip", type=int, default=3, help="warm-up steps dropped from each repeat")
     parser.add_argument("--data-warmup", type=int, default=4, help="batches before timing the DataLoader")
     parser.add_argument(
@@ -323,7 +338,8 @@ def main() -> None:
         if name.endswith("_gpu") or torch.cuda.is_available():
             overrides = [*overrides, "trainer=gpu"]
         print(f"benchmarking {name} ...", flush=True)
-        rows.append(bench_profile(name, overrides, args))
+        with tempfile.TemporaryDirectory() as workdir:
+            rows.append(bench_profile(name, overrides, args, Path(workdir)))
     command = "python benchmarks/bench_train.py " + " ".join(sys.argv[1:])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_train.json").write_text(

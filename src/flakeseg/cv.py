@@ -32,7 +32,18 @@ def describe_device(accelerator: str) -> str:
     """A short description of where training ran, for reports."""
     if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"CPU {_cpu_model()}, {torch.get_num_threads()} threads"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def build_module(cfg: DictConfig, scheme: ClassScheme, weights: list[float] | None) -> FlakeSegModule:
