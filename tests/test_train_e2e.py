@@ -154,3 +154,6 @@ def test_presets_compose_and_command_line_wins():
     assert compose_train(["experiment=paper", "augment=gray"]).augment.grayscale_p > 0
     quick = compose_train([])
     assert quick.model.base_channels < 64 and quick.data.scale < 1
+    # presets override top-level defaults of train.yaml too, and the command line overrides presets
+    assert quick.fast.channels_last is True and quick.data.num_workers == 0
+    assert compose_train(["fast.channels_last=false"]).fast.channels_last is False

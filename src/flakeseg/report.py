@@ -81,4 +81,45 @@ def print_cv_table(folds, summary, class_names, title: str, console: Console | N
     console.print(cv_table(folds, summary, class_names, title))
 
 
-__all__ = ["cv_table", "print_cv_table", "summarize_folds", "write_json_atomic"]
+__all__ = ["cv_markdown", "cv_table", "print_cv_table", "summarize_folds", "write_json_atomic"]
+
+
+def cv_markdown(metrics: Mapping[str, Any]) -> str:
+    """A markdown table of a ``metrics.json``: one row per fold, then mean +- std."""
+    names = list(metrics["class_names"])
+    keys = ["mean_class_acc", "macro_precision", "mean_iou"] + [f"acc_{n}" for n in names]
+    header = (
+        ["fold", "mean class acc", "macro precision", "mean IoU"] + [f"acc {n}" for n in names] + ["train s"]
+    )
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for fold in metrics["folds"]:
+        cells = (
+            [str(fold["fold"])] + [f"{fold['val/' + k]:.3f}" for k in keys] + [f"{fold['train_seconds']:.0f}"]
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    cells = ["**mean ± std**"] + [
+        f"**{metrics['cv/' + k]:.3f} ± {metrics['cv/' + k + '_std']:.3f}**" for k in keys
+    ]
+    lines.append("| " + " | ".join([*cells, f"{metrics.get('wall_seconds', 0):.0f} (CV wall)"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _main() -> None:
+    """Print the CV table of one or more metrics.json files as markdown."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m flakeseg.report", description=_main.__doc__)
+    parser.add_argument("metrics", nargs="+", type=Path, help="metrics.json files written by train.py")
+    for path in parser.parse_args().metrics:
+        metrics = json.loads(path.read_text())
+        model, config = metrics["config"]["model"], metrics["config"]
+        print(
+            f"### {metrics['data']}: {model['name']} (base {model.get('base_channels')}), "
+            f"loss={config['loss']['name']}, augment={config['augment']['name']}\n"
+        )
+        print(f"`{path}`, {metrics['device']}, complete: {metrics['complete']}\n")
+        print(cv_markdown(metrics))
+
+
+if __name__ == "__main__":
+    _main()
