@@ -50,5 +50,5 @@ clean:  ## remove run outputs (outputs/*) and caches
 	rm -rf outputs/* .pytest_cache .ruff_cache
 	touch outputs/.gitkeep
 
-bench-train: install  ## training throughput: Lightning vs plain loop, data pipeline, FLOPs (docs/results/bench_train_cpu/)
+bench-train: install  ## training throughput: Lightning vs plain loop, data pipeline, FLOPs (docs/results/bench_train_*)
 	$(RUN) python benchmarks/bench_train.py --out docs/results/bench_train_$(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
