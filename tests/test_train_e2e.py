@@ -59,6 +59,9 @@ def test_mos2_cv_writes_every_metric_and_checkpoints(tiny_cfg, tmp_path):
     model = FlakeSegModule.load_from_checkpoint(metrics["folds"][0]["best_checkpoint"], map_location="cpu")
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
     assert (tmp_path / "csv" / "fold_0" / "metrics.csv").exists()
+    # one learning-curve point per training epoch, and the plot of them
+    assert [h["epoch"] for h in metrics["folds"][0]["val_history"]] == [1]
+    assert (tmp_path / "learning_curves.png").stat().st_size > 1000
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from flakeseg.errors import ConfigError
 from flakeseg.losses import class_pixel_counts, median_frequency_weights
 from flakeseg.module import FlakeSegModule
 from flakeseg.progress import CompactProgressBar, quiet_lightning
-from flakeseg.report import print_cv_table, summarize_folds, write_json_atomic
+from flakeseg.report import plot_learning_curves, print_cv_table, summarize_folds, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ def train_fold(cfg: DictConfig, images: FlakeImages, fold: int, output_dir: Path
         "median_frequency_weights": weights,
         "loss_weighted": use_weights,
         "epochs": int(trainer.current_epoch),
+        "val_history": module.val_history,
         "train_seconds": train_seconds,
         "best_epoch_score": float(best_score) if best_score is not None else None,
         "best_checkpoint": checkpoint.best_model_path,
@@ -192,6 +193,7 @@ def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
         f"augment={cfg.augment.name} ({payload['wall_seconds']:.0f} s)"
     )
     print_cv_table(payload["folds"], payload, list(images.scheme.names), title)
+    plot_learning_curves(payload["folds"], output_dir / "learning_curves.png", title)
     log.info("metrics written to %s", metrics_path)
     return payload
 

@@ -57,6 +57,8 @@ class FlakeSegModule(pl.LightningModule):
         self.test_metrics = segmentation_metrics(len(self.class_names))
         self.last_val: dict[str, Any] = {}
         self.last_test: dict[str, Any] = {}
+        #: headline validation metrics after each training epoch, for learning curves
+        self.val_history: list[dict[str, float]] = []
 
     @property
     def input_multiple(self) -> int:
@@ -92,6 +94,9 @@ class FlakeSegModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.last_val = self._eval_epoch_end(self.val_metrics, "val")
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            keys = ("val/mean_class_acc", "val/macro_precision", "val/mean_iou")
+            self.val_history.append({"epoch": self.current_epoch + 1, **{k: self.last_val[k] for k in keys}})
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, self.test_metrics, "test")

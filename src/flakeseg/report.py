@@ -18,6 +18,7 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     """Write JSON through a temporary file and a rename, so a kill never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be read by others
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle, indent=2, sort_keys=False)
@@ -82,6 +83,34 @@ def print_cv_table(folds, summary, class_names, title: str, console: Console | N
 
 
 __all__ = ["cv_markdown", "cv_table", "print_cv_table", "summarize_folds", "write_json_atomic"]
+
+
+def plot_learning_curves(folds: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
+    """Validation mean per-class accuracy and macro precision per epoch, one line per fold, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    for key, ax, label in (
+        (("val/mean_class_acc"), axes[0], "mean per-class accuracy"),
+        (("val/macro_precision"), axes[1], "macro precision"),
+    ):
+        for fold in folds:
+            history = fold.get("val_history") or []
+            ax.plot([h["epoch"] for h in history], [h[key] for h in history], label=f"fold {fold['fold']}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"validation {label}")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
 
 
 def cv_markdown(metrics: Mapping[str, Any]) -> str:
