@@ -11,7 +11,7 @@ import torch
 from flakeseg.errors import ConfigError
 from flakeseg.fast import apply_fast_paths
 from flakeseg.losses import build_loss
-from flakeseg.metrics import flatten_metrics, segmentation_metrics
+from flakeseg.metrics import HEADLINE, flatten_metrics, segmentation_metrics
 from flakeseg.models import build_model
 
 
@@ -95,8 +95,8 @@ class FlakeSegModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.last_val = self._eval_epoch_end(self.val_metrics, "val")
         if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
-            keys = ("val/mean_class_acc", "val/macro_precision", "val/mean_iou")
-            self.val_history.append({"epoch": self.current_epoch + 1, **{k: self.last_val[k] for k in keys}})
+            headline = {f"val/{k}": self.last_val[f"val/{k}"] for k in HEADLINE}
+            self.val_history.append({"epoch": self.current_epoch + 1, **headline})
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, self.test_metrics, "test")

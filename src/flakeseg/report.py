@@ -94,8 +94,8 @@ def plot_learning_curves(folds: Sequence[Mapping[str, Any]], path: Path, title: 
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
     for key, ax, label in (
-        (("val/mean_class_acc"), axes[0], "mean per-class accuracy"),
-        (("val/macro_precision"), axes[1], "macro precision"),
+        ("val/mean_class_acc", axes[0], "mean per-class accuracy"),
+        ("val/macro_precision", axes[1], "macro precision"),
     ):
         for fold in folds:
             history = fold.get("val_history") or []
