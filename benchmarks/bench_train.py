@@ -186,7 +186,8 @@ def bench_profile(
         trainer, _ = build_trainer(
             cfg,
             workdir,
-            fold=0,
+            label="bench",
+            version="bench",
             extra_callbacks=[timer],
             max_epochs=1,
             limit_val_batches=0,

@@ -13,12 +13,20 @@ from flakeseg.errors import ConfigError
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
+#: what ``stage=`` may be: k-fold CV on the training split, or training on it all and scoring the test split
+STAGES = ("cv", "test")
+
+
 def _number(cfg: DictConfig, key: str, kind: type = float):
     value = cfg
     for part in key.split("."):
         if part not in value:
             raise ConfigError(f"{key}: missing from the config")
         value = value[part]
+    return _as_number(value, key, kind)
+
+
+def _as_number(value, key: str, kind: type = float):
     try:
         number = kind(value)
     except (TypeError, ValueError):
@@ -50,6 +58,20 @@ def validate_config(cfg: DictConfig) -> None:
         fold = _number(cfg, "cv.fold", int)
         if not 0 <= fold < int(cfg.cv.folds):
             raise ConfigError(f"cv.fold: must be in 0..{int(cfg.cv.folds) - 1} or null, got {fold}")
+    if cfg.get("stage", "cv") not in STAGES:
+        raise ConfigError(f"stage: must be one of {', '.join(STAGES)}, got {cfg.get('stage')!r}")
+    budgets = cfg.cv.get("eval_epochs")
+    if budgets is not None:
+        if isinstance(budgets, (int, float, str)) or not len(budgets):
+            raise ConfigError(f"cv.eval_epochs: expected a list of epochs like [10,30], got {budgets!r}")
+        epochs = [_as_number(value, "cv.eval_epochs", int) for value in budgets]
+        if min(epochs) < 1:
+            raise ConfigError(f"cv.eval_epochs: epochs must be at least 1, got {epochs}")
+        if max(epochs) != int(cfg.trainer.max_epochs):
+            raise ConfigError(
+                f"cv.eval_epochs: the largest budget ({max(epochs)}) must equal trainer.max_epochs "
+                f"({cfg.trainer.max_epochs})"
+            )
     if cfg.data.get("samples_per_epoch") is None:
         if _number(cfg, "data.samples_per_image", int) < 1:
             raise ConfigError("data.samples_per_image: must be at least 1")

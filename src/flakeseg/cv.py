@@ -6,6 +6,7 @@ import logging
 import platform
 import time
 from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -14,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from flakeseg.callbacks import ValidateAtEpochs
 from flakeseg.config import validate_config
 from flakeseg.data import ClassScheme, FlakeDataModule, FlakeImages, fold_ids, load_dataset
 from flakeseg.data.splits import split_from_config
@@ -21,6 +23,7 @@ from flakeseg.errors import ConfigError
 from flakeseg.losses import class_pixel_counts, median_frequency_weights
 from flakeseg.module import FlakeSegModule
 from flakeseg.progress import CompactProgressBar, quiet_lightning
+from flakeseg.resume import load_previous
 from flakeseg.report import plot_learning_curves, print_cv_table, summarize_folds, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -69,28 +72,42 @@ def build_module(cfg: DictConfig, scheme: ClassScheme, weights: list[float] | No
 
 
 def build_trainer(
-    cfg: DictConfig, fold_dir: Path, fold: int, extra_callbacks: list[pl.Callback] = (), **overrides: Any
+    cfg: DictConfig,
+    run_dir: Path,
+    label: str,
+    version: str,
+    validate: bool = True,
+    extra_callbacks: Sequence[pl.Callback] = (),
+    **overrides: Any,
 ) -> tuple[pl.Trainer, ModelCheckpoint]:
-    """The Trainer of one fold, with its checkpoint callback, progress bar and logger.
+    """A Trainer writing to ``run_dir``, with its checkpoint callback, progress bar and logger.
 
-    ``overrides`` replace ``trainer`` config values (the benchmark uses them to shorten runs).
+    Args:
+        label: shown in the progress bar (e.g. ``"2/3"`` for the second fold).
+        version: the logger's version folder (e.g. ``"fold_1"``).
+        validate: with ``False`` there is no validation loop and the checkpoint is the final model.
+        overrides: replace ``trainer`` config values (the benchmark uses them to shorten runs).
     """
-    checkpoint = ModelCheckpoint(
-        dirpath=fold_dir / "checkpoints",
-        filename="best",
-        monitor=str(cfg.checkpoint.monitor),
-        mode="max",
-        save_last=bool(cfg.checkpoint.save_last),
-        auto_insert_metric_name=False,
-    )
-    logger = instantiate(cfg.logger, version=f"fold_{fold}") if cfg.get("logger") else False
+    if validate:
+        checkpoint = ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best",
+            monitor=str(cfg.checkpoint.monitor),
+            mode="max",
+            save_last=bool(cfg.checkpoint.save_last),
+            auto_insert_metric_name=False,
+        )
+    else:
+        checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="final", save_last=False)
+        overrides = {"limit_val_batches": 0, "num_sanity_val_steps": 0, **overrides}
+    logger = instantiate(cfg.logger, version=version) if cfg.get("logger") else False
     kwargs = {**OmegaConf.to_container(cfg.trainer, resolve=True), **overrides}
     try:
         trainer = pl.Trainer(
             **kwargs,
-            callbacks=[checkpoint, CompactProgressBar(f"{fold + 1}/{cfg.cv.folds}"), *extra_callbacks],
+            callbacks=[checkpoint, CompactProgressBar(label), *extra_callbacks],
             logger=logger,
-            default_root_dir=str(fold_dir),
+            default_root_dir=str(run_dir),
             enable_model_summary=False,
         )
     except TypeError as exc:
@@ -98,8 +115,17 @@ def build_trainer(
     return trainer, checkpoint
 
 
+def eval_epochs(cfg: DictConfig) -> list[int]:
+    """The epoch budgets of ``cv.eval_epochs`` (sorted), or ``[]`` when unset."""
+    return sorted({int(e) for e in (cfg.cv.get("eval_epochs") or [])})
+
+
 def train_fold(cfg: DictConfig, images: FlakeImages, fold: int, output_dir: Path) -> dict[str, Any]:
-    """Train and validate fold ``fold`` with a fresh model and Trainer; return its metrics entry."""
+    """Train and validate fold ``fold`` with a fresh model and Trainer; return its metrics entry.
+
+    With ``cv.eval_epochs`` the fold is validated after exactly those epochs and the entry's
+    ``budgets`` holds the validation metrics of each.
+    """
     train_ids, val_ids = fold_ids(images.ids, int(cfg.cv.folds), fold, int(cfg.cv.seed))
     train_data, val_data = images.subset(train_ids), images.subset(val_ids)
     scheme = images.scheme
@@ -125,16 +151,25 @@ def train_fold(cfg: DictConfig, images: FlakeImages, fold: int, output_dir: Path
         multiple=module.input_multiple,
         seed=int(cfg.seed) + fold,
     )
-    trainer, checkpoint = build_trainer(cfg, output_dir / f"fold_{fold}", fold)
+    budgets = eval_epochs(cfg)
+    trainer, checkpoint = build_trainer(
+        cfg,
+        output_dir / f"fold_{fold}",
+        label=f"{fold + 1}/{cfg.cv.folds}",
+        version=f"fold_{fold}",
+        extra_callbacks=[ValidateAtEpochs(budgets)] if budgets else (),
+    )
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     train_seconds = time.perf_counter() - start
     # Score the model as it is after the last epoch: the epoch count is a hyperparameter chosen by CV,
-    # so picking the best epoch on the validation fold would bias the CV score upwards.
-    trainer.validate(module, datamodule=datamodule, verbose=False)
+    # so picking the best epoch on the validation fold would bias the CV score upwards. With budgets,
+    # the last epoch is one of them and was validated during fit.
+    if not budgets:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     best_score = checkpoint.best_model_score
-    return {
+    entry = {
         "fold": fold,
         "train_ids": train_ids,
         "val_ids": val_ids,
@@ -149,26 +184,53 @@ def train_fold(cfg: DictConfig, images: FlakeImages, fold: int, output_dir: Path
         "best_checkpoint": checkpoint.best_model_path,
         "last_checkpoint": checkpoint.last_model_path,
     }
+    if budgets:
+        entry["budgets"] = {
+            str(h["epoch"]): {k: v for k, v in h.items() if k.startswith("val/")}
+            for h in module.val_history
+            if h["epoch"] in budgets
+        }
+    return entry
+
+
+def summarize_budgets(folds: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """``cv/...`` mean and std over folds of each epoch budget that every fold reached."""
+    common = set.intersection(*(set(f.get("budgets") or {}) for f in folds)) if folds else set()
+    return {e: summarize_folds([f["budgets"][e] for f in folds]) for e in sorted(common, key=int)}
 
 
 def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
     """Run the cross-validation that ``cfg`` describes and write ``<paths.output_dir>/metrics.json``.
 
+    With ``resume=true`` (the default) a complete ``metrics.json`` of the same config in the output
+    folder is returned without training, and the folds of an incomplete one are kept.
+
     Returns:
         the ``metrics.json`` content: ``cv/<metric>`` and ``cv/<metric>_std`` over folds, a ``folds``
-        list with each fold's validation metrics, ids, class weights and checkpoints, and the config.
+        list with each fold's validation metrics, ids, class weights and checkpoints, and the config;
+        with ``cv.eval_epochs`` also ``budgets``: the ``cv/`` summary of each epoch budget.
     """
     validate_config(cfg)
     quiet_lightning()
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-    split = split_from_config(data_cfg)
-    images = load_dataset(data_cfg, ids=split["train"])
+    metrics_path = output_dir / METRICS_FILE
+    config = OmegaConf.to_container(cfg, resolve=True)
+    data_cfg = config["data"]
     n_folds = int(cfg.cv.folds)
     folds_to_run = list(range(n_folds)) if cfg.cv.get("fold") is None else [int(cfg.cv.fold)]
 
-    started = time.perf_counter()
+    previous = load_previous(metrics_path, config) if cfg.get("resume", True) else None
+    if previous is not None and previous.get("complete"):
+        log.info("%s is complete for this config: nothing to train (resume=false retrains)", metrics_path)
+        return previous
+    done = {f["fold"]: f for f in (previous or {}).get("folds", []) if f["fold"] in folds_to_run}
+    if done:
+        log.info("resuming %s: folds %s already done", metrics_path, sorted(done))
+
+    split = split_from_config(data_cfg)
+    images = load_dataset(data_cfg, ids=split["train"])
+    started = time.perf_counter() - float((previous or {}).get("wall_seconds", 0.0))
     payload: dict[str, Any] = {
         "complete": False,
         "data": data_cfg["name"],
@@ -176,13 +238,14 @@ def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
         "folds_requested": folds_to_run,
         "device": describe_device(str(cfg.trainer.accelerator)),
         "versions": {"torch": torch.__version__, "pytorch_lightning": pl.__version__},
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": config,
         "folds": [],
     }
-    metrics_path = output_dir / METRICS_FILE
     for fold in folds_to_run:
-        payload["folds"].append(train_fold(cfg, images, fold, output_dir))
+        payload["folds"].append(done[fold] if fold in done else train_fold(cfg, images, fold, output_dir))
         payload.update(summarize_folds(payload["folds"]))
+        if eval_epochs(cfg):
+            payload["budgets"] = summarize_budgets(payload["folds"])
         payload["wall_seconds"] = time.perf_counter() - started
         write_json_atomic(metrics_path, _ordered(payload))
     payload["complete"] = True

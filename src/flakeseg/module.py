@@ -11,7 +11,7 @@ import torch
 from flakeseg.errors import ConfigError
 from flakeseg.fast import apply_fast_paths
 from flakeseg.losses import build_loss
-from flakeseg.metrics import HEADLINE, flatten_metrics, segmentation_metrics
+from flakeseg.metrics import flatten_metrics, segmentation_metrics
 from flakeseg.models import build_model
 
 
@@ -57,7 +57,8 @@ class FlakeSegModule(pl.LightningModule):
         self.test_metrics = segmentation_metrics(len(self.class_names))
         self.last_val: dict[str, Any] = {}
         self.last_test: dict[str, Any] = {}
-        #: headline validation metrics after each training epoch, for learning curves
+        #: scalar validation metrics after each validated training epoch (learning curves, and the
+        #: epoch budgets of ``cv.eval_epochs``)
         self.val_history: list[dict[str, float]] = []
 
     @property
@@ -95,8 +96,8 @@ class FlakeSegModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.last_val = self._eval_epoch_end(self.val_metrics, "val")
         if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
-            headline = {f"val/{k}": self.last_val[f"val/{k}"] for k in HEADLINE}
-            self.val_history.append({"epoch": self.current_epoch + 1, **headline})
+            scalars = {k: v for k, v in self.last_val.items() if isinstance(v, float)}
+            self.val_history.append({"epoch": self.current_epoch + 1, **scalars})
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, self.test_metrics, "test")

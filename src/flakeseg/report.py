@@ -14,20 +14,48 @@ from rich.console import Console
 from rich.table import Table
 
 
-def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write JSON through a temporary file and a rename, so a kill never leaves half a file."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text through a temporary file and a rename, so a kill never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be read by others
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=False)
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
+    """Write JSON atomically (see :func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False))
+
+
+def write_csv_atomic(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> None:
+    """Write dict rows as CSV atomically; ``columns`` default to the first row's keys."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns or (rows[0].keys() if rows else [])))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def save_figure_atomic(fig: Any, path: Path, dpi: int = 110) -> None:
+    """Save a matplotlib figure through a temporary file and a rename, then close it."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    tmp.replace(path)
 
 
 def summarize_folds(folds: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -82,7 +110,16 @@ def print_cv_table(folds, summary, class_names, title: str, console: Console | N
     console.print(cv_table(folds, summary, class_names, title))
 
 
-__all__ = ["cv_markdown", "cv_table", "print_cv_table", "summarize_folds", "write_json_atomic"]
+__all__ = [
+    "cv_markdown",
+    "cv_table",
+    "print_cv_table",
+    "save_figure_atomic",
+    "summarize_folds",
+    "write_csv_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]
 
 
 def plot_learning_curves(folds: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
@@ -107,10 +144,7 @@ def plot_learning_curves(folds: Sequence[Mapping[str, Any]], path: Path, title: 
     axes[0].legend(loc="lower right")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure_atomic(fig, path)
 
 
 def cv_markdown(metrics: Mapping[str, Any]) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
 from flakeseg.data.catalog import FlakeImages
@@ -83,8 +84,15 @@ class FlakeDataModule(pl.LightningDataModule):
         if data is None:
             raise RuntimeError(f"FlakeDataModule has no {stage} images")
         dataset = WholeImageDataset(data, self.multiple, self.data_cfg["mean"], self.data_cfg["std"])
-        # Whole images are already decoded in memory: padding them needs no worker processes.
-        return DataLoader(dataset, batch_size=self.eval_batch_size, collate_fn=pad_collate)
+        # Whole images are already decoded in memory: padding them needs no worker processes. The loader
+        # gets its own generator: creating an iterator draws a seed from it, and drawing from the global
+        # one would shift the dropout masks of later training epochs whenever validation runs.
+        return DataLoader(
+            dataset,
+            batch_size=self.eval_batch_size,
+            collate_fn=pad_collate,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_data, "validation")

@@ -1,0 +1,1 @@
+"""Hydra launcher plugin ``hydra/launcher=queue`` of flakeseg (see :mod:`.queue_launcher`)."""
