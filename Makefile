@@ -10,7 +10,7 @@ export FLAKESEG_DATA
 PYTEST_ARGS ?= -n 2
 RUN := $(UV) run --frozen
 
-.PHONY: help install train test lint format data clean bench-train
+.PHONY: help install train test lint format data clean bench-train reproduce reproduce-quick
 
 help:  ## show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,15 @@ install: .venv/.synced  ## create .venv with the locked dependencies (uv sync)
 train: install  ## 3-fold CV of the CPU preset on MoS2 (add ARGS="data=graphene ..." for overrides)
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
 	$(RUN) python train.py $(ARGS)
+
+DATASET ?= all
+reproduce: install  ## the paper's protocol at paper size, GPU work (DATASET=mos2|graphene|all) -> outputs/reproduce/
+	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
+	$(RUN) python -m flakeseg.reproduce --profile paper --dataset $(DATASET) --out outputs/reproduce
+
+reproduce-quick: install  ## the same protocol CPU-sized, ~20 min on 2 cores -> outputs/reproduce_quick/
+	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
+	$(RUN) python -m flakeseg.reproduce --profile cpu_quick --dataset $(DATASET) --out outputs/reproduce_quick
 
 test: install  ## run the test suite (uses the real data at FLAKESEG_DATA)
 	$(RUN) pytest $(PYTEST_ARGS)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from pathlib import Path
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -23,8 +23,8 @@ from flakeseg.errors import ConfigError
 from flakeseg.losses import class_pixel_counts, median_frequency_weights
 from flakeseg.module import FlakeSegModule
 from flakeseg.progress import CompactProgressBar, quiet_lightning
-from flakeseg.resume import load_previous
 from flakeseg.report import plot_learning_curves, print_cv_table, summarize_folds, write_json_atomic
+from flakeseg.resume import load_previous
 
 log = logging.getLogger(__name__)
 

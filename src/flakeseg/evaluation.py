@@ -85,7 +85,7 @@ def flake_regions(
     rows = []
     num_classes = len(class_names)
     for cls in region_classes:
-        labels, count = ndimage.label(mask == cls)
+        labels, _ = ndimage.label(mask == cls)
         for index, box in enumerate(ndimage.find_objects(labels), start=1):
             inside = labels[box] == index
             votes = np.bincount(pred[box][inside].ravel(), minlength=num_classes)[:num_classes]
@@ -133,8 +133,16 @@ def one_vs_rest_curves(
     score, truth = torch.cat(scores), torch.cat(target)
     if truth.sum() == 0 or truth.sum() == truth.numel():
         nan = float("nan")
-        return {"auc": nan, "average_precision": nan, "recall_at_precision": nan, "threshold_at_precision": nan,
-                "positives": int(truth.sum()), "pixels": int(truth.numel()), "roc": None, "pr": None}
+        return {
+            "auc": nan,
+            "average_precision": nan,
+            "recall_at_precision": nan,
+            "threshold_at_precision": nan,
+            "positives": int(truth.sum()),
+            "pixels": int(truth.numel()),
+            "roc": None,
+            "pr": None,
+        }
     fpr, tpr, roc_thr = binary_roc(score, truth, thresholds=num_thresholds)
     precision, recall, pr_thr = binary_precision_recall_curve(score, truth, thresholds=num_thresholds)
     recall_at, threshold_at = binary_recall_at_fixed_precision(score, truth, min_precision, thresholds=None)
@@ -147,7 +155,11 @@ def one_vs_rest_curves(
         "positives": int(truth.sum()),
         "pixels": int(truth.numel()),
         "roc": {"threshold": roc_thr.tolist(), "fpr": fpr.tolist(), "tpr": tpr.tolist()},
-        "pr": {"threshold": pr_thr.tolist(), "precision": precision[:-1].tolist(), "recall": recall[:-1].tolist()},
+        "pr": {
+            "threshold": pr_thr.tolist(),
+            "precision": precision[:-1].tolist(),
+            "recall": recall[:-1].tolist(),
+        },
     }
 
 
@@ -159,9 +171,13 @@ def curve_rows(curves: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         roc, pr = curve["roc"], curve["pr"]
         for t, x, y in zip(roc["threshold"], roc["fpr"], roc["tpr"], strict=True):
-            rows.append({"class": name, "curve": "roc", "threshold": round(t, 4), "x": round(x, 6), "y": round(y, 6)})
+            rows.append(
+                {"class": name, "curve": "roc", "threshold": round(t, 4), "x": round(x, 6), "y": round(y, 6)}
+            )
         for t, x, y in zip(pr["threshold"], pr["recall"], pr["precision"], strict=True):
-            rows.append({"class": name, "curve": "pr", "threshold": round(t, 4), "x": round(x, 6), "y": round(y, 6)})
+            rows.append(
+                {"class": name, "curve": "pr", "threshold": round(t, 4), "x": round(x, 6), "y": round(y, 6)}
+            )
     return rows
 
 
@@ -181,14 +197,20 @@ def plot_curves(curves: dict[str, dict[str, Any]], path: Path, title: str) -> No
     for name, curve in curves.items():
         if curve.get("roc") is None:
             continue
-        roc_ax.plot(curve["roc"]["fpr"], curve["roc"]["tpr"], label=f"{name} vs rest (AUC {curve['auc']:.3f})")
+        roc_ax.plot(
+            curve["roc"]["fpr"], curve["roc"]["tpr"], label=f"{name} vs rest (AUC {curve['auc']:.3f})"
+        )
         line = pr_ax.plot(
-            curve["pr"]["recall"], curve["pr"]["precision"], label=f"{name} vs rest (AP {curve['average_precision']:.3f})"
+            curve["pr"]["recall"],
+            curve["pr"]["precision"],
+            label=f"{name} vs rest (AP {curve['average_precision']:.3f})",
         )[0]
         if np.isfinite(curve["recall_at_precision"]) and curve["recall_at_precision"] > 0:
             pr_ax.plot(curve["recall_at_precision"], PAPER_PRECISION, "o", color=line.get_color())
     roc_ax.plot([0, 1], [0, 1], ":", color="grey")
-    roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.01))
+    roc_ax.set(
+        xlabel="false positive rate", ylabel="true positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.01)
+    )
     pr_ax.axhline(PAPER_PRECISION, ls=":", color="grey", label=f"precision {PAPER_PRECISION}")
     pr_ax.set(xlabel="recall", ylabel="precision", title="precision-recall", xlim=(0, 1), ylim=(0, 1.01))
     for ax in (roc_ax, pr_ax):
@@ -199,7 +221,9 @@ def plot_curves(curves: dict[str, dict[str, Any]], path: Path, title: str) -> No
     save_figure_atomic(fig, path)
 
 
-def plot_confusion_matrix(confmat: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str) -> None:
+def plot_confusion_matrix(
+    confmat: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str
+) -> None:
     """Row-normalised confusion matrix (true class per row) with pixel counts in each cell."""
     plt = _plt()
     counts = np.asarray(confmat, dtype=np.float64)
@@ -209,8 +233,15 @@ def plot_confusion_matrix(confmat: Sequence[Sequence[int]], class_names: Sequenc
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(class_names)):
         for j in range(len(class_names)):
-            ax.text(j, i, f"{shares[i, j]:.2f}\n{int(counts[i, j]):,}", ha="center", va="center", fontsize=8,
-                    color="white" if shares[i, j] > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{shares[i, j]:.2f}\n{int(counts[i, j]):,}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if shares[i, j] > 0.6 else "black",
+            )
     ax.set_xticks(range(len(class_names)), class_names)
     ax.set_yticks(range(len(class_names)), class_names)
     ax.set(xlabel="predicted class", ylabel="true class", title=title)
@@ -245,7 +276,11 @@ def plot_examples(
     fig, axes = plt.subplots(rows, 3, figsize=(10, 2.7 * rows + 0.6), squeeze=False)
     for row, (image, mask, pred, image_id) in enumerate(zip(images, masks, preds, ids, strict=True)):
         for col, (picture, label) in enumerate(
-            ((image, f"{image_id}: image"), (colorize(mask, colors), "ground truth"), (colorize(pred, colors), "prediction"))
+            (
+                (image, f"{image_id}: image"),
+                (colorize(mask, colors), "ground truth"),
+                (colorize(pred, colors), "prediction"),
+            )
         ):
             axes[row, col].imshow(picture, interpolation="nearest")
             axes[row, col].set_title(label, fontsize=9)

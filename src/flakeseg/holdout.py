@@ -117,13 +117,16 @@ def run_test_stage(cfg: DictConfig) -> dict[str, Any]:
     curves = {names[c]: one_vs_rest_curves(probs, test.masks, c) for c in regions_of}
 
     title = (
-        f"test split, {data_cfg['name']}: {cfg.model.name}, loss={cfg.loss.name}, augment={cfg.augment.name}, "
+        f"test split, {data_cfg['name']}: {cfg.model.name}, loss={cfg.loss.name}, "
+        f"augment={cfg.augment.name}, "
         f"lr={cfg.optim.lr}, batch={cfg.data.batch_size}, {cfg.trainer.max_epochs} epochs"
     )
     write_csv_atomic(
         output_dir / "regions.csv",
         regions,
-        columns=list(regions[0]) if regions else ["image", "region", "true_class", "predicted_class", "correct"],
+        columns=list(regions[0])
+        if regions
+        else ["image", "region", "true_class", "predicted_class", "correct"],
     )
     write_csv_atomic(output_dir / "roc_pr.csv", curve_rows(curves), ["class", "curve", "threshold", "x", "y"])
     plot_curves(curves, output_dir / "roc_pr.png", title)

@@ -96,7 +96,9 @@ def run_jobs(
             job.log_path.parent.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
             with open(job.log_path, "ab") as log:
-                code = subprocess.run(list(job.argv), stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+                code = subprocess.run(
+                    list(job.argv), stdout=log, stderr=subprocess.STDOUT, env=env
+                ).returncode
             result = JobResult(job, device, code, time.perf_counter() - start)
         finally:
             free.put(device)

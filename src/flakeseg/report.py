@@ -35,7 +35,9 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False))
 
 
-def write_csv_atomic(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> None:
+def write_csv_atomic(
+    path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None
+) -> None:
     """Write dict rows as CSV atomically; ``columns`` default to the first row's keys."""
     import csv
     import io

@@ -58,11 +58,29 @@ PAPER_TABLE1 = {
     }
 }
 #: The paper's test-set figures (MoS2): region accuracy, and recall at precision 0.9 per class.
-PAPER_TEST = {"mos2": {"region_accuracy": 0.733, "humans": "0.67 ± 0.11", "recall_at_0.9": {"monolayer": 0.76, "bilayer": 0.94}}}
-AUGMENT_LABELS = {"none": "plain", "gray": "+grayscale", "contrast": "+contrast", "gray_contrast": "+grayscale +contrast"}
+PAPER_TEST = {
+    "mos2": {
+        "region_accuracy": 0.733,
+        "humans": "0.67 ± 0.11",
+        "recall_at_0.9": {"monolayer": 0.76, "bilayer": 0.94},
+    }
+}
+AUGMENT_LABELS = {
+    "none": "plain",
+    "gray": "+grayscale",
+    "contrast": "+contrast",
+    "gray_contrast": "+grayscale +contrast",
+}
 LOSS_LABELS = {"ce": "U-Net", "weighted_ce": "U-Net, weighted loss"}
 #: Files of the test stage copied next to table1.md for the best cell.
-TEST_OUTPUTS = ("test_metrics.json", "regions.csv", "roc_pr.csv", "roc_pr.png", "confusion_matrix.png", "examples.png")
+TEST_OUTPUTS = (
+    "test_metrics.json",
+    "regions.csv",
+    "roc_pr.csv",
+    "roc_pr.png",
+    "confusion_matrix.png",
+    "examples.png",
+)
 
 
 @dataclass
@@ -129,11 +147,19 @@ def _fmt(value: float) -> str:
     return text.replace("e-", ".0e-") if "e" in text and "." not in text.split("e")[0] else text
 
 
+def _script() -> str:
+    """``train.py`` relative to the working directory when below it (shorter, copyable commands)."""
+    try:
+        return str(TRAIN_SCRIPT.relative_to(Path.cwd()))
+    except ValueError:
+        return str(TRAIN_SCRIPT)
+
+
 def grid_command(profile: Profile, datasets: Sequence[str], out: Path) -> list[str]:
     """The Hydra multirun of step 1 (all data sets, cells, learning rates and batch sizes)."""
     return [
         sys.executable,
-        str(TRAIN_SCRIPT),
+        _script(),
         "-m",
         f"experiment={profile.experiment}",
         *profile.overrides,
@@ -155,7 +181,7 @@ def test_command(profile: Profile, selected: Sequence[str], out: Path) -> list[s
     """The Hydra multirun of step 3: one ``stage=test`` job per selected config."""
     return [
         sys.executable,
-        str(TRAIN_SCRIPT),
+        _script(),
         "-m",
         f"experiment={profile.experiment}",
         *profile.overrides,
@@ -221,7 +247,13 @@ def select_best(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], dict
     best: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
         key = (row["augment"], row["loss"])
-        rank = (row["cv/mean_class_acc"], row["cv/macro_precision"], -row["epochs"], row["batch_size"], -row["lr"])
+        rank = (
+            row["cv/mean_class_acc"],
+            row["cv/macro_precision"],
+            -row["epochs"],
+            row["batch_size"],
+            -row["lr"],
+        )
         if key not in best or rank > best[key]["_rank"]:
             best[key] = {**row, "_rank": rank}
     return {k: {kk: vv for kk, vv in v.items() if kk != "_rank"} for k, v in best.items()}
@@ -290,7 +322,12 @@ def table1_markdown(dataset: str, profile: Profile, best, tests) -> str:
     header = ["augmentation"]
     for loss in losses:
         label = LOSS_LABELS.get(loss, loss)
-        header += [f"{label}: CV (ours)", f"{label}: paper", f"{label}: selected lr / batch / epochs", f"{label}: test"]
+        header += [
+            f"{label}: CV (ours)",
+            f"{label}: paper",
+            f"{label}: selected lr / batch / epochs",
+            f"{label}: test",
+        ]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     top = max(best.values(), key=lambda r: (r["cv/mean_class_acc"], r["cv/macro_precision"]), default=None)
     for augment in profile.augment:
@@ -337,7 +374,9 @@ def dataset_report(
 ) -> str:
     """``report.md`` of one data set; image links are relative to ``out/<dataset>/``."""
     cost = profile.cost()
-    top_cell = max(best, key=lambda c: (best[c]["cv/mean_class_acc"], best[c]["cv/macro_precision"]), default=None)
+    top_cell = max(
+        best, key=lambda c: (best[c]["cv/mean_class_acc"], best[c]["cv/macro_precision"]), default=None
+    )
     lines = [
         f"# Reproduction of Saito et al. 2019 on {dataset}: profile `{profile.name}`",
         "",
@@ -357,7 +396,8 @@ def dataset_report(
         f"{profile.lr} x batch size {profile.batch_size} x epochs {profile.epochs}, 3-fold CV, Adam; "
         f"preset `experiment={profile.experiment}` with {profile.overrides or 'no further overrides'}.",
         "",
-        f"- configurations: {cost['configs']}; trainings without the epoch-prefix trick: {cost['runs_naive']} "
+        f"- configurations: {cost['configs']}; trainings without the epoch-prefix trick: "
+        f"{cost['runs_naive']} "
         f"({cost['epochs_naive']} epochs)",
         f"- with it (validate after epochs {profile.epochs} of one run): {cost['runs']} trainings "
         f"({cost['epochs']} epochs), {cost['runs_naive'] / cost['runs']:.0f}x fewer runs and "
@@ -366,7 +406,7 @@ def dataset_report(
         "## Table 1: CV mean per-class accuracy (mean ± std over 3 folds)",
         "",
         "Bold: the cell with the best CV score, whose test results follow. "
-        "\"paper\": Saito et al. Table 1 (MoS2 only). \"test\": the selected config retrained on the whole "
+        '"paper": Saito et al. Table 1 (MoS2 only). "test": the selected config retrained on the whole '
         "training split, scored on the test split.",
         "",
         table1_markdown(dataset, profile, best, tests),
@@ -379,7 +419,14 @@ def dataset_report(
     for cell in profile.cells:
         if cell in best:
             name = f"{dataset}-{cell[0]}-{cell[1]}"
-            lines += [f"`selected/{name}.yaml`:", "", "```yaml", selected_config(best[cell]).rstrip(), "```", ""]
+            lines += [
+                f"`selected/{name}.yaml`:",
+                "",
+                "```yaml",
+                selected_config(best[cell]).rstrip(),
+                "```",
+                "",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -403,9 +450,11 @@ def _test_section(dataset: str, cell: tuple[str, str], test: Mapping[str, Any]) 
     names = test["class_names"]
     cfg = test["config"]
     lines = [
-        f"## Test split: best cell ({AUGMENT_LABELS.get(cell[0], cell[0])}, {LOSS_LABELS.get(cell[1], cell[1])})",
+        f"## Test split: best cell ({AUGMENT_LABELS.get(cell[0], cell[0])}, "
+        f"{LOSS_LABELS.get(cell[1], cell[1])})",
         "",
-        f"Retrained on all {len(test['train_ids'])} training images for {cfg['trainer']['max_epochs']} epochs "
+        f"Retrained on all {len(test['train_ids'])} training images for "
+        f"{cfg['trainer']['max_epochs']} epochs "
         f"(lr {_fmt(cfg['optim']['lr'])}, batch {cfg['data']['batch_size']}, {test['train_seconds']:.0f} s), "
         f"scored on {len(test['test_ids'])} test images at scale {cfg['data']['scale']}.",
         "",
@@ -426,10 +475,12 @@ def _test_section(dataset: str, cell: tuple[str, str], test: Mapping[str, Any]) 
     for name, curve in test["test/curves"].items():
         paper_recall = paper.get("recall_at_0.9", {}).get(name, "n/a")
         lines.append(
-            f"| {name} vs rest: ROC AUC / average precision | {curve['auc']:.3f} / {curve['average_precision']:.3f} | |"
+            f"| {name} vs rest: ROC AUC / average precision | {curve['auc']:.3f} / "
+            f"{curve['average_precision']:.3f} | |"
         )
         lines.append(
-            f"| {name} vs rest: recall at precision 0.9 | {curve['recall_at_precision_0.9']:.3f} | {paper_recall} |"
+            f"| {name} vs rest: recall at precision 0.9 | {curve['recall_at_precision_0.9']:.3f} "
+            f"| {paper_recall} |"
         )
     lines += [
         "",
@@ -494,7 +545,9 @@ def reproduce(profile: Profile, datasets: Sequence[str], out: Path) -> dict[str,
         target = out / dataset
         write_csv_atomic(target / "table1.csv", table1_rows(dataset, profile, best, tests))
         write_text_atomic(target / "table1.md", table1_markdown(dataset, profile, best, tests))
-        top = max(best, key=lambda c: (best[c]["cv/mean_class_acc"], best[c]["cv/macro_precision"]), default=None)
+        top = max(
+            best, key=lambda c: (best[c]["cv/mean_class_acc"], best[c]["cv/macro_precision"]), default=None
+        )
         if top in tests:
             source = target / "test" / f"{top[0]}-{top[1]}"
             for name in TEST_OUTPUTS:
@@ -504,8 +557,10 @@ def reproduce(profile: Profile, datasets: Sequence[str], out: Path) -> dict[str,
         summaries[dataset] = {"best": top, "failures": failures, "report": str(target / "report.md")}
     index = [f"# Reproduction, profile `{profile.name}`", ""]
     for dataset in datasets:
-        index += [f"- [{dataset}]({dataset}/report.md): best cell {summaries[dataset]['best']}, "
-                  f"{len(summaries[dataset]['failures'])} failed jobs"]
+        index += [
+            f"- [{dataset}]({dataset}/report.md): best cell {summaries[dataset]['best']}, "
+            f"{len(summaries[dataset]['failures'])} failed jobs"
+        ]
     write_text_atomic(out / "report.md", "\n".join(index) + "\n")
     return summaries
 
@@ -516,8 +571,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Reproduce Saito et al. 2019: Table-1 grid by 3-fold CV, selection, test-set report. "
         "Rerun the same command to resume after a crash or kill.",
     )
-    parser.add_argument("--profile", default="cpu_quick", help="conf/reproduce/<name>.yaml or a path (default: cpu_quick)")
-    parser.add_argument("--dataset", default="all", choices=[*DATASETS, "all"], help="data set(s) (default: all)")
+    parser.add_argument(
+        "--profile", default="cpu_quick", help="conf/reproduce/<name>.yaml or a path (default: cpu_quick)"
+    )
+    parser.add_argument(
+        "--dataset", default="all", choices=[*DATASETS, "all"], help="data set(s) (default: all)"
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/reproduce"), help="output folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")

@@ -33,7 +33,14 @@ log = logging.getLogger(__name__)
 #: results files a job may leave, in the order they are looked for
 RESULT_FILES = ("metrics.json", "test_metrics.json")
 #: parent hydra overrides that must not reach the jobs (they would make each job a sweep again)
-_NOT_FOR_JOBS = ("hydra/launcher", "hydra.launcher", "hydra/sweeper", "hydra.sweeper", "hydra.mode", "hydra.run")
+_NOT_FOR_JOBS = (
+    "hydra/launcher",
+    "hydra.launcher",
+    "hydra/sweeper",
+    "hydra.sweeper",
+    "hydra.mode",
+    "hydra.run",
+)
 
 
 @dataclass
@@ -43,7 +50,9 @@ class QueueLauncherConf:
     devices: Any = "auto"
 
 
-ConfigStore.instance().store(group="hydra/launcher", name="queue", node=QueueLauncherConf, provider="flakeseg")
+ConfigStore.instance().store(
+    group="hydra/launcher", name="queue", node=QueueLauncherConf, provider="flakeseg"
+)
 
 
 def _job_result(job_dir: Path) -> Optional[dict]:
@@ -101,7 +110,7 @@ class QueueLauncher(Launcher):
         ]
 
     def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
-        from flakeseg.jobqueue import Job, run_jobs, resolve_devices
+        from flakeseg.jobqueue import Job, resolve_devices, run_jobs
         from flakeseg.resume import load_previous
 
         setup_globals()
@@ -112,7 +121,9 @@ class QueueLauncher(Launcher):
         devices = resolve_devices(
             OmegaConf.to_container(self.devices) if OmegaConf.is_config(self.devices) else self.devices
         )
-        log.info("Launching %d jobs on a queue of %d device slot(s): %s", len(job_overrides), len(devices), devices)
+        log.info(
+            "Launching %d jobs on a queue of %d device slot(s): %s", len(job_overrides), len(devices), devices
+        )
 
         returns: list[JobReturn] = []
         jobs: list[tuple[int, Job]] = []
@@ -129,15 +140,20 @@ class QueueLauncher(Launcher):
             HydraConfig.instance().set_config(sweep_config)  # again, for ${hydra:runtime.output_dir}
             task_cfg = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config if k != "hydra"])
             ret = JobReturn(
-                overrides=list(overrides), cfg=task_cfg, hydra_cfg=sweep_config, working_dir=str(job_dir),
+                overrides=list(overrides),
+                cfg=task_cfg,
+                hydra_cfg=sweep_config,
+                working_dir=str(job_dir),
                 task_name=str(sweep_config.hydra.job.name),
             )
             returns.append(ret)
             done = _job_result(job_dir)
             if done is not None and sweep_config.get("resume", True):
                 try:
-                    load_previous(job_dir / "metrics.json" if "folds" in done else job_dir / "test_metrics.json",
-                                  OmegaConf.to_container(task_cfg, resolve=True))
+                    load_previous(
+                        job_dir / "metrics.json" if "folds" in done else job_dir / "test_metrics.json",
+                        OmegaConf.to_container(task_cfg, resolve=True),
+                    )
                 except Exception as exc:  # a different config: let the job itself refuse with this message
                     log.warning("#%d %s", idx, exc)
                 else:
@@ -162,7 +178,9 @@ class QueueLauncher(Launcher):
             else:
                 line = _last_error(job.log_path)
                 ret.status = JobStatus.FAILED
-                ret.return_value = RuntimeError(f"job {job.name} exit {result.returncode}: {line} (log {job.log_path})")
+                ret.return_value = RuntimeError(
+                    f"job {job.name} exit {result.returncode}: {line} (log {job.log_path})"
+                )
                 failures.append(f"{job.name} {' '.join(filter_overrides(ret.overrides or []))}: {line}")
         if failures:
             log.error("%d of %d jobs failed:\n  %s", len(failures), len(returns), "\n  ".join(failures))
