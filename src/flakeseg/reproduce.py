@@ -280,7 +280,13 @@ def write_selected(out: Path, best: Mapping[tuple[str, str], Mapping[str, Any]])
     names = []
     for (augment, loss), row in sorted(best.items()):
         name = f"{row['data']}-{augment}-{loss}"
-        write_text_atomic(out / "selected" / f"{name}.yaml", selected_config(row))
+        path, text = out / "selected" / f"{name}.yaml", selected_config(row)
+        stale = out / row["data"] / "test" / f"{augment}-{loss}"
+        if path.is_file() and path.read_text() != text and stale.exists():
+            # the grid changed the choice (e.g. a failed job finished on a rerun): old test results are stale
+            log.info("selection of %s changed; removing its old test stage %s", name, stale)
+            shutil.rmtree(stale)
+        write_text_atomic(path, text)
         names.append(name)
     return names
 
@@ -380,8 +386,10 @@ def dataset_report(
     lines = [
         f"# Reproduction of Saito et al. 2019 on {dataset}: profile `{profile.name}`",
         "",
-        f"Wall time: grid {wall.get('grid', 0):.0f} s, test stage {wall.get('test', 0):.0f} s, "
-        f"total {wall.get('total', 0):.0f} s (both stages are shared by every data set of the run).",
+        f"Wall time of this invocation: grid {wall.get('grid', 0):.0f} s, "
+        f"test stage {wall.get('test', 0):.0f} s, "
+        f"total {wall.get('total', 0):.0f} s, for all data sets of the run together (work finished by an "
+        "earlier invocation is skipped and not counted).",
     ]
     test_top = tests.get(top_cell) if top_cell else None
     device = (test_top or {}).get("device") or _grid_device(best)
@@ -567,7 +575,7 @@ def reproduce(profile: Profile, datasets: Sequence[str], out: Path) -> dict[str,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m flakeseg.reproduce",
+        prog="flakeseg reproduce",
         description="Reproduce Saito et al. 2019: Table-1 grid by 3-fold CV, selection, test-set report. "
         "Rerun the same command to resume after a crash or kill.",
     )
@@ -577,13 +585,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--dataset", default="all", choices=[*DATASETS, "all"], help="data set(s) (default: all)"
     )
-    parser.add_argument("--out", type=Path, default=Path("outputs/reproduce"), help="output folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: outputs/reproduce for the paper profile, "
+        "else outputs/reproduce_<profile>)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     try:
         profile = Profile.load(args.profile)
         datasets = list(DATASETS) if args.dataset == "all" else [args.dataset]
-        summaries = reproduce(profile, datasets, args.out)
+        out = args.out or Path("outputs/reproduce" + ("" if profile.name == "paper" else f"_{profile.name}"))
+        summaries = reproduce(profile, datasets, out)
     except FlakesegError as exc:
         log.error("error: %s", exc)
         return 1

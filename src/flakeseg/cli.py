@@ -1,0 +1,34 @@
+"""The ``flakeseg`` command: subcommands for work that is not a single training run.
+
+Training and sweeps go through ``python train.py`` (Hydra); this command holds the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+COMMANDS = {
+    "reproduce": "the paper's protocol: Table-1 grid by CV, selection, test-set report (make reproduce)",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="flakeseg",
+        description="Find monolayer and bilayer flakes of 2D crystals. Training: python train.py --help.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "reproduce":
+        from flakeseg.reproduce import main as reproduce_main
+
+        return reproduce_main(rest)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
