@@ -30,7 +30,7 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
+def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON atomically (see :func:`write_text_atomic`)."""
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False))
 

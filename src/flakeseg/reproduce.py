@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 
 from flakeseg.config import CONFIG_DIR
 from flakeseg.errors import ConfigError, FlakesegError
-from flakeseg.report import write_csv_atomic, write_text_atomic
+from flakeseg.report import write_csv_atomic, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("flakeseg.reproduce")
 
@@ -376,7 +376,7 @@ def dataset_report(
     tests: Mapping[tuple[str, str], Mapping[str, Any]],
     failures: Sequence[str],
     commands: Sequence[Sequence[str]],
-    wall: Mapping[str, float],
+    history: Sequence[Mapping[str, Any]],
 ) -> str:
     """``report.md`` of one data set; image links are relative to ``out/<dataset>/``."""
     cost = profile.cost()
@@ -386,10 +386,15 @@ def dataset_report(
     lines = [
         f"# Reproduction of Saito et al. 2019 on {dataset}: profile `{profile.name}`",
         "",
-        f"Wall time of this invocation: grid {wall.get('grid', 0):.0f} s, "
-        f"test stage {wall.get('test', 0):.0f} s, "
-        f"total {wall.get('total', 0):.0f} s, for all data sets of the run together (work finished by an "
-        "earlier invocation is skipped and not counted).",
+        "Wall time, for all data sets of the run together, per invocation of the command (a rerun skips "
+        "finished work):",
+        "",
+        *[
+            f"- {h['started']}: grid {h['grid_s']:.0f} s, test stage {h['test_s']:.0f} s, "
+            f"total {h['total_s']:.0f} s (data sets {', '.join(h['datasets'])})"
+            for h in history
+        ],
+        "",
     ]
     test_top = tests.get(top_cell) if top_cell else None
     device = (test_top or {}).get("device") or _grid_device(best)
@@ -504,6 +509,29 @@ def _test_section(dataset: str, cell: tuple[str, str], test: Mapping[str, Any]) 
     return lines
 
 
+def _record_invocation(
+    out: Path, profile: Profile, datasets: Sequence[str], wall: Mapping[str, float]
+) -> list[dict[str, Any]]:
+    """Append this invocation's wall times to ``<out>/invocations.json``; return the whole history."""
+    path = out / "invocations.json"
+    try:
+        history = json.loads(path.read_text())
+    except (OSError, ValueError):
+        history = []
+    history.append(
+        {
+            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - wall["total"])),
+            "profile": profile.name,
+            "datasets": list(datasets),
+            "grid_s": round(wall.get("grid", 0.0), 1),
+            "test_s": round(wall.get("test", 0.0), 1),
+            "total_s": round(wall["total"], 1),
+        }
+    )
+    write_json_atomic(path, history)
+    return history
+
+
 def run_multirun(command: Sequence[str], label: str) -> int:
     """Run a Hydra multirun, streaming its output; its exit code is reported, not raised."""
     log.info("%s: %s", label, " ".join(_shell_quote(a) for a in command))
@@ -540,6 +568,7 @@ def reproduce(profile: Profile, datasets: Sequence[str], out: Path) -> dict[str,
         if code:
             log.warning("the test-stage multirun exited with %d; reporting what finished", code)
     wall["total"] = time.perf_counter() - started
+    history = _record_invocation(out, profile, datasets, wall)
 
     summaries = {}
     for dataset in datasets:
@@ -560,7 +589,7 @@ def reproduce(profile: Profile, datasets: Sequence[str], out: Path) -> dict[str,
             source = target / "test" / f"{top[0]}-{top[1]}"
             for name in TEST_OUTPUTS:
                 shutil.copy2(source / name, target / name)
-        report = dataset_report(dataset, profile, out, best, tests, failures, commands, wall)
+        report = dataset_report(dataset, profile, out, best, tests, failures, commands, history)
         write_text_atomic(target / "report.md", report)
         summaries[dataset] = {"best": top, "failures": failures, "report": str(target / "report.md")}
     index = [f"# Reproduction, profile `{profile.name}`", ""]
