@@ -72,7 +72,9 @@ def test_results_of_another_config_are_refused(tiny_cfg, tmp_path):
     other = OmegaConf.to_container(cfg, resolve=True)
     other["optim"]["lr"] = 5.0
     (tmp_path / "metrics.json").write_text(json.dumps({"complete": True, "config": other}))
-    with pytest.raises(ConfigError, match=r"metrics.json: holds results of a different config \(optim.lr: 5.0 ->"):
+    with pytest.raises(
+        ConfigError, match=r"metrics.json: holds results of a different config \(optim.lr: 5.0 ->"
+    ):
         run_cross_validation(cfg)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 COMMANDS = {
     "reproduce": "the paper's protocol: Table-1 grid by CV, selection, test-set report (make reproduce)",
+    "sweep-local": "run a W&B sweep file (sweeps/*.yaml) with W&B's engine, no W&B server needed",
 }
 
 
@@ -26,6 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flakeseg.reproduce import main as reproduce_main
 
         return reproduce_main(rest)
+    if args.command == "sweep-local":
+        from flakeseg.sweep_local import main as sweep_local_main
+
+        return sweep_local_main(rest)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -14,6 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
 
 from flakeseg.callbacks import ValidateAtEpochs
 from flakeseg.config import validate_config
@@ -25,6 +26,7 @@ from flakeseg.module import FlakeSegModule
 from flakeseg.progress import CompactProgressBar, quiet_lightning
 from flakeseg.report import plot_learning_curves, print_cv_table, summarize_folds, write_json_atomic
 from flakeseg.resume import load_previous
+from flakeseg.tracking import WandbTracker
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ def build_trainer(
     version: str,
     validate: bool = True,
     extra_callbacks: Sequence[pl.Callback] = (),
+    loggers: list[Any] | None = None,
     **overrides: Any,
 ) -> tuple[pl.Trainer, ModelCheckpoint]:
     """A Trainer writing to ``run_dir``, with its checkpoint callback, progress bar and logger.
@@ -86,6 +89,7 @@ def build_trainer(
         label: shown in the progress bar (e.g. ``"2/3"`` for the second fold).
         version: the logger's version folder (e.g. ``"fold_1"``).
         validate: with ``False`` there is no validation loop and the checkpoint is the final model.
+        loggers: Lightning loggers to use instead of instantiating ``cfg.logger``.
         overrides: replace ``trainer`` config values (the benchmark uses them to shorten runs).
     """
     if validate:
@@ -100,7 +104,12 @@ def build_trainer(
     else:
         checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="final", save_last=False)
         overrides = {"limit_val_batches": 0, "num_sanity_val_steps": 0, **overrides}
-    logger = instantiate(cfg.logger, version=version) if cfg.get("logger") else False
+    if loggers is not None:
+        logger = loggers
+    elif cfg.get("logger") and "_target_" in cfg.logger:
+        logger = instantiate(cfg.logger, version=version)
+    else:
+        logger = False
     kwargs = {**OmegaConf.to_container(cfg.trainer, resolve=True), **overrides}
     try:
         trainer = pl.Trainer(
@@ -120,7 +129,9 @@ def eval_epochs(cfg: DictConfig) -> list[int]:
     return sorted({int(e) for e in (cfg.cv.get("eval_epochs") or [])})
 
 
-def train_fold(cfg: DictConfig, images: FlakeImages, fold: int, output_dir: Path) -> dict[str, Any]:
+def train_fold(
+    cfg: DictConfig, images: FlakeImages, fold: int, output_dir: Path, tracker: WandbTracker | None = None
+) -> dict[str, Any]:
     """Train and validate fold ``fold`` with a fresh model and Trainer; return its metrics entry.
 
     With ``cv.eval_epochs`` the fold is validated after exactly those epochs and the entry's
@@ -152,12 +163,19 @@ def train_fold(cfg: DictConfig, images: FlakeImages, fold: int, output_dir: Path
         seed=int(cfg.seed) + fold,
     )
     budgets = eval_epochs(cfg)
+    loggers = None
+    if tracker is not None:  # W&B plus the local CSV log, the record of truth if the run is killed
+        loggers = [
+            CSVLogger(save_dir=str(output_dir), name="csv", version=f"fold_{fold}"),
+            tracker.fold_logger(fold, weights),
+        ]
     trainer, checkpoint = build_trainer(
         cfg,
         output_dir / f"fold_{fold}",
         label=f"{fold + 1}/{cfg.cv.folds}",
         version=f"fold_{fold}",
         extra_callbacks=[ValidateAtEpochs(budgets)] if budgets else (),
+        loggers=loggers,
     )
 
     start = time.perf_counter()
@@ -184,6 +202,8 @@ def train_fold(cfg: DictConfig, images: FlakeImages, fold: int, output_dir: Path
         "best_checkpoint": checkpoint.best_model_path,
         "last_checkpoint": checkpoint.last_model_path,
     }
+    if tracker is not None:
+        tracker.end_fold(entry, module, val_data, OmegaConf.to_container(cfg.data, resolve=True))
     if budgets:
         entry["budgets"] = {
             str(h["epoch"]): {k: v for k, v in h.items() if k.startswith("val/")}
@@ -241,15 +261,25 @@ def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
         "config": config,
         "folds": [],
     }
-    for fold in folds_to_run:
-        payload["folds"].append(done[fold] if fold in done else train_fold(cfg, images, fold, output_dir))
-        payload.update(summarize_folds(payload["folds"]))
-        if eval_epochs(cfg):
-            payload["budgets"] = summarize_budgets(payload["folds"])
-        payload["wall_seconds"] = time.perf_counter() - started
+    use_wandb = bool(cfg.get("logger")) and cfg.logger.get("name") == "wandb"
+    tracker = WandbTracker(config["logger"], output_dir, config, images.scheme.names) if use_wandb else None
+    try:
+        for fold in folds_to_run:
+            entry = done[fold] if fold in done else train_fold(cfg, images, fold, output_dir, tracker)
+            payload["folds"].append(entry)
+            payload.update(summarize_folds(payload["folds"]))
+            if eval_epochs(cfg):
+                payload["budgets"] = summarize_budgets(payload["folds"])
+            payload["wall_seconds"] = time.perf_counter() - started
+            write_json_atomic(metrics_path, _ordered(payload))
+        payload["complete"] = True
         write_json_atomic(metrics_path, _ordered(payload))
-    payload["complete"] = True
-    write_json_atomic(metrics_path, _ordered(payload))
+    except BaseException:
+        if tracker is not None:
+            tracker.abort()
+        raise
+    if tracker is not None:
+        tracker.finish(payload)
 
     title = (
         f"{n_folds}-fold CV, {data_cfg['name']}, {cfg.model.name}, loss={cfg.loss.name}, "
