@@ -57,7 +57,7 @@ def test_rerun_skips_complete_and_keeps_finished_folds(tiny_cfg, tmp_path, monke
     path.write_text(json.dumps(partial))
     trained = []
 
-    def only_missing(cfg_, images, fold, out):
+    def only_missing(cfg_, images, fold, out, tracker=None):
         trained.append(fold)
         return first["folds"][fold]
 

@@ -10,16 +10,8 @@ import time
 
 import pytest
 
+from flakeseg.reproduce import TEST_OUTPUTS
 from tests.conftest import REPO_ROOT, TINY
-
-TEST_FILES = [
-    "test_metrics.json",
-    "regions.csv",
-    "roc_pr.csv",
-    "roc_pr.png",
-    "confusion_matrix.png",
-    "examples.png",
-]
 
 
 def _env(data_root):
@@ -46,7 +38,7 @@ def test_reproduce_micro_writes_every_output_for_both_data_sets(data_root, tmp_p
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for dataset in ("mos2", "graphene"):
         folder = out / dataset
-        for name in ["table1.md", "table1.csv", "report.md", "grid.csv", *TEST_FILES]:
+        for name in ["table1.md", "table1.csv", "report.md", "grid.csv", *TEST_OUTPUTS]:
             assert (folder / name).is_file() and (folder / name).stat().st_size > 0, f"{dataset}/{name}"
         table = list(csv.DictReader((folder / "table1.csv").open()))
         assert [(r["augment"], r["loss"]) for r in table] == [

@@ -85,19 +85,28 @@ def test_wandb_mode_without_key_is_offline(monkeypatch, tmp_path):
     assert resolve_mode("auto") == ("offline", "WANDB_MODE")
 
 
+def _logged(run, *names):
+    """Whether every name was logged (media and tables are stored as ``name/<field>`` keys)."""
+    keys = run["history_keys"]
+    return all(any(k == n or k.startswith(n + "/") for k in keys) for n in names)
+
+
 def _offline_runs(folder):
     return sorted((folder / "wandb").glob("offline-run-*"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: p.name)
-def test_one_generated_run_per_sweep_trains_with_wandb_offline(path, tiny_cfg, tmp_path, monkeypatch):
+def test_one_generated_run_per_sweep_trains_with_wandb_offline(path, data_root, tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     _, (overrides, *_) = _generated_overrides(path, n=1)
     # the generated values first, then the tiny sizes (the paper grid asks for up to 500 epochs)
-    cfg = tiny_cfg(*[o for o in overrides if not o.startswith("experiment=")], "cv.folds=2")
+    generated = [o for o in overrides if not o.startswith("experiment=")]
+    cfg = compose_train(
+        [*generated, *TINY, f"data.root={data_root}", f"paths.output_dir={tmp_path}", "cv.folds=2"]
+    )
     metrics = run_cross_validation(cfg)
     assert metrics["complete"]
     runs = [run_info(next(r.glob("*.wandb"))) for r in _offline_runs(tmp_path)]
@@ -106,14 +115,14 @@ def test_one_generated_run_per_sweep_trains_with_wandb_offline(path, tiny_cfg, t
     (cv_run,) = [r for r in runs if r["job_type"] == "cv"]
     assert cv_run["summary"]["cv/mean_class_acc"] == pytest.approx(metrics["cv/mean_class_acc"])
     assert cv_run["summary"]["cv/mean_class_acc_std"] == pytest.approx(metrics["cv/mean_class_acc_std"])
-    assert {"val/roc_pr", "val/confusion_matrix", "val/curves"} <= cv_run["history_keys"]
+    assert _logged(cv_run, "val/roc_pr", "val/confusion_matrix", "val/curves", "val/confmat")
     fold_runs = sorted((r for r in runs if r["job_type"] == "fold"), key=lambda r: r["name"])
     for fold_run, fold in zip(fold_runs, metrics["folds"], strict=True):
         # each fold's numbers are in its own run: nothing leaked from one fold into the other
         assert fold_run["summary"]["val/mean_class_acc"] == pytest.approx(fold["val/mean_class_acc"])
         weights = fold_run["summary"]["median_frequency_weights"]
         assert list(weights.values()) == pytest.approx(fold["median_frequency_weights"])
-        assert {"val/predictions", "train/loss_epoch", "val/mean_class_acc"} <= fold_run["history_keys"]
+        assert _logged(fold_run, "val/predictions", "train/loss_epoch", "val/mean_class_acc")
     assert (tmp_path / "csv" / "fold_0" / "metrics.csv").is_file()  # the local record of truth
 
 
@@ -171,11 +180,11 @@ def test_sweep_local_bayes_runs_and_reports_back_to_the_engine(data_root, tmp_pa
         assert record["value"] == metrics["cv/mean_class_acc"]  # what the engine was told
         assert metrics["config"]["optim"]["lr"] == pytest.approx(record["config"]["optim.lr"]["value"])
     # the engine sees the three results as the samples of its Gaussian process
-    from sweeps.bayes_search import _construct_gp_data
+    from sweeps.bayes_search import _construct_gp_data, bayes_baseline_validate_and_fill
 
     from flakeseg.sweep_local import _sweep_run
 
-    sweep = sweeps.SweepConfig(_engine(load_sweep(REPO_ROOT / "sweeps" / "bayes.yaml")))
+    sweep = bayes_baseline_validate_and_fill(_engine(load_sweep(REPO_ROOT / "sweeps" / "bayes.yaml")))
     runs = [_sweep_run(r, "cv/mean_class_acc") for r in results["runs"]]
     samples = _construct_gp_data(runs, sweep)[3]
     assert sorted(abs(float(v)) for v in samples) == pytest.approx(

@@ -219,6 +219,25 @@ def summarize_budgets(folds: Sequence[Mapping[str, Any]]) -> dict[str, dict[str,
     return {e: summarize_folds([f["budgets"][e] for f in folds]) for e in sorted(common, key=int)}
 
 
+def start_run(cfg: DictConfig, results_file: str) -> tuple[Path, Path, dict[str, Any], dict[str, Any] | None]:
+    """Check ``cfg``, make the output folder and read earlier results of the same config.
+
+    Returns:
+        the output folder, the results file's path, the resolved config and, with ``resume=true``,
+        the results an earlier run of this config left there (``None`` if none).
+    """
+    validate_config(cfg)
+    quiet_lightning()
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / results_file
+    config = OmegaConf.to_container(cfg, resolve=True)
+    previous = load_previous(path, config) if cfg.get("resume", True) else None
+    if previous is not None and previous.get("complete"):
+        log.info("%s is complete for this config: nothing to train (resume=false retrains)", path)
+    return output_dir, path, config, previous
+
+
 def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
     """Run the cross-validation that ``cfg`` describes and write ``<paths.output_dir>/metrics.json``.
 
@@ -230,20 +249,12 @@ def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
         list with each fold's validation metrics, ids, class weights and checkpoints, and the config;
         with ``cv.eval_epochs`` also ``budgets``: the ``cv/`` summary of each epoch budget.
     """
-    validate_config(cfg)
-    quiet_lightning()
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = output_dir / METRICS_FILE
-    config = OmegaConf.to_container(cfg, resolve=True)
+    output_dir, metrics_path, config, previous = start_run(cfg, METRICS_FILE)
+    if previous is not None and previous.get("complete"):
+        return previous
     data_cfg = config["data"]
     n_folds = int(cfg.cv.folds)
     folds_to_run = list(range(n_folds)) if cfg.cv.get("fold") is None else [int(cfg.cv.fold)]
-
-    previous = load_previous(metrics_path, config) if cfg.get("resume", True) else None
-    if previous is not None and previous.get("complete"):
-        log.info("%s is complete for this config: nothing to train (resume=false retrains)", metrics_path)
-        return previous
     done = {f["fold"]: f for f in (previous or {}).get("folds", []) if f["fold"] in folds_to_run}
     if done:
         log.info("resuming %s: folds %s already done", metrics_path, sorted(done))

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from flakeseg.config import validate_config
-from flakeseg.cv import build_module, build_trainer, describe_device
+from flakeseg.cv import build_module, build_trainer, describe_device, start_run
 from flakeseg.data import FlakeDataModule, load_dataset
 from flakeseg.data.splits import split_from_config
 from flakeseg.errors import ConfigError
@@ -36,9 +34,7 @@ from flakeseg.evaluation import (
     region_accuracy,
 )
 from flakeseg.losses import class_pixel_counts, median_frequency_weights
-from flakeseg.progress import quiet_lightning
 from flakeseg.report import write_csv_atomic, write_json_atomic
-from flakeseg.resume import load_previous
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +59,8 @@ def run_test_stage(cfg: DictConfig) -> dict[str, Any]:
 
     With ``resume=true`` a complete ``test_metrics.json`` of the same config is returned untouched.
     """
-    validate_config(cfg)
-    quiet_lightning()
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = output_dir / TEST_METRICS_FILE
-    config = OmegaConf.to_container(cfg, resolve=True)
-    previous = load_previous(metrics_path, config) if cfg.get("resume", True) else None
+    output_dir, metrics_path, config, previous = start_run(cfg, TEST_METRICS_FILE)
     if previous is not None and previous.get("complete"):
-        log.info("%s is complete for this config: nothing to train (resume=false retrains)", metrics_path)
         return previous
 
     data_cfg = config["data"]

@@ -155,14 +155,25 @@ def _script() -> str:
         return str(TRAIN_SCRIPT)
 
 
-def grid_command(profile: Profile, datasets: Sequence[str], out: Path) -> list[str]:
-    """The Hydra multirun of step 1 (all data sets, cells, learning rates and batch sizes)."""
+def _multirun_command(profile: Profile, out: Path, subdir: str, sweep: Sequence[str]) -> list[str]:
+    """``train.py -m`` from the profile's preset and overrides, sweeping ``sweep``, jobs in ``out/subdir``."""
     return [
         sys.executable,
         _script(),
         "-m",
         f"experiment={profile.experiment}",
         *profile.overrides,
+        *sweep,
+        "task_name=reproduce",
+        f"hydra/launcher={profile.launcher}",
+        f"hydra.sweep.dir={out}",
+        f"hydra.sweep.subdir={subdir}",
+    ]
+
+
+def grid_command(profile: Profile, datasets: Sequence[str], out: Path) -> list[str]:
+    """The Hydra multirun of step 1 (all data sets, cells, learning rates and batch sizes)."""
+    sweep = [
         f"data={','.join(datasets)}",
         f"augment={','.join(profile.augment)}",
         f"loss={','.join(profile.loss)}",
@@ -170,29 +181,15 @@ def grid_command(profile: Profile, datasets: Sequence[str], out: Path) -> list[s
         f"data.batch_size={','.join(str(v) for v in profile.batch_size)}",
         f"cv.eval_epochs=[{','.join(str(e) for e in profile.epochs)}]",
         f"trainer.max_epochs={max(profile.epochs)}",
-        "task_name=reproduce",
-        f"hydra/launcher={profile.launcher}",
-        f"hydra.sweep.dir={out}",
-        "hydra.sweep.subdir=${data.name}/grid/${augment.name}-${loss.name}/lr${optim.lr}-bs${data.batch_size}",
     ]
+    subdir = "${data.name}/grid/${augment.name}-${loss.name}/lr${optim.lr}-bs${data.batch_size}"
+    return _multirun_command(profile, out, subdir, sweep)
 
 
 def test_command(profile: Profile, selected: Sequence[str], out: Path) -> list[str]:
     """The Hydra multirun of step 3: one ``stage=test`` job per selected config."""
-    return [
-        sys.executable,
-        _script(),
-        "-m",
-        f"experiment={profile.experiment}",
-        *profile.overrides,
-        "stage=test",
-        f"+selected={','.join(selected)}",
-        "task_name=reproduce",
-        f"hydra.searchpath=[file://{out.resolve()}]",
-        f"hydra/launcher={profile.launcher}",
-        f"hydra.sweep.dir={out}",
-        "hydra.sweep.subdir=${data.name}/test/${augment.name}-${loss.name}",
-    ]
+    sweep = ["stage=test", f"+selected={','.join(selected)}", f"hydra.searchpath=[file://{out.resolve()}]"]
+    return _multirun_command(profile, out, "${data.name}/test/${augment.name}-${loss.name}", sweep)
 
 
 def collect_grid(out: Path, dataset: str, profile: Profile) -> tuple[list[dict[str, Any]], list[str]]:

@@ -31,7 +31,9 @@ RESULTS_FILE = "sweep_local.json"
 
 def load_sweep(path: Path) -> dict[str, Any]:
     """A sweep file, checked against W&B's sweep schema."""
-    import sweeps
+    with warnings.catch_warnings():  # the engine's pydantic models are pydantic-1 style
+        warnings.simplefilter("ignore")
+        import sweeps
 
     try:
         config = yaml.safe_load(path.read_text())
