@@ -45,3 +45,11 @@ def test_json_write_is_atomic_and_leaves_no_temporary_file(tmp_path):
         write_json_atomic(path, {"a": object()})
     assert json.loads(path.read_text()) == {"a": 2}  # the old file survives a failed write
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_json_is_strict_nan_becomes_null(tmp_path):
+    path = tmp_path / "m.json"
+    write_json_atomic(path, {"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 0.5}})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"a": None, "b": [1.0, None], "c": {"d": 0.5}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -30,9 +31,20 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _strict(value: Any) -> Any:
+    """NaN and infinities as ``None``: strict JSON has no NaN, and other readers (JS, jq) refuse it."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON atomically (see :func:`write_text_atomic`)."""
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False))
+    """Write strict JSON atomically (see :func:`write_text_atomic`); NaN becomes ``null``."""
+    write_text_atomic(path, json.dumps(_strict(payload), indent=2, sort_keys=False, allow_nan=False))
 
 
 def write_csv_atomic(

@@ -288,6 +288,15 @@ def write_selected(out: Path, best: Mapping[tuple[str, str], Mapping[str, Any]])
     return names
 
 
+def _f3(value: float | None) -> str:
+    """Three decimals, or ``n/a`` for a value that could not be computed (stored as null)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _round(value: float | None) -> float | str:
+    return "" if value is None else round(value, 4)
+
+
 def _pm(mean: float, std: float) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
@@ -311,9 +320,9 @@ def table1_rows(dataset: str, profile: Profile, best, tests: Mapping[tuple[str, 
                 "lr": row["lr"] if row else "",
                 "batch_size": row["batch_size"] if row else "",
                 "epochs": row["epochs"] if row else "",
-                "test_mean_class_acc": round(test["test/mean_class_acc"], 4) if test else "",
-                "test_macro_precision": round(test["test/macro_precision"], 4) if test else "",
-                "test_region_accuracy": round(test["test/region_accuracy"], 4) if test else "",
+                "test_mean_class_acc": _round(test["test/mean_class_acc"]) if test else "",
+                "test_macro_precision": _round(test["test/macro_precision"]) if test else "",
+                "test_region_accuracy": _round(test["test/region_accuracy"]) if test else "",
             }
         )
     return rows
@@ -345,7 +354,7 @@ def table1_markdown(dataset: str, profile: Profile, best, tests) -> str:
                 score,
                 f"{paper:.3f}" if paper is not None else "n/a",
                 f"{_fmt(row['lr'])} / {row['batch_size']} / {row['epochs']}" if row else "",
-                f"{test['test/mean_class_acc']:.3f}" if test else "",
+                _f3(test["test/mean_class_acc"]) if test else "",
             ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -470,26 +479,26 @@ def _test_section(dataset: str, cell: tuple[str, str], test: Mapping[str, Any]) 
         "",
         "| metric | ours | paper |",
         "| --- | --- | --- |",
-        f"| pixel mean per-class accuracy | {test['test/mean_class_acc']:.3f} | |",
-        f"| pixel macro precision | {test['test/macro_precision']:.3f} | |",
-        f"| pixel mean IoU | {test['test/mean_iou']:.3f} | |",
+        f"| pixel mean per-class accuracy | {_f3(test['test/mean_class_acc'])} | |",
+        f"| pixel macro precision | {_f3(test['test/macro_precision'])} | |",
+        f"| pixel mean IoU | {_f3(test['test/mean_iou'])} | |",
         f"| region accuracy ({test['test/regions']} regions of >= {test['test/region_min_area_px']} px, "
-        f"`regions.csv`) | {test['test/region_accuracy']:.3f} "
+        f"`regions.csv`) | {_f3(test['test/region_accuracy'])} "
         f"| {paper.get('region_accuracy', 'n/a')} (non-expert humans {paper.get('humans', 'n/a')}) |",
     ]
     for name in names:
         lines.append(
-            f"| {name}: precision / recall / IoU | {test[f'test/precision_{name}']:.3f} / "
-            f"{test[f'test/acc_{name}']:.3f} / {test[f'test/iou_{name}']:.3f} | |"
+            f"| {name}: precision / recall / IoU | {_f3(test[f'test/precision_{name}'])} / "
+            f"{_f3(test[f'test/acc_{name}'])} / {_f3(test[f'test/iou_{name}'])} | |"
         )
     for name, curve in test["test/curves"].items():
         paper_recall = paper.get("recall_at_0.9", {}).get(name, "n/a")
         lines.append(
-            f"| {name} vs rest: ROC AUC / average precision | {curve['auc']:.3f} / "
-            f"{curve['average_precision']:.3f} | |"
+            f"| {name} vs rest: ROC AUC / average precision | {_f3(curve['auc'])} / "
+            f"{_f3(curve['average_precision'])} | |"
         )
         lines.append(
-            f"| {name} vs rest: recall at precision 0.9 | {curve['recall_at_precision_0.9']:.3f} "
+            f"| {name} vs rest: recall at precision 0.9 | {_f3(curve['recall_at_precision_0.9'])} "
             f"| {paper_recall} |"
         )
     lines += [
