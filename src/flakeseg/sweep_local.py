@@ -123,6 +123,13 @@ def run_sweep(sweep_path: Path, count: int, out: Path, extra: Sequence[str] = ()
             raise ConfigError(f"{results_path}: holds another sweep; use a new --out")
         records = previous["runs"]
         log.info("continuing %s: %d runs done", results_path, len(records))
+    shadowed = sorted({o.split("=", 1)[0].lstrip("+~") for o in extra} & set(sweep["parameters"]))
+    if shadowed:
+        log.warning(
+            "extra overrides replace the swept parameters %s: runs use your values, while the engine "
+            "believes its suggestions ran",
+            shadowed,
+        )
     program = Path(str(sweep.get("program", "train.py")))
     if not program.is_file():
         raise ConfigError(f"{sweep_path}: program: {program} not found from {Path.cwd()}")
@@ -186,6 +193,10 @@ def _metric(path: Path, metric: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
+def _show(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def print_summary(records: Sequence[Mapping[str, Any]], metric: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -201,7 +212,7 @@ def print_summary(records: Sequence[Mapping[str, Any]], metric: str) -> None:
         style = "bold" if r is best else None
         table.add_row(
             r["name"],
-            *[str(r["config"].get(k, {}).get("value", "")) for k in keys],
+            *[_show(r["config"].get(k, {}).get("value", "")) for k in keys],
             value,
             str(r["exit_code"]),
             f"{r['seconds']:.0f}",

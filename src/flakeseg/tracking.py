@@ -112,7 +112,10 @@ class WandbTracker:
         }
         try:
             return self.wandb.init(
-                **common, **kwargs, mode=self.mode, settings=self.wandb.Settings(init_timeout=self.timeout)
+                **common,
+                **kwargs,
+                mode=self.mode,
+                settings=self.wandb.Settings(init_timeout=self.timeout, quiet=True),
             )
         except Exception as exc:  # any failure to reach the server means: go offline
             if self.mode != "online":
@@ -121,7 +124,9 @@ class WandbTracker:
                 "W&B: server not reachable (%s); logging offline from now on", str(exc).splitlines()[0]
             )
             self.mode = "offline"
-            return self.wandb.init(**common, **kwargs, mode="offline")
+            return self.wandb.init(
+                **common, **kwargs, mode="offline", settings=self.wandb.Settings(quiet=True)
+            )
 
     def fold_logger(self, fold: int, class_weights: Sequence[float]):
         """A ``WandbLogger`` on a new run for ``fold``, in the CV run's group."""
