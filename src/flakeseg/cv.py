@@ -17,6 +17,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from flakeseg.callbacks import ValidateAtEpochs
+from flakeseg.checkpoints import RandomStateCheckpoint, load_checkpoint
 from flakeseg.config import validate_config
 from flakeseg.data import ClassScheme, FlakeDataModule, FlakeImages, fold_ids, load_dataset
 from flakeseg.data.splits import split_from_config
@@ -31,6 +32,7 @@ from flakeseg.tracking import WandbTracker
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+LAST_CHECKPOINT = "last.ckpt"
 
 
 def describe_device(accelerator: str) -> str:
@@ -92,15 +94,28 @@ def build_trainer(
         loggers: Lightning loggers to use instead of instantiating ``cfg.logger``.
         overrides: replace ``trainer`` config values (the benchmark uses them to shorten runs).
     """
+    state_callbacks: list[pl.Callback] = [RandomStateCheckpoint()]
     if validate:
         checkpoint = ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
             filename="best",
             monitor=str(cfg.checkpoint.monitor),
             mode="max",
-            save_last=bool(cfg.checkpoint.save_last),
+            save_last=False,
             auto_insert_metric_name=False,
         )
+        if cfg.checkpoint.save_last:
+            # last.ckpt after every epoch (not only validated ones): what a killed run resumes from
+            state_callbacks.append(
+                ModelCheckpoint(
+                    dirpath=run_dir / "checkpoints",
+                    filename=LAST_CHECKPOINT.removesuffix(".ckpt"),
+                    monitor=None,
+                    save_top_k=1,
+                    save_on_train_epoch_end=True,
+                    enable_version_counter=False,
+                )
+            )
     else:
         checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="final", save_last=False)
         overrides = {"limit_val_batches": 0, "num_sanity_val_steps": 0, **overrides}
@@ -114,7 +129,7 @@ def build_trainer(
     try:
         trainer = pl.Trainer(
             **kwargs,
-            callbacks=[checkpoint, CompactProgressBar(label), *extra_callbacks],
+            callbacks=[checkpoint, *state_callbacks, CompactProgressBar(label), *extra_callbacks],
             logger=logger,
             default_root_dir=str(run_dir),
             enable_model_summary=False,
@@ -178,8 +193,14 @@ def train_fold(
         loggers=loggers,
     )
 
+    last = output_dir / f"fold_{fold}" / "checkpoints" / LAST_CHECKPOINT
+    resume_from = None
+    if cfg.get("resume", True) and last.exists():
+        epoch = load_checkpoint(last).get("epoch", 0)  # refuses a truncated or foreign file in one line
+        log.info("fold %d: resuming from %s (after epoch %d)", fold, last, epoch + 1)
+        resume_from = str(last)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     train_seconds = time.perf_counter() - start
     # Score the model as it is after the last epoch: the epoch count is a hyperparameter chosen by CV,
     # so picking the best epoch on the validation fold would bias the CV score upwards. With budgets,
@@ -200,7 +221,7 @@ def train_fold(
         "train_seconds": train_seconds,
         "best_epoch_score": float(best_score) if best_score is not None else None,
         "best_checkpoint": checkpoint.best_model_path,
-        "last_checkpoint": checkpoint.last_model_path,
+        "last_checkpoint": str(last) if last.exists() else "",
     }
     if tracker is not None:
         tracker.end_fold(entry, module, val_data, OmegaConf.to_container(cfg.data, resolve=True))
@@ -272,6 +293,8 @@ def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
         "config": config,
         "folds": [],
     }
+    if not done:  # the config goes on disk before any checkpoint, so a rerun can check what it resumes
+        write_json_atomic(metrics_path, payload)
     use_wandb = bool(cfg.get("logger")) and cfg.logger.get("name") == "wandb"
     tracker = WandbTracker(config["logger"], output_dir, config, images.scheme.names) if use_wandb else None
     try:

@@ -105,6 +105,12 @@ class FlakeSegModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.last_test = self._eval_epoch_end(self.test_metrics, "test")
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["val_history"] = list(self.val_history)  # learning curves survive a resume
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.val_history = list(checkpoint.get("val_history", []))
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         optim = self.hparams.optim
         name = optim.get("name", "adam")

@@ -1,0 +1,87 @@
+"""Checkpoints that resume exactly and load safely.
+
+- :class:`RandomStateCheckpoint` stores the random-number states (torch, CUDA, numpy, Python) in each
+  checkpoint and restores them when training resumes: a Lightning checkpoint alone does not, and a
+  resumed run then draws different dropout masks than an uninterrupted one.
+- :func:`load_checkpoint` loads with ``weights_only=True``: a file carrying pickled code is refused
+  and nothing in it runs; a truncated or corrupt file is one clear error naming it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from flakeseg.errors import DataError
+
+RANDOM_STATES_KEY = "random_states"
+
+
+def capture_random_states() -> dict[str, Any]:
+    """The global random-number states, as plain containers and tensors (``weights_only`` safe)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_random_states(states: dict[str, Any]) -> None:
+    """Set the global random-number states captured by :func:`capture_random_states`."""
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class RandomStateCheckpoint(pl.Callback):
+    """Save the random-number states in every checkpoint; restore them when ``fit`` resumes from one."""
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint[RANDOM_STATES_KEY] = capture_random_states()
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        # Restored as soon as the checkpoint is read, before the fit loop creates the first training
+        # iterator (which draws a seed): the resumed run then draws exactly what the uninterrupted
+        # run drew after saving. (Later, in on_train_start, would be after that draw.)
+        states = checkpoint.get(RANDOM_STATES_KEY)
+        if states is not None:
+            restore_random_states(states)
+
+
+def load_checkpoint(path: Path | str) -> dict[str, Any]:
+    """Load a checkpoint without executing code from it.
+
+    Raises:
+        DataError: ``<path>: ...`` in one line when the file is missing, truncated or corrupt, or holds
+            pickled objects other than tensors and plain containers (refused, nothing run).
+    """
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"{path}: checkpoint not found") from None
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise DataError(
+                f"{path}: refused: the checkpoint holds pickled objects that are not plain data "
+                f"(a tampered or foreign file?); nothing in it was run"
+            ) from None
+        raise DataError(f"{path}: unreadable checkpoint ({first})") from None
+    except (EOFError, RuntimeError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: unreadable checkpoint, truncated or corrupt ({first[:120]})") from None

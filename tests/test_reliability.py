@@ -1,0 +1,138 @@
+"""Reliability: kill and resume bitwise, corrupt checkpoints, safe loading, same seed same result."""
+
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from flakeseg.checkpoints import capture_random_states, load_checkpoint, restore_random_states
+from flakeseg.cv import run_cross_validation
+from flakeseg.errors import DataError
+from tests.conftest import REPO_ROOT, TINY
+
+#: a fold long enough (about 1 s an epoch) to be killed in the middle of its third epoch
+RESUMABLE = [*TINY, "data.samples_per_image=8", "trainer.max_epochs=5", "cv.fold=0"]
+
+
+def _train(data_root, run_dir, *extra):
+    command = [
+        sys.executable,
+        "train.py",
+        *RESUMABLE,
+        f"data.root={data_root}",
+        f"hydra.run.dir={run_dir}",
+        *extra,
+    ]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+
+def _weights(run_dir):
+    return load_checkpoint(run_dir / "fold_0" / "checkpoints" / "last.ckpt")["state_dict"]
+
+
+def _epochs_done(path):
+    try:
+        return load_checkpoint(path)["epoch"] + 1
+    except DataError:  # not there yet
+        return 0
+
+
+@pytest.mark.slow
+def test_kill_9_in_epoch_3_and_resume_gives_bitwise_the_uninterrupted_weights(data_root, tmp_path):
+    straight = tmp_path / "straight"
+    assert _train(data_root, straight).returncode == 0
+
+    killed = tmp_path / "killed"
+    command = [sys.executable, "train.py", *RESUMABLE, f"data.root={data_root}", f"hydra.run.dir={killed}"]
+    proc = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    last = killed / "fold_0" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while _epochs_done(last) < 2:  # two epochs done: the run is in epoch 3
+        assert proc.poll() is None and time.time() < deadline, "run ended before epoch 3"
+        time.sleep(0.02)
+    time.sleep(random.uniform(0.0, 0.3))  # a random step of epoch 3
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _epochs_done(last) < 5
+    assert not json.loads((killed / "metrics.json").read_text())["complete"]
+
+    resumed = _train(data_root, killed)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stdout + resumed.stderr
+    a, b = _weights(straight), _weights(killed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    fold_a = json.loads((straight / "metrics.json").read_text())["folds"][0]
+    fold_b = json.loads((killed / "metrics.json").read_text())["folds"][0]
+    assert fold_a["val/mean_class_acc"] == fold_b["val/mean_class_acc"]
+    assert [h["epoch"] for h in fold_b["val_history"]] == [1, 2, 3, 4, 5]  # curves survive the resume
+
+
+@pytest.mark.slow
+def test_truncated_last_checkpoint_is_one_line_error_never_a_silent_restart(data_root, tmp_path):
+    run = tmp_path / "run"
+    assert _train(data_root, run, "trainer.max_epochs=2").returncode == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["complete"] = False  # as if killed after the last checkpoint
+    metrics["folds"] = []
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    last = run / "fold_0" / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    again = _train(data_root, run, "trainer.max_epochs=2")
+    assert again.returncode == 1
+    errors = [ln for ln in (again.stdout + again.stderr).splitlines() if "error:" in ln]
+    assert len(errors) == 1 and str(last) in errors[0] and "truncated or corrupt" in errors[0]
+    assert not json.loads((run / "metrics.json").read_text())["complete"]
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_checkpoint_with_pickled_code_is_refused_and_runs_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.ckpt"
+    with open(path, "wb") as handle:
+        pickle.dump({"state_dict": {}, "extra": _Payload()}, handle)
+    torch.save({"state_dict": {}, "extra": _Payload()}, tmp_path / "evil2.ckpt")
+    for bad in (path, tmp_path / "evil2.ckpt"):
+        with pytest.raises(DataError) as info:
+            load_checkpoint(bad)
+        assert str(bad) in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_our_checkpoints_and_random_states_load_weights_only(tmp_path):
+    states = capture_random_states()
+    torch.save({"random_states": states, "val_history": [{"epoch": 1, "val/x": 0.5}]}, tmp_path / "ok.ckpt")
+    loaded = load_checkpoint(tmp_path / "ok.ckpt")
+    expected = [torch.rand(3), random.random()]
+    restore_random_states(loaded["random_states"])
+    assert torch.equal(torch.rand(3), expected[0]) and random.random() == expected[1]
+
+
+@pytest.mark.slow
+def test_same_seed_gives_bitwise_the_same_weights_and_metrics(tiny_cfg, tmp_path):
+    first = tiny_cfg("cv.fold=0", "trainer.max_epochs=2")
+    first.paths.output_dir = str(tmp_path / "a")
+    second = tiny_cfg("cv.fold=0", "trainer.max_epochs=2")
+    second.paths.output_dir = str(tmp_path / "b")
+    a, b = run_cross_validation(first), run_cross_validation(second)
+    assert a["folds"][0]["val/confmat"] == b["folds"][0]["val/confmat"]
+    assert a["cv/mean_class_acc"] == b["cv/mean_class_acc"]
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    other = tiny_cfg("cv.fold=0", "trainer.max_epochs=2", "seed=7")
+    other.paths.output_dir = str(tmp_path / "c")
+    run_cross_validation(other)
+    assert not all(torch.equal(wa[k], v) for k, v in _weights(tmp_path / "c").items())
