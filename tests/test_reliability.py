@@ -136,3 +136,116 @@ def test_same_seed_gives_bitwise_the_same_weights_and_metrics(tiny_cfg, tmp_path
     other.paths.output_dir = str(tmp_path / "c")
     run_cross_validation(other)
     assert not all(torch.equal(wa[k], v) for k, v in _weights(tmp_path / "c").items())
+
+
+@pytest.mark.slow
+def test_sigterm_writes_a_checkpoint_and_exits_143(data_root, tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "train.py", *RESUMABLE, f"data.root={data_root}", f"hydra.run.dir={run}"]
+    proc = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    last = run / "fold_0" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while _epochs_done(last) < 1:
+        assert proc.poll() is None and time.time() < deadline, "run ended before the first epoch"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, output[-2000:]
+    assert "interrupted: fold 0: stopped by SIGTERM" in output
+    saved = load_checkpoint(run / "fold_0" / "checkpoints" / "interrupted.ckpt")
+    assert all(torch.isfinite(v).all() for v in saved["state_dict"].values())
+    assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_non_finite_loss_stops_at_once_with_fold_epoch_step_and_no_checkpoint(tiny_cfg, tmp_path):
+    from flakeseg.callbacks import NonFiniteError
+
+    # inputs divided by a std of 1e-40 overflow float32: the first loss is not finite
+    cfg = tiny_cfg("cv.fold=1", "data.std=[1.0e-40,1.0e-40,1.0e-40]", "trainer.max_epochs=3")
+    with pytest.raises(NonFiniteError, match=r"fold 1: loss is (nan|inf) at epoch 1, step \d+ \(batch 0"):
+        run_cross_validation(cfg)
+    assert not list((tmp_path / "fold_1").rglob("*.ckpt"))
+
+
+def test_module_refuses_to_checkpoint_non_finite_weights():
+    from flakeseg.callbacks import NonFiniteError
+    from flakeseg.module import FlakeSegModule
+
+    module = FlakeSegModule(
+        model={"name": "unet_paper", "base_channels": 4},
+        class_names=["a", "b"],
+        loss={"name": "ce"},
+        optim={"name": "adam", "lr": 1e-3},
+    )
+    state = module.state_dict()
+    next(iter(v for v in state.values() if v.is_floating_point())).view(-1)[0] = float("nan")
+    with pytest.raises(NonFiniteError, match="not finite; refusing to write a checkpoint"):
+        module.on_save_checkpoint({"state_dict": state})
+
+
+@pytest.mark.slow
+def test_six_job_sweep_with_two_failures_finishes_the_rest_and_lists_both(data_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    command = [
+        sys.executable,
+        "train.py",
+        "-m",
+        *TINY,
+        f"data.root={data_root}",
+        "cv.fold=0,1",
+        "optim.lr=1.0e-3,2.0e-3,-1",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=400)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    states = {job["job"]: job["state"] for job in summary["jobs"]}
+    assert states == {0: "done", 1: "done", 2: "failed", 3: "done", 4: "done", 5: "failed"}
+    assert summary["failed"] == 2 and "2 of 6 jobs did not finish" in output
+    for job in range(6):
+        status = json.loads((sweep / str(job) / "status.json").read_text())
+        assert status["state"] == states[job]
+        if status["state"] == "failed":
+            assert status["error"] == "optim.lr: must be > 0, got -1.0"
+        else:
+            assert json.loads((sweep / str(job) / "metrics.json").read_text())["complete"]
+
+
+def test_sweep_summary_marks_interrupted_and_crashed_jobs(tmp_path):
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from hydra_plugins.flakeseg_queue_launcher.queue_launcher import summarize_sweep
+
+    returns = []
+    for job, (state, status) in enumerate(
+        [("done", JobStatus.COMPLETED), ("interrupted", JobStatus.FAILED), ("running", JobStatus.FAILED)]
+    ):
+        folder = tmp_path / str(job)
+        folder.mkdir()
+        (folder / "status.json").write_text(json.dumps({"state": state, "error": "" if job == 0 else "boom"}))
+        ret = JobReturn(overrides=[f"seed={job}"], working_dir=str(folder), status=status)
+        ret._return_value = RuntimeError("exit")
+        returns.append(ret)
+    problems = summarize_sweep(tmp_path, returns, 0)
+    summary = json.loads((tmp_path / "sweep_summary.json").read_text())
+    assert [j["state"] for j in summary["jobs"]] == ["done", "interrupted", "failed"]  # killed while running
+    assert len(problems) == 2 and "interrupted: boom" in problems[0]
+
+
+def test_names_that_would_leave_the_run_folder_are_refused_before_anything_is_written(data_root, tmp_path):
+    for override in ("task_name=../escaped", "task_name=/tmp/escaped", "logger.name=../../x"):
+        run = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "train.py"), override, f"data.root={data_root}"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        errors = [ln for ln in (run.stdout + run.stderr).splitlines() if "error:" in ln]
+        assert run.returncode == 1 and len(errors) == 1, run.stderr[-1500:]
+        assert override.split("=")[0] + ":" in errors[0] and "not a plain name" in errors[0]
+        assert list(tmp_path.iterdir()) == [], f"{override} wrote {list(tmp_path.iterdir())}"

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
+
+from flakeseg.errors import FlakesegError
 
 
 class ValidateAtEpochs(pl.Callback):
@@ -25,3 +29,50 @@ class ValidateAtEpochs(pl.Callback):
         due = trainer.current_epoch + 1 in self.epochs
         # A period longer than the run means "not this epoch".
         trainer.check_val_every_n_epoch = 1 if due else int(trainer.max_epochs or 0) + 1
+
+
+class NonFiniteError(FlakesegError):
+    """The loss or the weights stopped being finite; the message says where."""
+
+
+class Interrupted(Exception):
+    """Training was stopped by SIGTERM; a checkpoint of the state at the stop was written."""
+
+
+class StopOnNonFinite(pl.Callback):
+    """Stop at once when the loss is NaN or infinite, naming fold, epoch and step.
+
+    Gradient clipping would otherwise carry NaN weights silently to the end. The module refuses to
+    write a checkpoint whose weights are not finite (see ``FlakeSegModule.on_save_checkpoint``).
+    """
+
+    def __init__(self, label: str):
+        self.label = label
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not torch.isfinite(loss).all():
+            raise NonFiniteError(
+                f"{self.label}: loss is {float(loss)} at epoch {trainer.current_epoch + 1}, step "
+                f"{trainer.global_step} (batch {batch_idx} of the epoch); training stopped, "
+                "no checkpoint written"
+            )
+
+
+class CheckpointOnSigterm(pl.Callback):
+    """On SIGTERM (how clusters stop jobs), write ``interrupted.ckpt`` before Lightning stops.
+
+    Lightning notices SIGTERM at the end of a batch and leaves ``fit`` with an exit code of 0; this
+    callback saves the state first, and :func:`flakeseg.cv.train_fold` turns the stop into
+    :class:`Interrupted` (exit code 143 from ``train.py``). ``last.ckpt`` stays the end of the last
+    complete epoch, from which a rerun resumes exactly.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.saved = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if trainer.received_sigterm and not self.saved:
+            trainer.save_checkpoint(self.path)
+            self.saved = True

@@ -1,17 +1,31 @@
-"""Glue between Hydra entry points and library code: user errors become one line, not a traceback."""
+"""Glue between Hydra entry points and library code: user errors become one line, not a traceback.
+
+Every job also leaves ``status.json`` in its run folder: ``running`` while it trains, then ``done``
+(with its score), ``failed`` (with the error line) or ``interrupted`` (SIGTERM), so a sweep's outcome
+can be read job by job.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from flakeseg.callbacks import Interrupted
 from flakeseg.cv import run_cross_validation
 from flakeseg.errors import FlakesegError
+from flakeseg.report import write_json_atomic
 
 log = logging.getLogger("flakeseg")
+
+STATUS_FILE = "status.json"
+#: the exit code of a process stopped by SIGTERM (128 + 15), what schedulers expect
+EXIT_INTERRUPTED = 143
 
 
 def _is_multirun() -> bool:
@@ -21,23 +35,46 @@ def _is_multirun() -> bool:
         return False
 
 
+def write_status(cfg: DictConfig, state: str, **details: Any) -> None:
+    """Record the job's state in ``<paths.output_dir>/status.json`` (best effort: never masks an error)."""
+    try:
+        path = Path(cfg.paths.output_dir) / STATUS_FILE
+        write_json_atomic(path, {"state": state, "time": time.strftime("%Y-%m-%d %H:%M:%S"), **details})
+    except Exception as exc:  # the job's own outcome matters more than its status file
+        log.warning("could not write %s: %s", STATUS_FILE, exc)
+
+
 def run_task(cfg: DictConfig) -> float:
     """Run the stage ``cfg.stage`` asks for and return its mean per-class accuracy (what sweepers optimise).
 
     ``stage=cv`` returns the CV mean over folds; ``stage=test`` the test-split value.
 
-    A :class:`FlakesegError` (bad data, bad config value) is printed as its message only. In a single
-    run the process then exits with status 1; in a multirun the error is raised again so Hydra records
-    the failed job and goes on with the others.
+    A :class:`FlakesegError` (bad data, bad config value, non-finite loss) is printed as its message
+    only. In a single run the process then exits with status 1; in a multirun the error is raised
+    again so Hydra records the failed job and goes on with the others. SIGTERM exits with 143.
     """
+    write_status(cfg, "running")
     try:
         if cfg.get("stage", "cv") == "test":
             from flakeseg.holdout import run_test_stage
 
-            return float(run_test_stage(cfg)["test/mean_class_acc"])
-        return float(run_cross_validation(cfg)["cv/mean_class_acc"])
+            score = float(run_test_stage(cfg)["test/mean_class_acc"])
+        else:
+            score = float(run_cross_validation(cfg)["cv/mean_class_acc"])
+    except Interrupted as exc:
+        log.error("interrupted: %s", exc)
+        write_status(cfg, "interrupted", error=str(exc))
+        raise SystemExit(EXIT_INTERRUPTED) from None
     except FlakesegError as exc:
         log.error("error: %s", exc)
+        write_status(cfg, "failed", error=str(exc).splitlines()[0])
         if not _is_multirun():
             raise SystemExit(1) from None
         raise
+    except Exception as exc:
+        write_status(
+            cfg, "failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        )
+        raise
+    write_status(cfg, "done", score=score)
+    return score

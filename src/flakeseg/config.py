@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from flakeseg.errors import ConfigError
 
@@ -38,8 +39,40 @@ def _as_number(value, key: str, kind: type = float):
     return number
 
 
+#: keys whose values become parts of output paths (run folders, log folders, sweep sub-folders)
+PATH_NAME_KEYS = (
+    "task_name",
+    "data.name",
+    "model.name",
+    "loss.name",
+    "augment.name",
+    "optim.name",
+    "logger.name",
+)
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def path_name_problems(cfg: DictConfig) -> list[str]:
+    """``key: problem`` for each value of :data:`PATH_NAME_KEYS` that could leave the run folder."""
+    problems = []
+    for key in PATH_NAME_KEYS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        text = str(value)
+        if not _SAFE_NAME.match(text) or ".." in text:
+            problems.append(
+                f"{key}: {text!r} is not a plain name (letters, digits, _ . + -; no '/' or '..'): "
+                "it becomes part of an output path"
+            )
+    return problems
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Refuse values that would fail late or silently; the error names the key."""
+    names = path_name_problems(cfg)
+    if names:
+        raise ConfigError(names[0])
     checks = [
         ("optim.lr", float, lambda v: v > 0, "must be > 0"),
         ("data.batch_size", int, lambda v: v >= 1, "must be at least 1"),

@@ -15,8 +15,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from flakeseg.callbacks import ValidateAtEpochs
+from flakeseg.callbacks import CheckpointOnSigterm, Interrupted, StopOnNonFinite, ValidateAtEpochs
 from flakeseg.checkpoints import RandomStateCheckpoint, load_checkpoint
 from flakeseg.config import validate_config
 from flakeseg.data import ClassScheme, FlakeDataModule, FlakeImages, fold_ids, load_dataset
@@ -94,7 +95,12 @@ def build_trainer(
         loggers: Lightning loggers to use instead of instantiating ``cfg.logger``.
         overrides: replace ``trainer`` config values (the benchmark uses them to shorten runs).
     """
-    state_callbacks: list[pl.Callback] = [RandomStateCheckpoint()]
+    # first: a non-finite loss stops the step before any checkpoint callback runs
+    state_callbacks: list[pl.Callback] = [
+        StopOnNonFinite(version.replace("_", " ")),
+        RandomStateCheckpoint(),
+        CheckpointOnSigterm(run_dir / "checkpoints" / "interrupted.ckpt"),
+    ]
     if validate:
         checkpoint = ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
@@ -129,7 +135,13 @@ def build_trainer(
     try:
         trainer = pl.Trainer(
             **kwargs,
-            callbacks=[checkpoint, *state_callbacks, CompactProgressBar(label), *extra_callbacks],
+            callbacks=[
+                *state_callbacks[:1],
+                checkpoint,
+                *state_callbacks[1:],
+                CompactProgressBar(label),
+                *extra_callbacks,
+            ],
             logger=logger,
             default_root_dir=str(run_dir),
             enable_model_summary=False,
@@ -137,6 +149,17 @@ def build_trainer(
     except TypeError as exc:
         raise ConfigError(f"trainer: {exc}") from None
     return trainer, checkpoint
+
+
+def fit(trainer: pl.Trainer, module: FlakeSegModule, datamodule, ckpt_path: str | None, label: str) -> None:
+    """``trainer.fit``, with Lightning's quiet exit on SIGTERM turned into :class:`Interrupted`."""
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        raise Interrupted(
+            f"{label}: stopped by SIGTERM in epoch {trainer.current_epoch + 1} (step {trainer.global_step}); "
+            "state saved as interrupted.ckpt; rerun the same command to resume from the last complete epoch"
+        ) from None
 
 
 def eval_epochs(cfg: DictConfig) -> list[int]:
@@ -200,7 +223,7 @@ def train_fold(
         log.info("fold %d: resuming from %s (after epoch %d)", fold, last, epoch + 1)
         resume_from = str(last)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    fit(trainer, module, datamodule, resume_from, f"fold {fold}")
     train_seconds = time.perf_counter() - start
     # Score the model as it is after the last epoch: the epoch count is a hyperparameter chosen by CV,
     # so picking the best epoch on the validation fold would bias the CV score upwards. With budgets,

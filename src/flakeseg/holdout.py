@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from flakeseg.cv import build_module, build_trainer, describe_device, start_run
+from flakeseg.cv import build_module, build_trainer, describe_device, fit, start_run
 from flakeseg.data import FlakeDataModule, load_dataset
 from flakeseg.data.splits import split_from_config
 from flakeseg.errors import ConfigError
@@ -85,7 +85,7 @@ def run_test_stage(cfg: DictConfig) -> dict[str, Any]:
         seed=int(cfg.seed),
     )
     trainer, checkpoint = build_trainer(cfg, output_dir, label="test stage", version="final", validate=False)
-    trainer.fit(module, datamodule=datamodule)
+    fit(trainer, module, datamodule, None, "test stage")
     train_seconds = time.perf_counter() - started
 
     probs = predict_probabilities(

@@ -8,6 +8,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from flakeseg.callbacks import NonFiniteError
 from flakeseg.errors import ConfigError
 from flakeseg.fast import apply_fast_paths
 from flakeseg.losses import build_loss
@@ -106,6 +107,11 @@ class FlakeSegModule(pl.LightningModule):
         self.last_test = self._eval_epoch_end(self.test_metrics, "test")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        bad = [
+            k for k, v in checkpoint["state_dict"].items() if v.is_floating_point() and not v.isfinite().all()
+        ]
+        if bad:  # raising here stops Lightning before the file is written
+            raise NonFiniteError(f"weights {bad[:3]} are not finite; refusing to write a checkpoint")
         checkpoint["val_history"] = list(self.val_history)  # learning curves survive a resume
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

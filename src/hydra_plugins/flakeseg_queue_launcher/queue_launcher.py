@@ -17,10 +17,12 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
@@ -50,9 +52,74 @@ class QueueLauncherConf:
     devices: Any = "auto"
 
 
+@dataclass
+class LocalLauncherConf:
+    _target_: str = "hydra_plugins.flakeseg_queue_launcher.queue_launcher.LocalLauncher"
+
+
 ConfigStore.instance().store(
     group="hydra/launcher", name="queue", node=QueueLauncherConf, provider="flakeseg"
 )
+ConfigStore.instance().store(
+    group="hydra/launcher", name="local", node=LocalLauncherConf, provider="flakeseg"
+)
+
+
+def _status(job_dir: Path) -> dict:
+    try:
+        return json.loads((job_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _job_dir(ret: JobReturn) -> Optional[Path]:
+    """The job's output folder (jobs do not chdir, so ``working_dir`` may be the launch directory)."""
+    try:
+        return Path(str(ret.hydra_cfg.hydra.runtime.output_dir))
+    except Exception:  # a JobReturn without its Hydra config
+        return Path(str(ret.working_dir)) if ret.working_dir else None
+
+
+def summarize_sweep(sweep_dir: Path, returns: Sequence[JobReturn], first_idx: int) -> list:
+    """Write ``<sweep dir>/sweep_summary.json`` (every job's state) and log every job that did not finish.
+
+    Returns:
+        one line per such job: ``#N overrides: state: error``.
+    """
+    from flakeseg.report import write_json_atomic
+
+    jobs, problems = [], []
+    for offset, ret in enumerate(returns):
+        job_dir = _job_dir(ret)
+        status = _status(job_dir) if job_dir else {}
+        completed = ret.status == JobStatus.COMPLETED
+        state = status.get("state") or ("done" if completed else "failed")
+        if not completed and state in ("running", "done"):
+            state = "failed"  # the process died before it could say so
+        error = status.get("error") or ("" if completed else str(ret._return_value))
+        overrides = " ".join(filter_overrides(list(ret.overrides or [])))
+        jobs.append(
+            {
+                "job": first_idx + offset,
+                "overrides": overrides,
+                "dir": str(job_dir),
+                "state": state,
+                "error": error.splitlines()[0] if error else "",
+            }
+        )
+        if state != "done":
+            problems.append(f"#{first_idx + offset} {overrides}: {state}: {jobs[-1]['error']}")
+    summary_path = sweep_dir / "sweep_summary.json"
+    write_json_atomic(summary_path, {"jobs": jobs, "failed": len(problems)})
+    if problems:
+        log.error(
+            "%d of %d jobs did not finish (%s):\n  %s",
+            len(problems),
+            len(returns),
+            summary_path,
+            "\n  ".join(problems),
+        )
+    return problems
 
 
 def _job_result(job_dir: Path) -> Optional[dict]:
@@ -169,7 +236,6 @@ class QueueLauncher(Launcher):
             log.info("%s %s on %s in %.0f s", result.job.name, state, result.device, result.seconds)
 
         results = run_jobs([job for _, job in jobs], devices, on_done=report)
-        failures = []
         for (position, job), result in zip(jobs, results, strict=True):
             ret = returns[position]
             payload = _job_result(Path(str(ret.working_dir))) if result.ok else None
@@ -181,8 +247,17 @@ class QueueLauncher(Launcher):
                 ret.return_value = RuntimeError(
                     f"job {job.name} exit {result.returncode}: {line} (log {job.log_path})"
                 )
-                failures.append(f"{job.name} {' '.join(filter_overrides(ret.overrides or []))}: {line}")
-        if failures:
-            log.error("%d of %d jobs failed:\n  %s", len(failures), len(returns), "\n  ".join(failures))
+        summarize_sweep(sweep_dir, returns, initial_job_idx)
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return returns
+
+
+class LocalLauncher(BasicLauncher):
+    """Hydra's basic launcher (jobs in turn, in this process) that also writes ``sweep_summary.json``
+    and lists every failed job, not only the first."""
+
+    def launch(self, job_overrides, initial_job_idx: int) -> Sequence[JobReturn]:
+        returns = super().launch(job_overrides, initial_job_idx)
+        assert self.config is not None
+        summarize_sweep(Path(str(self.config.hydra.sweep.dir)), returns, initial_job_idx)
         return returns
