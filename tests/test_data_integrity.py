@@ -131,3 +131,95 @@ def test_truncated_file_is_a_data_error(tmp_path):
     (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match="t.png: cannot decode"):
         read_image(tmp_path / "t.png")
+
+
+def _zero_width_png(path: Path) -> None:
+    """A PNG whose header declares a 0 x 20 image (Pillow refuses to write one)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 0, 20, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_eleven_kinds_of_defect_in_one_pass_one_line_each_nothing_loaded(tmp_path):
+    cfg = _make_set(tmp_path, n=11)
+    cfg["image_pattern"] = r"or(?P<id>\d+)\.(?:png|jpg)"  # lets two files claim one id
+    img, lab = tmp_path / "img", tmp_path / "lab"
+    (lab / "col00000.png").unlink()  # 1 missing mask
+    (img / "or00001.png").unlink()  # 2 missing image
+    _save_mask(lab / "col00002.png", np.zeros((21, 30)))  # 3 size mismatch
+    bad = np.zeros((20, 30))
+    bad[0, 0] = 7
+    _save_mask(lab / "col00003.png", bad)  # 4 unknown label value
+    (img / "or00004.png").write_bytes(b"not a png at all")  # 5 unreadable file
+    Image.new("RGB", (30, 20)).save(lab / "col00005.png")  # 6 RGB mask
+    data = (img / "or00006.png").read_bytes()
+    (img / "or00006.png").write_bytes(data[: len(data) // 2])  # 7 truncated file
+    (lab / "col00007.png").write_bytes(b"")  # 8 empty file
+    _zero_width_png(img / "or00008.png")  # 9 zero-size image
+    Image.fromarray(np.full((20, 30), 1000, np.uint16)).save(lab / "col00009.png")  # 10 16-bit mask > 255
+    Image.new("RGB", (30, 20)).save(img / "or00010.jpg")  # 11 duplicate id (or00010.png too)
+    with pytest.raises(DataError) as err:
+        load_dataset(cfg, progress=False)
+    lines = str(err.value).splitlines()
+    expected = {
+        "or00000.png": "no mask",
+        "col00001.png": "mask without an image",
+        "col00002.png": "does not match image",
+        "col00003.png": "label values [7]",
+        "or00004.png": "cannot decode",
+        "col00005.png": "mode 'RGB'",
+        "or00006.png": "cannot decode",
+        "col00007.png": "cannot decode",
+        "or00008.png": "",
+        "col00009.png": "outside 0..255",
+        "or00010.": "duplicate image id '00010'",
+    }
+    assert len(lines) == len(expected), lines
+    for name, problem in expected.items():
+        assert sum(name in line and problem in line for line in lines) == 1, (name, lines)
+
+
+def test_fuzzed_pngs_are_read_or_refused_cleanly(tmp_path):
+    """A few hundred randomly damaged PNGs: each is read (right shape) or a DataError, never a crash."""
+    rng = np.random.default_rng(1234)
+    Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(tmp_path / "image.png")
+    _save_mask(tmp_path / "mask.png", rng.integers(0, 4, (24, 32)))
+    outcomes = {"read": 0, "refused": 0}
+    for source, reader in (("image.png", read_image), ("mask.png", read_mask)):
+        clean = bytearray((tmp_path / source).read_bytes())
+        for trial in range(150):
+            damaged = bytearray(clean)
+            kind = trial % 3
+            if kind == 0:  # truncate
+                damaged = damaged[: int(rng.integers(0, len(damaged)))]
+            elif kind == 1:  # flip bytes
+                for position in rng.integers(0, len(damaged), size=int(rng.integers(1, 8))):
+                    damaged[position] = int(rng.integers(0, 256))
+            else:  # splice junk in
+                at = int(rng.integers(0, len(damaged)))
+                damaged[at:at] = rng.integers(0, 256, size=int(rng.integers(1, 64)), dtype=np.uint8).tobytes()
+            path = tmp_path / f"fuzz_{trial}_{source}"
+            path.write_bytes(bytes(damaged))
+            try:
+                array = reader(path)
+            except DataError as exc:
+                assert str(path) in str(exc) and "\n" not in str(exc)
+                outcomes["refused"] += 1
+            else:
+                assert (
+                    array.dtype == np.uint8
+                    and array.ndim == (3 if reader is read_image else 2)
+                    and array.size > 0
+                )
+                outcomes["read"] += 1
+    assert outcomes["refused"] > 50 and sum(outcomes.values()) == 300
