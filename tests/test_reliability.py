@@ -249,3 +249,61 @@ def test_names_that_would_leave_the_run_folder_are_refused_before_anything_is_wr
         assert run.returncode == 1 and len(errors) == 1, run.stderr[-1500:]
         assert override.split("=")[0] + ":" in errors[0] and "not a plain name" in errors[0]
         assert list(tmp_path.iterdir()) == [], f"{override} wrote {list(tmp_path.iterdir())}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("logger", ["csv", "wandb"])
+def test_training_starts_within_10_s_without_network(logger, tiny_cfg, tmp_path, monkeypatch):
+    """With W&B credentials but no reachable server (or no W&B at all), the first step comes quickly."""
+    import pytorch_lightning as pl
+
+    from flakeseg import cv
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: like no network
+    first_step: list[float] = []
+
+    class FirstStep(pl.Callback):
+        def on_train_batch_start(self, *args):
+            first_step.append(first_step[0] if first_step else time.perf_counter())
+
+    build = cv.build_trainer
+    monkeypatch.setattr(
+        cv,
+        "build_trainer",
+        lambda *a, extra_callbacks=(), **k: build(*a, extra_callbacks=[*extra_callbacks, FirstStep()], **k),
+    )
+    cfg = tiny_cfg("cv.fold=0", f"logger={logger}")
+    start = time.perf_counter()
+    run_cross_validation(cfg)
+    assert first_step and first_step[0] - start < 10.0
+
+
+@pytest.mark.slow
+def test_every_completed_step_is_in_the_csv_log_after_kill_9(data_root, tmp_path):
+    import csv as csv_module
+
+    run = tmp_path / "run"
+    command = [sys.executable, "train.py", *RESUMABLE, f"data.root={data_root}", f"hydra.run.dir={run}"]
+    proc = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    log_file = run / "csv" / "fold_0" / "metrics.csv"
+
+    def logged_steps():
+        try:
+            rows = list(csv_module.DictReader(log_file.open()))
+        except OSError:
+            return []
+        return sorted({int(r["step"]) for r in rows if r.get("train/loss_step")})
+
+    deadline = time.time() + 240
+    while len(logged_steps()) < 12:
+        assert proc.poll() is None and time.time() < deadline, "run ended before 12 steps"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    steps = logged_steps()
+    assert steps == list(range(len(steps))) and len(steps) >= 12  # no completed step missing

@@ -8,7 +8,8 @@ the agent's run, so the sweep sees ``cv/mean_class_acc`` in its summary.
 
 Offline by itself: with no API key (``WANDB_API_KEY`` or a ``~/.netrc`` entry) the runs are written
 offline into ``<run dir>/wandb/`` without touching the network; with a key, an unreachable server
-gives up after ``logger.init_timeout`` seconds and the runs go offline. ``WANDB_MODE`` always wins.
+goes offline at once when its server does not accept a connection, and gives up after
+``logger.init_timeout`` seconds when it accepts but does not answer. ``WANDB_MODE`` always wins.
 The local CSV log is written too: it is the record of truth if a run is killed (W&B offline runs can
 lose their last steps).
 """
@@ -20,9 +21,11 @@ import logging
 import netrc
 import os
 import secrets
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -56,6 +59,21 @@ def resolve_mode(requested: str) -> tuple[str, str]:
     if requested != "auto":
         return requested, "logger.mode"
     return ("online", "API key found") if has_api_key() else ("offline", "no W&B API key")
+
+
+def server_reachable(timeout: float = 2.0) -> bool:
+    """Whether the W&B server (``WANDB_BASE_URL``) accepts a TCP connection within ``timeout`` seconds.
+
+    Only asked when there is an API key, i.e. when W&B would contact that server anyway; it saves the
+    ``init_timeout`` wait when the machine is offline.
+    """
+    url = urlsplit(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "api.wandb.ai", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -94,7 +112,9 @@ class WandbTracker:
         self.class_names = list(class_names)
         self.mode, why = resolve_mode(str(self.cfg.get("mode") or "auto"))
         self.group = str(self.cfg.get("group") or self.output_dir.name)
-        self.timeout = float(self.cfg.get("init_timeout") or 30)
+        self.timeout = float(self.cfg.get("init_timeout") or 8)
+        if self.mode == "online" and why == "API key found" and not server_reachable():
+            self.mode, why = "offline", "W&B server not reachable"
         log.info("W&B: %s (%s); run files in %s", self.mode, why, self.output_dir / "wandb")
         self.cv_run = self._init(job_type="cv", name=self.group, config=self.config)
         self._val_probs: list[np.ndarray] = []
