@@ -204,7 +204,9 @@ def train_fold(
     loggers = None
     if tracker is not None:  # W&B plus the local CSV log, the record of truth if the run is killed
         loggers = [
-            CSVLogger(save_dir=str(output_dir), name="csv", version=f"fold_{fold}", flush_logs_every_n_steps=1),
+            CSVLogger(
+                save_dir=str(output_dir), name="csv", version=f"fold_{fold}", flush_logs_every_n_steps=1
+            ),
             tracker.fold_logger(fold, weights),
         ]
     trainer, checkpoint = build_trainer(
