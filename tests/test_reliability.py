@@ -1,6 +1,7 @@
 """Reliability: kill and resume bitwise, corrupt checkpoints, safe loading, same seed same result."""
 
 import json
+import logging
 import os
 import pickle
 import random
@@ -99,6 +100,7 @@ class _Payload:
         return (os.system, ("touch pwned",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_checkpoint_with_pickled_code_is_refused_and_runs_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.ckpt"
@@ -237,7 +239,14 @@ def test_sweep_summary_marks_interrupted_and_crashed_jobs(tmp_path):
 
 
 def test_names_that_would_leave_the_run_folder_are_refused_before_anything_is_written(data_root, tmp_path):
-    for override in ("task_name=../escaped", "task_name=/tmp/escaped", "logger.name=../../x"):
+    from flakeseg.config import path_name_problems
+    from tests.conftest import compose_train
+
+    for override in ("task_name=/tmp/escaped", "logger.name=../../x", "data.name=a/b"):
+        problems = path_name_problems(compose_train([override]))
+        assert len(problems) == 1 and problems[0].startswith(override.split("=")[0] + ":")
+    assert path_name_problems(compose_train(["task_name=my-run_2", "data=graphene"])) == []
+    for override in ("task_name=../escaped",):  # through train.py: refused before Hydra makes a folder
         run = subprocess.run(
             [sys.executable, str(REPO_ROOT / "train.py"), override, f"data.root={data_root}"],
             cwd=tmp_path,
@@ -253,7 +262,7 @@ def test_names_that_would_leave_the_run_folder_are_refused_before_anything_is_wr
 
 @pytest.mark.slow
 @pytest.mark.parametrize("logger", ["csv", "wandb"])
-def test_training_starts_within_10_s_without_network(logger, tiny_cfg, tmp_path, monkeypatch):
+def test_training_starts_within_10_s_without_network(logger, tiny_cfg, tmp_path, monkeypatch, caplog):
     """With W&B credentials but no reachable server (or no W&B at all), the first step comes quickly."""
     import pytorch_lightning as pl
 
@@ -277,8 +286,13 @@ def test_training_starts_within_10_s_without_network(logger, tiny_cfg, tmp_path,
     )
     cfg = tiny_cfg("cv.fold=0", f"logger={logger}")
     start = time.perf_counter()
-    run_cross_validation(cfg)
+    with caplog.at_level(logging.INFO):
+        run_cross_validation(cfg)
     assert first_step and first_step[0] - start < 10.0
+    if logger == "wandb":  # went offline by itself, wrote its runs, and says how to upload them
+        assert "W&B: offline (W&B server not reachable)" in caplog.text
+        assert "wandb sync" in caplog.text
+        assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2  # the CV run and fold 0
 
 
 @pytest.mark.slow

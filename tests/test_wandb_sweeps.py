@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -124,34 +123,6 @@ def test_one_generated_run_per_sweep_trains_with_wandb_offline(path, data_root, 
         assert list(weights.values()) == pytest.approx(fold["median_frequency_weights"])
         assert _logged(fold_run, "val/predictions", "train/loss_epoch", "val/mean_class_acc")
     assert (tmp_path / "csv" / "fold_0" / "metrics.csv").is_file()  # the local record of truth
-
-
-@pytest.mark.slow
-def test_wandb_with_a_key_and_no_server_goes_offline_in_bounded_time(data_root, tmp_path):
-    env = {
-        **os.environ,
-        "FLAKESEG_DATA": str(data_root),
-        "WANDB_API_KEY": "x" * 40,
-        "WANDB_BASE_URL": "http://127.0.0.1:9",  # nothing listens there: a dead server, no network needed
-        "HOME": str(tmp_path),
-    }
-    env.pop("WANDB_MODE", None)
-    command = [
-        sys.executable,
-        "train.py",
-        *TINY,
-        "cv.folds=2",
-        "logger=wandb",
-        "logger.init_timeout=10",
-        f"hydra.run.dir={tmp_path / 'run'}",
-    ]
-    start = time.perf_counter()
-    run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    assert time.perf_counter() - start < 240
-    assert "W&B: offline (W&B server not reachable)" in run.stdout + run.stderr
-    assert "wandb sync" in run.stdout + run.stderr
-    assert len(_offline_runs(tmp_path / "run")) == 3
 
 
 @pytest.mark.slow
