@@ -22,8 +22,8 @@ from tests.conftest import REPO_ROOT, TINY
 RESUMABLE = [*TINY, "data.samples_per_image=8", "trainer.max_epochs=5", "cv.fold=0"]
 
 
-def _train(data_root, run_dir, *extra):
-    command = [
+def _command(data_root, run_dir, *extra):
+    return [
         sys.executable,
         "train.py",
         *RESUMABLE,
@@ -31,7 +31,26 @@ def _train(data_root, run_dir, *extra):
         f"hydra.run.dir={run_dir}",
         *extra,
     ]
-    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+
+def _train(data_root, run_dir, *extra):
+    return subprocess.run(
+        _command(data_root, run_dir, *extra), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+def _start(data_root, run_dir, **popen):
+    """The resumable run in the background (its own process group unless ``popen`` says otherwise)."""
+    popen = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True, **popen}
+    return subprocess.Popen(_command(data_root, run_dir), cwd=REPO_ROOT, **popen)
+
+
+def _wait_until(reached, proc, what, timeout=240):
+    """Poll ``reached()`` while ``proc`` runs; fail if it ends or ``timeout`` passes first."""
+    deadline = time.time() + timeout
+    while not reached():
+        assert proc.poll() is None and time.time() < deadline, f"run ended before {what}"
+        time.sleep(0.02)
 
 
 def _weights(run_dir):
@@ -51,15 +70,9 @@ def test_kill_9_in_epoch_3_and_resume_gives_bitwise_the_uninterrupted_weights(da
     assert _train(data_root, straight).returncode == 0
 
     killed = tmp_path / "killed"
-    command = [sys.executable, "train.py", *RESUMABLE, f"data.root={data_root}", f"hydra.run.dir={killed}"]
-    proc = subprocess.Popen(
-        command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    proc = _start(data_root, killed)
     last = killed / "fold_0" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 240
-    while _epochs_done(last) < 2:  # two epochs done: the run is in epoch 3
-        assert proc.poll() is None and time.time() < deadline, "run ended before epoch 3"
-        time.sleep(0.02)
+    _wait_until(lambda: _epochs_done(last) >= 2, proc, "epoch 3")  # two epochs done: in epoch 3
     time.sleep(random.uniform(0.0, 0.3))  # a random step of epoch 3
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -143,15 +156,11 @@ def test_same_seed_gives_bitwise_the_same_weights_and_metrics(tiny_cfg, tmp_path
 @pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_and_exits_143(data_root, tmp_path):
     run = tmp_path / "run"
-    command = [sys.executable, "train.py", *RESUMABLE, f"data.root={data_root}", f"hydra.run.dir={run}"]
-    proc = subprocess.Popen(
-        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    proc = _start(
+        data_root, run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=False
     )
     last = run / "fold_0" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 240
-    while _epochs_done(last) < 1:
-        assert proc.poll() is None and time.time() < deadline, "run ended before the first epoch"
-        time.sleep(0.02)
+    _wait_until(lambda: _epochs_done(last) >= 1, proc, "the first epoch")
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 143, output[-2000:]
@@ -300,10 +309,7 @@ def test_every_completed_step_is_in_the_csv_log_after_kill_9(data_root, tmp_path
     import csv as csv_module
 
     run = tmp_path / "run"
-    command = [sys.executable, "train.py", *RESUMABLE, f"data.root={data_root}", f"hydra.run.dir={run}"]
-    proc = subprocess.Popen(
-        command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    proc = _start(data_root, run)
     log_file = run / "csv" / "fold_0" / "metrics.csv"
 
     def logged_steps():
@@ -313,10 +319,7 @@ def test_every_completed_step_is_in_the_csv_log_after_kill_9(data_root, tmp_path
             return []
         return sorted({int(r["step"]) for r in rows if r.get("train/loss_step")})
 
-    deadline = time.time() + 240
-    while len(logged_steps()) < 12:
-        assert proc.poll() is None and time.time() < deadline, "run ended before 12 steps"
-        time.sleep(0.05)
+    _wait_until(lambda: len(logged_steps()) >= 12, proc, "12 steps")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     steps = logged_steps()

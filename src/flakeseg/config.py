@@ -18,6 +18,15 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 STAGES = ("cv", "test")
 
 
+def yaml_float(value: float) -> str:
+    """A float written so that YAML and Hydra read it back as a float (``1.0e-05``, not ``1e-05``)."""
+    text = repr(float(value))
+    if "e" in text and "." not in text.split("e")[0]:
+        mantissa, exponent = text.split("e")
+        return f"{mantissa}.0e{exponent}"
+    return text
+
+
 def _number(cfg: DictConfig, key: str, kind: type = float):
     value = cfg
     for part in key.split("."):

@@ -95,9 +95,7 @@ def build_trainer(
         loggers: Lightning loggers to use instead of instantiating ``cfg.logger``.
         overrides: replace ``trainer`` config values (the benchmark uses them to shorten runs).
     """
-    # first: a non-finite loss stops the step before any checkpoint callback runs
     state_callbacks: list[pl.Callback] = [
-        StopOnNonFinite(version.replace("_", " ")),
         RandomStateCheckpoint(),
         CheckpointOnSigterm(run_dir / "checkpoints" / "interrupted.ckpt"),
     ]
@@ -135,10 +133,11 @@ def build_trainer(
     try:
         trainer = pl.Trainer(
             **kwargs,
+            # first: a non-finite loss stops the step before any checkpoint callback runs
             callbacks=[
-                *state_callbacks[:1],
+                StopOnNonFinite(version.replace("_", " ")),
                 checkpoint,
-                *state_callbacks[1:],
+                *state_callbacks,
                 CompactProgressBar(label),
                 *extra_callbacks,
             ],

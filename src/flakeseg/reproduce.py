@@ -35,6 +35,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from flakeseg.config import CONFIG_DIR
+from flakeseg.config import yaml_float as _fmt
 from flakeseg.errors import ConfigError, FlakesegError
 from flakeseg.report import write_csv_atomic, write_json_atomic, write_text_atomic
 
@@ -141,12 +142,6 @@ class Profile:
         }
 
 
-def _fmt(value: float) -> str:
-    """A number as Hydra and YAML read it back as a float (``1.0e-05``, not ``1e-05``)."""
-    text = repr(float(value))
-    return text.replace("e-", ".0e-") if "e" in text and "." not in text.split("e")[0] else text
-
-
 def _script() -> str:
     """``train.py`` relative to the working directory when below it (shorter, copyable commands)."""
     try:
@@ -227,7 +222,13 @@ def collect_grid(out: Path, dataset: str, profile: Profile) -> tuple[list[dict[s
 
 
 def _last_error(job: Path) -> str:
-    """The last error line of a job's log, or why there is none."""
+    """Why a job has no complete results: the error line of its ``status.json``, else of its log."""
+    try:
+        status = json.loads((job / "status.json").read_text())
+    except (OSError, ValueError):
+        status = {}
+    if status.get("error"):
+        return f"{status.get('state', 'failed')}: {status['error']}"
     log_file = job / "train.log"
     if not log_file.is_file():
         return "did not run (no log)"

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from flakeseg.config import yaml_float
 from flakeseg.errors import ConfigError, FlakesegError
 from flakeseg.report import write_csv_atomic, write_json_atomic
 
@@ -61,8 +62,7 @@ def override_value(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float) or type(value).__name__.startswith("float"):
-        text = repr(float(value))
-        return text.replace("e-", ".0e-") if "e" in text and "." not in text.split("e")[0] else text
+        return yaml_float(value)
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(override_value(v) for v in value) + "]"
     return str(value)
