@@ -10,7 +10,7 @@ export FLAKESEG_DATA
 PYTEST_ARGS ?= -n 2
 RUN := $(UV) run --frozen
 
-.PHONY: help install train test lint format data clean bench-train reproduce reproduce-quick
+.PHONY: help install train test lint format data clean bench bench-train browser reproduce reproduce-quick
 
 help:  ## show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,8 +39,14 @@ reproduce-quick: install  ## the same protocol CPU-sized, ~20 min on 2 cores -> 
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
 	$(RUN) python -m flakeseg.reproduce --profile cpu_quick --dataset $(DATASET) --out outputs/reproduce_quick
 
-test: install  ## run the test suite (uses the real data at FLAKESEG_DATA)
+test: install browser  ## run the test suite (uses the real data at FLAKESEG_DATA)
 	$(RUN) pytest $(PYTEST_ARGS)
+
+browser:  ## Debian's chromium for the report-page test (apt-get, as root; skipped if present)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    else echo "note: no chromium and no root apt-get; the report-page test skips (fails under CI)"; fi; }
 
 lint: install  ## ruff check and ruff format --check
 	$(RUN) ruff check .
@@ -58,6 +64,9 @@ data:  ## clone the upstream data set into .data/ (needs internet)
 clean:  ## remove run outputs (outputs/*) and caches
 	rm -rf outputs/* .pytest_cache .ruff_cache
 	touch outputs/.gitkeep
+
+bench: install  ## inference images/s per backend (eager, channels-last, compile, onnxruntime) -> docs/results/bench_cpu/
+	$(RUN) python benchmarks/bench_predict.py --out docs/results/bench_$(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
 
 bench-train: install  ## training throughput: Lightning vs plain loop, data pipeline, FLOPs (docs/results/bench_train_*)
 	$(RUN) python benchmarks/bench_train.py --out docs/results/bench_train_$(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)

@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
+from machine import machine
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
@@ -53,26 +52,6 @@ PROFILES = {
     "paper_unet_cpu": (["experiment=paper", "trainer=cpu", "data.crop_size=256", "data.batch_size=2"], 8),
     "paper_unet_gpu": (["experiment=paper"], 24),
 }
-
-
-def machine() -> dict[str, str]:
-    info = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "lightning": pl.__version__,
-        "threads": str(torch.get_num_threads()),
-        "cores": str(os.cpu_count()),
-    }
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        info["cpu"] = next(
-            line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")
-        )
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        info["cpu"] = platform.processor() or platform.machine()
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def _sync(device: torch.device) -> None:

@@ -3,22 +3,29 @@
 - :class:`RandomStateCheckpoint` stores the random-number states (torch, CUDA, numpy, Python) in each
   checkpoint and restores them when training resumes: a Lightning checkpoint alone does not, and a
   resumed run then draws different dropout masks than an uninterrupted one.
-- :func:`load_checkpoint` loads with ``weights_only=True``: a file carrying pickled code is refused
-  and nothing in it runs; a truncated or corrupt file is one clear error naming it.
+- :func:`load_checkpoint` (from :mod:`flakeseg.checkpoint_file`, which needs no Lightning) loads with
+  ``weights_only=True``: a file carrying pickled code is refused and nothing in it runs; a truncated or
+  corrupt file is one clear error naming it.
 """
 
 from __future__ import annotations
 
-import pickle
 import random
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from flakeseg.errors import DataError
+from flakeseg.checkpoint_file import load_checkpoint
+
+__all__ = [
+    "RANDOM_STATES_KEY",
+    "RandomStateCheckpoint",
+    "capture_random_states",
+    "load_checkpoint",
+    "restore_random_states",
+]
 
 RANDOM_STATES_KEY = "random_states"
 
@@ -60,28 +67,3 @@ class RandomStateCheckpoint(pl.Callback):
         states = checkpoint.get(RANDOM_STATES_KEY)
         if states is not None:
             restore_random_states(states)
-
-
-def load_checkpoint(path: Path | str) -> dict[str, Any]:
-    """Load a checkpoint without executing code from it.
-
-    Raises:
-        DataError: ``<path>: ...`` in one line when the file is missing, truncated or corrupt, or holds
-            pickled objects other than tensors and plain containers (refused, nothing run).
-    """
-    path = Path(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise DataError(f"{path}: checkpoint not found") from None
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            raise DataError(
-                f"{path}: refused: the checkpoint holds pickled objects that are not plain data "
-                f"(a tampered or foreign file?); nothing in it was run"
-            ) from None
-        raise DataError(f"{path}: unreadable checkpoint ({first})") from None
-    except (EOFError, RuntimeError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: unreadable checkpoint, truncated or corrupt ({first[:120]})") from None

@@ -9,6 +9,8 @@ import argparse
 from collections.abc import Sequence
 
 COMMANDS = {
+    "predict": "screen new images for flakes: flakes.csv, overlays, report.html (see predict --help)",
+    "export": "export a checkpoint to ONNX for fast inference (predict --backend onnx)",
     "reproduce": "the paper's protocol: Table-1 grid by CV, selection, test-set report (make reproduce)",
     "sweep-local": "run a W&B sweep file (sweeps/*.yaml) with W&B's engine, no W&B server needed",
 }
@@ -23,6 +25,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, help_text in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     args, rest = parser.parse_known_args(argv)
+    if args.command == "predict":
+        from flakeseg.screen import main as predict_main
+
+        return predict_main(rest)
+    if args.command == "export":
+        from flakeseg.export import main as export_main
+
+        return export_main(rest)
     if args.command == "reproduce":
         from flakeseg.reproduce import main as reproduce_main
 

@@ -67,6 +67,12 @@ def build_module(cfg: DictConfig, scheme: ClassScheme, weights: list[float] | No
         normalization={"mean": list(data_cfg.mean), "std": list(data_cfg.std)},
         data_scale=float(data_cfg.scale),
         fast=[name for name, on in (cfg.get("fast") or {}).items() if on],
+        inference={
+            "crop_size": int(data_cfg.crop_size),
+            "pixel_size_um": data_cfg.get("pixel_size_um"),
+            "flake_classes": list(data_cfg.classes.get("region_classes") or scheme.names[1:]),
+            "data": str(data_cfg.name),
+        },
     )
     if int(data_cfg.crop_size) % module.input_multiple:
         raise ConfigError(

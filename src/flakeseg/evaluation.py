@@ -22,6 +22,7 @@ from torchmetrics.functional.classification import (
     binary_roc,
 )
 
+from flakeseg.colors import colorize
 from flakeseg.data.classes import IGNORE_INDEX
 from flakeseg.data.transforms import pad_to_multiple, to_tensors
 from flakeseg.metrics import flatten_metrics, segmentation_metrics
@@ -248,14 +249,6 @@ def plot_confusion_matrix(
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class's pixels")
     fig.tight_layout()
     save_figure_atomic(fig, path)
-
-
-def colorize(labels: np.ndarray, colors: Sequence[str]) -> np.ndarray:
-    """An ``H x W x 3`` uint8 picture of a class-index map; ignored pixels are grey."""
-    table = np.full((256, 3), 128, np.uint8)
-    for index, color in enumerate(colors):
-        table[index] = [int(color.lstrip("#")[k : k + 2], 16) for k in (0, 2, 4)]
-    return table[labels]
 
 
 def plot_examples(

@@ -30,6 +30,10 @@ class FlakeSegModule(pl.LightningModule):
         class_colors: display colours per class, kept for prediction.
         normalization: ``{"mean": [...], "std": [...]}`` of the inputs, kept for prediction.
         data_scale: the resampling factor the model was trained at, kept for prediction.
+        inference: what ``flakeseg predict`` needs beyond the above, kept in the checkpoint:
+            ``crop_size`` (training crop side, the default tile), ``pixel_size_um`` (um per pixel of
+            the training images before ``data_scale``, or ``None``), ``flake_classes`` (class names
+            reported as flakes) and ``data`` (data set name).
         fast: fast paths for the network, a subset of ``("channels_last", "compile")`` (see
             :mod:`flakeseg.fast`; bf16 is Lightning's ``trainer.precision=bf16-mixed``).
     """
@@ -45,6 +49,7 @@ class FlakeSegModule(pl.LightningModule):
         normalization: Mapping[str, Sequence[float]] | None = None,
         data_scale: float = 1.0,
         fast: Sequence[str] = (),
+        inference: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()

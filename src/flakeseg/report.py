@@ -15,20 +15,37 @@ from rich.console import Console
 from rich.table import Table
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text through a temporary file and a rename, so a kill never leaves half a file."""
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write bytes through a temporary file and a rename, so a kill never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be read by others
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write UTF-8 text atomically (see :func:`write_bytes_atomic`)."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def save_image_atomic(image: Any, path: Path, **save_options: Any) -> None:
+    """Save an ``H x W [x C]`` uint8 array or a Pillow image atomically, in the format of the suffix."""
+    import io
+
+    from PIL import Image
+
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    buffer = io.BytesIO()
+    picture.save(buffer, format=Image.registered_extensions()[path.suffix.lower()], **save_options)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _strict(value: Any) -> Any:

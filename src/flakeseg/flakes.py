@@ -1,0 +1,125 @@
+"""Flakes from a probability map: connected regions of one class, with size, confidence and place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["FLAKE_COLUMNS", "Flake", "find_flakes"]
+
+#: columns of ``flakes.csv`` that come from a :class:`Flake` (the image name comes first)
+FLAKE_COLUMNS = (
+    "flake_id",
+    "class_name",
+    "area_px",
+    "area_um2",
+    "confidence",
+    "bbox_x0",
+    "bbox_y0",
+    "bbox_x1",
+    "bbox_y1",
+    "centroid_x",
+    "centroid_y",
+)
+
+
+@dataclass(frozen=True)
+class Flake:
+    """One connected region (4-connectivity) of one flake class in the predicted class map.
+
+    Attributes:
+        flake_id: 1-based number within its image, ordered by class then by area (largest first).
+        class_name: the predicted class of all its pixels.
+        area_px: its area in image pixels.
+        area_um2: its area in square micrometres, when the pixel size is known.
+        confidence: mean predicted probability of its class over its pixels.
+        bbox_x0, bbox_y0, bbox_x1, bbox_y1: bounding box in pixels, ``x1``/``y1`` exclusive.
+        centroid_x, centroid_y: centre of mass in pixels.
+    """
+
+    flake_id: int
+    class_name: str
+    area_px: int
+    area_um2: float | None
+    confidence: float
+    bbox_x0: int
+    bbox_y0: int
+    bbox_x1: int
+    bbox_y1: int
+    centroid_x: float
+    centroid_y: float
+
+    def row(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def find_flakes(
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    flake_classes: Sequence[int],
+    min_area: int = 0,
+    min_confidence: float = 0.0,
+    pixel_size_um: float | None = None,
+) -> tuple[np.ndarray, list[Flake]]:
+    """The flakes of a ``C x H x W`` probability map.
+
+    Each pixel takes its most probable class; each connected region of a class in ``flake_classes`` is
+    a flake candidate, kept when it has at least ``min_area`` pixels and a mean class probability of at
+    least ``min_confidence`` (raising either trades recall for precision).
+
+    Returns:
+        an ``H x W`` int32 map of kept flake ids (0: none) and the kept flakes, ids ``1..n``.
+    """
+    if probabilities.ndim != 3 or probabilities.shape[0] != len(class_names):
+        raise ValueError(f"probabilities of shape {probabilities.shape} do not fit classes {class_names}")
+    labels = probabilities.argmax(axis=0)
+    found: list[tuple[int, int, dict]] = []  # (class, -area, properties) for ordering
+    regions_of: dict[int, np.ndarray] = {}
+    for cls in flake_classes:
+        regions, count = ndimage.label(labels == cls)
+        regions_of[cls] = regions
+        if count == 0:
+            continue
+        index = regions.ravel()
+        areas = np.bincount(index, minlength=count + 1)
+        confidence = np.bincount(index, weights=probabilities[cls].ravel(), minlength=count + 1)
+        rows, cols = np.indices(regions.shape)
+        sum_y = np.bincount(index, weights=rows.ravel(), minlength=count + 1)
+        sum_x = np.bincount(index, weights=cols.ravel(), minlength=count + 1)
+        for region, box in enumerate(ndimage.find_objects(regions), start=1):
+            area = int(areas[region])
+            mean_prob = float(confidence[region] / area)
+            if area < min_area or mean_prob < min_confidence:
+                continue
+            found.append(
+                (
+                    cls,
+                    -area,
+                    {
+                        "region": region,
+                        "class_name": class_names[cls],
+                        "area_px": area,
+                        "area_um2": None if pixel_size_um is None else area * float(pixel_size_um) ** 2,
+                        "confidence": round(mean_prob, 4),
+                        "bbox_x0": box[1].start,
+                        "bbox_y0": box[0].start,
+                        "bbox_x1": box[1].stop,
+                        "bbox_y1": box[0].stop,
+                        "centroid_x": round(float(sum_x[region] / area), 1),
+                        "centroid_y": round(float(sum_y[region] / area), 1),
+                    },
+                )
+            )
+    found.sort(key=lambda item: (list(flake_classes).index(item[0]), item[1]))
+    new_id = {cls: np.zeros(int(regions.max()) + 1, np.int32) for cls, regions in regions_of.items()}
+    flakes = []
+    for flake_id, (cls, _, props) in enumerate(found, start=1):
+        new_id[cls][props.pop("region")] = flake_id
+        flakes.append(Flake(flake_id=flake_id, **props))
+    ids = np.zeros(labels.shape, np.int32)
+    for cls, regions in regions_of.items():  # the classes' regions are disjoint
+        ids += new_id[cls][regions]
+    return ids, flakes
