@@ -68,63 +68,63 @@ def card_for(name: str, net: torch.nn.Module) -> ModelCard:
     )
 
 
-def time_backend(predictor: Predictor, image: np.ndarray, min_seconds: float, min_runs: int) -> dict:
-    """Warm-up call (timed apart: compile happens there), then repeats until both minimums are met."""
-    start = time.perf_counter()
-    first = predictor.probabilities(image)
-    warmup = time.perf_counter() - start
-    predictor.probabilities(image)
-    times: list[float] = []
-    while len(times) < min_runs or sum(times) < min_seconds:
-        start = time.perf_counter()
-        predictor.probabilities(image)
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    return {
-        "images_per_s": 1.0 / median,
-        "seconds_median": median,
-        "seconds_min": min(times),
-        "seconds_max": max(times),
-        "runs": len(times),
-        "first_call_s": warmup,
-        "probabilities": first,
-    }
-
-
 def bench_model(name: str, image: np.ndarray, backends, min_seconds: float, min_runs: int, workdir: Path):
+    """Time every backend of one model, interleaved call by call.
+
+    Interleaving (one call of each backend per round, as ``make bench-train`` alternates its loops)
+    spreads any background load of a shared 2-core machine evenly over the backends, so their ratios
+    stay fair even when absolute times wobble.
+    """
     torch.manual_seed(0)
     net = build_model(MODELS[name][0], num_classes=len(CLASSES)).eval()
     card = card_for(name, net)
-    rows, reference = [], None
+    rows: dict[str, dict] = {}
+    predictors: dict[str, Predictor] = {}
+    outputs: dict[str, np.ndarray] = {}
     for backend in backends:
         try:
             if backend == "onnxruntime":
-                path = export_onnx(net, card, workdir / f"{name}.onnx")
-                runner = OnnxBackend(path)
+                runner = OnnxBackend(export_onnx(net, card, workdir / f"{name}.onnx"))
             else:
                 fresh = build_model(MODELS[name][0], num_classes=len(CLASSES))
                 fresh.load_state_dict(net.state_dict())
                 runner = TorchBackend(
                     fresh.eval(), channels_last=backend == "channels_last", compile=backend == "compile"
                 )
-            result = time_backend(Predictor(runner, card), image, min_seconds, min_runs)
+            predictor = Predictor(runner, card)
+            start = time.perf_counter()
+            outputs[backend] = predictor.probabilities(image)  # compile happens in this first call
+            rows[backend] = {"model": name, "backend": backend, "first_call_s": time.perf_counter() - start}
+            predictor.probabilities(image)
+            predictors[backend] = predictor
         except Exception as exc:  # a backend that fails here is reported in the table, not fatal
-            rows.append({"model": name, "backend": backend, "error": f"{type(exc).__name__}: {exc}"[:200]})
-            print(f"{name} {backend}: failed ({rows[-1]['error']})", flush=True)
-            continue
-        probs = result.pop("probabilities")
-        if reference is None:
-            reference = probs
-        result["max_abs_diff_vs_eager"] = float(np.abs(probs - reference).max())
-        rows.append({"model": name, "backend": backend, **result})
+            rows[backend] = {"model": name, "backend": backend, "error": f"{type(exc).__name__}: {exc}"[:200]}
+            print(f"{name} {backend}: failed ({rows[backend]['error']})", flush=True)
+    times: dict[str, list[float]] = {b: [] for b in predictors}
+    while any(len(t) < min_runs or sum(t) < min_seconds for t in times.values()):
+        for backend, predictor in predictors.items():
+            start = time.perf_counter()
+            predictor.probabilities(image)
+            times[backend].append(time.perf_counter() - start)
+    reference = outputs.get("eager", next(iter(outputs.values()), None))
+    for backend, spent in times.items():
+        median = statistics.median(spent)
+        row = rows[backend]
+        row.update(
+            images_per_s=1.0 / median,
+            seconds_median=median,
+            seconds_min=min(spent),
+            seconds_max=max(spent),
+            runs=len(spent),
+            max_abs_diff_vs_eager=float(np.abs(outputs[backend] - reference).max()),
+        )
         print(
-            f"{name:11s} {backend:14s} {result['images_per_s']:8.2f} images/s "
-            f"(median {result['seconds_median'] * 1e3:.0f} ms over {result['runs']} runs; "
-            f"first call {result['first_call_s']:.1f} s; "
-            f"max |p - eager| {result['max_abs_diff_vs_eager']:.1e})",
+            f"{name:11s} {backend:14s} {row['images_per_s']:8.2f} images/s "
+            f"(median {median * 1e3:.0f} ms over {len(spent)} runs; first call {row['first_call_s']:.1f} s; "
+            f"max |p - eager| {row['max_abs_diff_vs_eager']:.1e})",
             flush=True,
         )
-    return rows
+    return [rows[b] for b in backends if b in rows]
 
 
 def markdown(rows, info: dict, image_source: str, command: str) -> str:
@@ -132,8 +132,9 @@ def markdown(rows, info: dict, image_source: str, command: str) -> str:
         "# Inference speed: images per second on a 700 x 525 image",
         "",
         f"Command: `{command}`. Image: {image_source}. Each figure is the median over repeated calls of",
-        "`Predictor.probabilities` (resample, tile, network, softmax, map back) after two warm-up calls;",
-        "'first call' is the first call's time (torch.compile compiles there).",
+        "`Predictor.probabilities` (resample, tile, network, softmax, map back) after two warm-up calls,",
+        "the backends interleaved call by call; 'first call' is the first call's time (torch.compile",
+        "compiles there).",
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
         "",

@@ -459,3 +459,23 @@ def test_report_in_headless_chromium_shows_the_table_and_thumbnails(checkpoint, 
     # The thumbnails are colour photographs; text, rules and background are grey or white.
     colourful = (pixels.max(axis=2) - pixels.min(axis=2)) > 40
     assert colourful.mean() > 0.05
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--min-confidence", "1.5"),
+        ("--min-area", "-1"),
+        ("--overlap", "0.95"),
+        ("--threads", "0"),
+        ("--scale", "0"),
+    ],
+)
+def test_bad_option_is_one_line_naming_it_and_writes_nothing(
+    checkpoint, images, tmp_path, capsys, option, value
+):
+    out = tmp_path / "out"
+    assert main([str(checkpoint), str(images[0]), "--out", str(out), option, value]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and option in err and "Traceback" not in err
+    assert not out.exists() or not any(out.rglob("*.json"))

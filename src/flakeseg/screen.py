@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "examples:\n"
-            "  flakeseg predict outputs/train/final.ckpt new_images/ --out screening/\n"
+            "  flakeseg predict outputs/train/runs/<time>/checkpoints/final.ckpt new_images/ --out s1\n"
             "  flakeseg predict model.onnx 'scans/**/*.tif' --out s2 --min-area 300 --min-confidence 0.8\n"
             "  flakeseg predict final.ckpt img.jpg --out s3 --pixel-size 0.1 --model-pixel-size 0.05\n\n"
             "Exit status: 0 when every input was screened, 1 when an input was skipped (each named in\n"
@@ -316,7 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="um per pixel of the training images (default: from the checkpoint, if it knows)",
     )
     parser.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (eager) or onnx")
-    parser.add_argument("--tile", type=int, default=None, help="tile side at the model's scale (default: 2x the training crop, at least 512)")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="tile side at the model's scale (default: 2x the training crop, at least 512)",
+    )
     parser.add_argument("--overlap", type=float, default=0.25, help="share of a tile overlapping the next")
     parser.add_argument("--save-probabilities", action="store_true", help="also write probability maps")
     parser.add_argument("--recursive", action="store_true", help="also take images in sub-folders")
@@ -343,6 +348,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError(f"--min-area: must be >= 0, got {args.min_area}")
     if not 0.0 <= args.min_confidence <= 1.0:
         raise ConfigError(f"--min-confidence: must be in [0, 1], got {args.min_confidence}")
+    if not 0.0 <= args.overlap <= 0.9:
+        raise ConfigError(f"--overlap: must be in [0, 0.9], got {args.overlap}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads: must be >= 1, got {args.threads}")
     paths, problems = collect_inputs(args.inputs, exclude=args.out, recursive=args.recursive)
     for line in problems:
         console.print(f"[red]skipped[/red] {line}", highlight=False)
