@@ -468,6 +468,7 @@ def test_report_in_headless_chromium_shows_the_table_and_thumbnails(checkpoint, 
         ("--min-area", "-1"),
         ("--overlap", "0.95"),
         ("--threads", "0"),
+        ("--device", "tpu"),
         ("--scale", "0"),
     ],
 )

@@ -138,22 +138,42 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """Eager PyTorch, optionally with channels-last memory or ``torch.compile``."""
+    """PyTorch eager, optionally with channels-last memory or ``torch.compile``, on the CPU or a GPU."""
 
-    def __init__(self, net: torch.nn.Module, channels_last: bool = False, compile: bool = False):
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        channels_last: bool = False,
+        compile: bool = False,
+        device: str | torch.device = "cpu",
+    ):
+        self.device = torch.device(device)
         self.name = "torch" + ("+channels_last" if channels_last else "") + ("+compile" if compile else "")
+        if self.device.type != "cpu":
+            self.name += f"@{self.device}"
         self.channels_last = channels_last
-        self.net = net.eval()
+        self.net = net.eval().to(self.device)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.net, dynamic=False) if compile else self.net
 
     @torch.inference_mode()
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(batch))
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.forward(x).float().numpy()
+        return self.forward(x).float().cpu().numpy()
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; other values are checked."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device: {device} asked for, but no CUDA GPU is visible")
+    if not device.startswith(("cpu", "cuda")):
+        raise ConfigError(f"--device: must be auto, cpu or cuda[:N], got {device!r}")
+    return device
 
 
 class OnnxBackend:
@@ -276,6 +296,7 @@ def load_predictor(
     backend: str = "torch",
     onnx_path: Path | str | None = None,
     threads: int | None = None,
+    device: str = "cpu",
     **options: Any,
 ) -> Predictor:
     """A :class:`Predictor` for a checkpoint or ONNX file.
@@ -285,6 +306,7 @@ def load_predictor(
         backend: ``torch`` or ``onnx``; an ``.onnx`` file always runs on ONNX Runtime.
         onnx_path: for ``backend="onnx"`` with a checkpoint, where its export is (made if absent).
         threads: CPU threads for the network (default: the library's choice).
+        device: ``cpu``, ``cuda[:N]`` or ``auto`` for the torch backend (ONNX runs on the CPU).
         options: :class:`Predictor` options (``tile``, ``overlap``, ``scale``, ``batch_size``).
     """
     if backend not in BACKENDS:
@@ -296,7 +318,7 @@ def load_predictor(
         torch.set_num_threads(threads)
     net, card = load_torch_model(path)
     if backend == "torch":
-        return Predictor(TorchBackend(net), card, **options)
+        return Predictor(TorchBackend(net, device=resolve_device(device)), card, **options)
     from flakeseg.export import export_onnx
 
     target = Path(onnx_path) if onnx_path else path.with_suffix(".onnx")

@@ -326,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-probabilities", action="store_true", help="also write probability maps")
     parser.add_argument("--recursive", action="store_true", help="also take images in sub-folders")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    parser.add_argument(
+        "--device", default="auto", help="torch backend: auto (a GPU if visible), cpu or cuda[:N]"
+    )
     return parser
 
 
@@ -362,6 +365,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         backend=args.backend,
         onnx_path=args.out / f"model-{sha[:12]}.onnx",
         threads=args.threads,
+        device=args.device,
         **options,
     )
     scale, model_px = resolve_scale(args, predictor.card.pixel_size_um)
