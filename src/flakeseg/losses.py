@@ -1,4 +1,4 @@
-"""Losses: cross entropy and median-frequency weighted cross entropy."""
+"""Losses: cross entropy, median-frequency weighted cross entropy, and cross entropy + soft Dice."""
 
 from __future__ import annotations
 
@@ -41,6 +41,32 @@ def median_frequency_weights(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     return weights
 
 
+class CrossEntropyDiceLoss(nn.Module):
+    """Cross entropy plus ``dice_weight`` x soft Dice loss, nnU-Net's default segmentation loss.
+
+    The Dice term is segmentation_models_pytorch's multiclass ``DiceLoss`` on the softmax: per class,
+    ``1 - 2 |P * Y| / (|P| + |Y|)`` over all pixels of the batch, averaged over all classes, where a
+    class absent from the batch's labels adds 0; ignored pixels count in neither term. Dice looks at each class's overlap as a
+    whole, so rare classes (monolayer, bilayer) weigh as much as the substrate without hand-set weights.
+    """
+
+    def __init__(self, dice_weight: float = 1.0, smooth: float = 0.0):
+        super().__init__()
+        from segmentation_models_pytorch.losses import DiceLoss
+
+        if dice_weight < 0:
+            raise ConfigError(f"loss.dice_weight: must be >= 0, got {dice_weight}")
+        self.dice_weight = float(dice_weight)
+        self.cross_entropy = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+        self.dice = DiceLoss(mode="multiclass", from_logits=True, smooth=smooth, ignore_index=IGNORE_INDEX)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.cross_entropy(logits, target) + self.dice_weight * self.dice(logits, target)
+
+
+LOSSES = ("ce", "weighted_ce", "ce_dice")
+
+
 def build_loss(loss_cfg: Mapping[str, Any], class_weights: Sequence[float] | None) -> nn.Module:
     """The loss that ``loss.name`` names; ``weighted_ce`` needs the class weights."""
     name = loss_cfg.get("name")
@@ -51,4 +77,8 @@ def build_loss(loss_cfg: Mapping[str, Any], class_weights: Sequence[float] | Non
             raise ConfigError("loss.name: weighted_ce needs class weights from the training masks")
         weight = torch.tensor(list(class_weights), dtype=torch.float32)
         return nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE_INDEX)
-    raise ConfigError(f"loss.name: unknown loss {name!r}; available: ce, weighted_ce")
+    if name == "ce_dice":
+        return CrossEntropyDiceLoss(
+            dice_weight=float(loss_cfg.get("dice_weight", 1.0)), smooth=float(loss_cfg.get("smooth", 0.0))
+        )
+    raise ConfigError(f"loss.name: unknown loss {name!r}; available: {', '.join(LOSSES)}")
