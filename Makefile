@@ -10,7 +10,7 @@ export FLAKESEG_DATA
 PYTEST_ARGS ?= -n 2
 RUN := $(UV) run --frozen
 
-.PHONY: help install train test lint format data clean bench bench-train browser reproduce reproduce-quick
+.PHONY: help install train test lint format data clean bench bench-train browser reproduce reproduce-quick compare
 
 help:  ## show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,10 @@ reproduce: install  ## the paper's protocol at paper size, GPU work (DATASET=mos
 reproduce-quick: install  ## the same protocol CPU-sized, ~20 min on 2 cores -> outputs/reproduce_quick/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
 	$(RUN) python -m flakeseg.reproduce --profile cpu_quick --dataset $(DATASET) --out outputs/reproduce_quick
+
+compare: install  ## every model family by 3-fold CV, CPU size, ~25 min on 2 cores (DATASET=...) -> outputs/compare/
+	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
+	$(RUN) python -m flakeseg.compare --profile cpu --dataset $(DATASET) --out outputs/compare
 
 test: install browser  ## run the test suite (uses the real data at FLAKESEG_DATA)
 	$(RUN) pytest $(PYTEST_ARGS)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 COMMANDS = {
     "predict": "screen new images for flakes: flakes.csv, overlays, report.html (see predict --help)",
     "export": "export a checkpoint to ONNX for fast inference (predict --backend onnx)",
+    "compare": "every model family side by side by 3-fold CV: compare.md/.csv and plots (make compare)",
     "reproduce": "the paper's protocol: Table-1 grid by CV, selection, test-set report (make reproduce)",
     "sweep-local": "run a W&B sweep file (sweeps/*.yaml) with W&B's engine, no W&B server needed",
 }
@@ -33,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flakeseg.export import main as export_main
 
         return export_main(rest)
+    if args.command == "compare":
+        from flakeseg.compare import main as compare_main
+
+        return compare_main(rest)
     if args.command == "reproduce":
         from flakeseg.reproduce import main as reproduce_main
 

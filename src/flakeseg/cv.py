@@ -19,11 +19,13 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from flakeseg.callbacks import CheckpointOnSigterm, Interrupted, StopOnNonFinite, ValidateAtEpochs
 from flakeseg.checkpoints import RandomStateCheckpoint, load_checkpoint
+from flakeseg.classic.fitting import train_classical_fold
 from flakeseg.config import validate_config
 from flakeseg.data import ClassScheme, FlakeDataModule, FlakeImages, fold_ids, load_dataset
 from flakeseg.data.splits import split_from_config
 from flakeseg.errors import ConfigError
 from flakeseg.losses import class_pixel_counts, median_frequency_weights
+from flakeseg.models import is_classical
 from flakeseg.module import FlakeSegModule
 from flakeseg.progress import CompactProgressBar, quiet_lightning
 from flakeseg.report import plot_learning_curves, print_cv_table, summarize_folds, write_json_atomic
@@ -182,6 +184,8 @@ def train_fold(
     """
     train_ids, val_ids = fold_ids(images.ids, int(cfg.cv.folds), fold, int(cfg.cv.seed))
     train_data, val_data = images.subset(train_ids), images.subset(val_ids)
+    if is_classical(cfg.model):  # fitted in one go on the same fold, scored by the same metrics
+        return train_classical_fold(cfg, train_data, val_data, fold, output_dir)
     scheme = images.scheme
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
@@ -350,7 +354,8 @@ def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
         f"augment={cfg.augment.name} ({payload['wall_seconds']:.0f} s)"
     )
     print_cv_table(payload["folds"], payload, list(images.scheme.names), title)
-    plot_learning_curves(payload["folds"], output_dir / "learning_curves.png", title)
+    if any(f.get("val_history") for f in payload["folds"]):  # classical models have no epochs
+        plot_learning_curves(payload["folds"], output_dir / "learning_curves.png", title)
     log.info("metrics written to %s", metrics_path)
     return payload
 

@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
+from flakeseg.classic.fitting import MODEL_FILE, fit_classical, predict_classical
 from flakeseg.cv import build_module, build_trainer, describe_device, fit, start_run
 from flakeseg.data import FlakeDataModule, load_dataset
 from flakeseg.data.splits import split_from_config
@@ -34,6 +35,7 @@ from flakeseg.evaluation import (
     region_accuracy,
 )
 from flakeseg.losses import class_pixel_counts, median_frequency_weights
+from flakeseg.models import is_classical
 from flakeseg.report import write_csv_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -75,22 +77,31 @@ def run_test_stage(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     counts = class_pixel_counts(train.masks, scheme.num_classes)
     weights = median_frequency_weights(counts).tolist()
-    module = build_module(cfg, scheme, weights)
-    datamodule = FlakeDataModule(
-        train,
-        None,
-        data_cfg,
-        config["augment"],
-        multiple=module.input_multiple,
-        seed=int(cfg.seed),
-    )
-    trainer, checkpoint = build_trainer(cfg, output_dir, label="test stage", version="final", validate=False)
-    fit(trainer, module, datamodule, None, "test stage")
-    train_seconds = time.perf_counter() - started
-
-    probs = predict_probabilities(
-        module, test.images, data_cfg["mean"], data_cfg["std"], module.input_multiple
-    )
+    if is_classical(cfg.model):  # fitted in one go; the same test metrics and files follow
+        model, _, train_seconds = fit_classical(cfg, train, seed=int(cfg.seed))
+        probs = predict_classical(model, test.images)
+        model_path, epochs = output_dir / MODEL_FILE, None
+        model.save(model_path)
+    else:
+        module = build_module(cfg, scheme, weights)
+        datamodule = FlakeDataModule(
+            train,
+            None,
+            data_cfg,
+            config["augment"],
+            multiple=module.input_multiple,
+            seed=int(cfg.seed),
+        )
+        trainer, checkpoint = build_trainer(
+            cfg, output_dir, label="test stage", version="final", validate=False
+        )
+        fit(trainer, module, datamodule, None, "test stage")
+        train_seconds = time.perf_counter() - started
+        probs = predict_probabilities(
+            module, test.images, data_cfg["mean"], data_cfg["std"], module.input_multiple
+        )
+        model_path = checkpoint.best_model_path or checkpoint.last_model_path
+        epochs = int(trainer.current_epoch)
     preds = [p.argmax(axis=0).astype(np.uint8) for p in probs]
     scores = pixel_scores(preds, test.masks, names)
     # Label specks are not flakes: count regions from data.region_min_area pixels at full scale.
@@ -160,12 +171,12 @@ def run_test_stage(cfg: DictConfig) -> dict[str, Any]:
         "train_ids": list(train.ids),
         "test_ids": list(test.ids),
         "median_frequency_weights": weights,
-        "epochs": int(trainer.current_epoch),
+        "epochs": epochs,
         "train_seconds": train_seconds,
         "wall_seconds": time.perf_counter() - started,
         "device": describe_device(str(cfg.trainer.accelerator)),
         "versions": {"torch": torch.__version__, "pytorch_lightning": pl.__version__},
-        "checkpoint": checkpoint.best_model_path or checkpoint.last_model_path,
+        "checkpoint": str(model_path),
         "config": config,
     }
     write_json_atomic(metrics_path, payload)

@@ -46,8 +46,9 @@ class CrossEntropyDiceLoss(nn.Module):
 
     The Dice term is segmentation_models_pytorch's multiclass ``DiceLoss`` on the softmax: per class,
     ``1 - 2 |P * Y| / (|P| + |Y|)`` over all pixels of the batch, averaged over all classes, where a
-    class absent from the batch's labels adds 0; ignored pixels count in neither term. Dice looks at each class's overlap as a
-    whole, so rare classes (monolayer, bilayer) weigh as much as the substrate without hand-set weights.
+    class absent from the batch's labels adds 0; ignored pixels count in neither term. Dice looks at
+    each class's overlap as a whole, so rare classes (monolayer, bilayer) weigh as much as the
+    substrate without hand-set weights.
     """
 
     def __init__(self, dice_weight: float = 1.0, smooth: float = 0.0):

@@ -13,7 +13,7 @@ from flakeseg.errors import ConfigError
 from flakeseg.fast import apply_fast_paths
 from flakeseg.losses import build_loss
 from flakeseg.metrics import flatten_metrics, segmentation_metrics
-from flakeseg.models import build_model
+from flakeseg.models import build_model, is_classical
 
 
 class FlakeSegModule(pl.LightningModule):
@@ -54,6 +54,8 @@ class FlakeSegModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.class_names = list(class_names)
+        if is_classical(model):  # fitted by flakeseg.classic.fitting, not trained by Lightning
+            raise ConfigError(f"model.name: {model['name']} is a classical model, not a network")
         self.net = build_model(dict(model), num_classes=len(self.class_names))
         if "bf16" in fast:
             raise ConfigError("fast.bf16: use trainer.precision=bf16-mixed for bf16 training")

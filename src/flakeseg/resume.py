@@ -15,7 +15,8 @@ from typing import Any
 from flakeseg.errors import ConfigError
 
 #: Config keys that may differ between a run and its rerun: where things are, not what is computed.
-IGNORED_KEYS = ("paths", "data.root", "resume")
+#: (``logger.save_dir`` is ``paths.output_dir`` resolved: relative or absolute, depending on the caller.)
+IGNORED_KEYS = ("paths", "data.root", "resume", "logger.save_dir")
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -194,7 +194,7 @@ def screen_images(
         a summary: ``records`` (one per screened image, in input order), ``problems`` (one line per
         skipped input), ``done`` / ``skipped`` / ``failed`` counts.
     """
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.rglob(".*.tmp"):  # temporary files of a run killed while writing
         stale.unlink(missing_ok=True)
@@ -405,7 +405,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the width
     try:
         return run(args, console)
     except FlakesegError as exc:
