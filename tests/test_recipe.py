@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -88,3 +91,78 @@ def test_every_tta_transform_is_undone_exactly_and_identity_survives_the_average
     marked[..., 0, 1] = 1.0  # one pixel off the diagonals: every symmetry moves it
     views = [invert(apply(marked, t), t) for t in D4]
     assert all(torch.equal(v, marked) for v in views)
+
+
+# --- normalised U-Net, learning-rate schedule, foreground crops ---------------------------------------
+
+
+@pytest.mark.parametrize("norm", ["batch", "group", "instance"])
+def test_norm_unet_builds_from_config_with_two_normalised_convs_per_level(norm):
+    from flakeseg.models import build_model
+    from flakeseg.models.unet_norm import NormUNet
+
+    net = build_model({"name": "unet_norm", "base_channels": 8, "depth": 3, "norm": norm}, num_classes=3)
+    assert isinstance(net, NormUNet) and net.input_multiple == 8
+    assert net(torch.randn(2, 3, 40, 56)).shape == (2, 3, 40, 56)
+    convs = [m for m in net.down[0] if isinstance(m, torch.nn.Conv2d)]
+    kinds = {"batch": torch.nn.BatchNorm2d, "group": torch.nn.GroupNorm, "instance": torch.nn.InstanceNorm2d}
+    assert len(convs) == 2 and sum(isinstance(m, kinds[norm]) for m in net.down[0]) == 2
+    with pytest.raises(ConfigError, match="model.norm"):
+        build_model({"name": "unet_norm", "norm": "layer"}, num_classes=3)
+
+
+def test_poly_and_cosine_schedules_decay_to_zero_and_none_stays():
+    from flakeseg.schedules import lr_factor
+
+    poly = [lr_factor("poly", s, 100) for s in range(101)]
+    cosine = [lr_factor("cosine", s, 100) for s in range(101)]
+    for curve in (poly, cosine):
+        assert curve[0] == 1.0 and curve[-1] == pytest.approx(0.0, abs=1e-12)
+        assert all(a >= b for a, b in itertools.pairwise(curve))  # never rises
+    assert poly[50] == pytest.approx(0.5**0.9) and cosine[50] == pytest.approx(0.5)
+    assert lr_factor("none", 70, 100) == 1.0
+    with pytest.raises(ConfigError, match="optim.schedule"):
+        lr_factor("step", 0, 10)
+
+
+@pytest.mark.slow
+def test_training_with_poly_schedule_ends_near_zero_learning_rate(tiny_cfg):
+    from omegaconf import OmegaConf
+
+    from flakeseg.cv import build_module, build_trainer
+    from flakeseg.data import FlakeDataModule, load_dataset
+
+    cfg = tiny_cfg("model=unet_norm", "loss=ce_dice", "optim.schedule=poly", "trainer.max_epochs=2")
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    images = load_dataset(data_cfg, ids=list(cfg.data.split.train)[:4])
+    module = build_module(cfg, images.scheme, None)
+    datamodule = FlakeDataModule(images, None, data_cfg, OmegaConf.to_container(cfg.augment), 16, seed=0)
+    trainer, _ = build_trainer(cfg, Path(cfg.paths.output_dir), "t", "v", validate=False)
+    trainer.fit(module, datamodule=datamodule)
+    steps = trainer.global_step
+    lr = trainer.optimizers[0].param_groups[0]["lr"]
+    assert steps == 4 and lr == pytest.approx(float(cfg.optim.lr) * 0.0, abs=1e-12)  # poly reaches 0
+
+
+def test_foreground_crops_hold_a_flake_pixel_and_uniform_ones_mostly_do_not():
+    from flakeseg.data.transforms import build_train_transform
+
+    image = np.zeros((400, 400, 3), np.uint8)
+    mask = np.zeros((400, 400), np.uint8)
+    mask[300:310, 50:60] = 1  # one small flake: 0.06 % of the image
+    mask[0:5, 395:400] = IGNORE_INDEX
+    augment = {"hflip": 0.5, "vflip": 0.5, "rotate_limit": 0, "hue_shift": 0}
+
+    def share_with_flake(foreground_p: float) -> float:
+        transform = build_train_transform({**augment, "foreground_p": foreground_p}, 64)
+        hits = 0
+        for seed in range(200):
+            transform.set_random_seed(seed)
+            hits += bool((transform(image=image, mask=mask)["mask"] == 1).any())
+        return hits / 200
+
+    assert share_with_flake(1.0) == 1.0
+    assert share_with_flake(0.0) < 0.15  # a 64 px crop meets the flake about 5 % of the time at random
+    assert 0.35 < share_with_flake(0.5) < 0.75
+    with pytest.raises(ConfigError, match="augment.foreground_p"):
+        build_train_transform({**augment, "foreground_p": 1.5}, 64)

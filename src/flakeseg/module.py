@@ -14,6 +14,7 @@ from flakeseg.fast import apply_fast_paths
 from flakeseg.losses import build_loss
 from flakeseg.metrics import flatten_metrics, segmentation_metrics
 from flakeseg.models import build_model, is_classical
+from flakeseg.schedules import lr_factor
 
 
 class FlakeSegModule(pl.LightningModule):
@@ -124,7 +125,7 @@ class FlakeSegModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.val_history = list(checkpoint.get("val_history", []))
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         optim = self.hparams.optim
         name = optim.get("name", "adam")
         lr = float(optim["lr"])
@@ -132,6 +133,17 @@ class FlakeSegModule(pl.LightningModule):
             raise ConfigError(f"optim.lr: must be > 0, got {lr}")
         if name != "adam":
             raise ConfigError(f"optim.name: unknown optimiser {name!r}; available: adam")
-        return torch.optim.Adam(
+        optimizer = torch.optim.Adam(
             self.parameters(), lr=lr, weight_decay=float(optim.get("weight_decay") or 0.0)
         )
+        schedule = str(optim.get("schedule") or "none")
+        lr_factor(schedule, 0, 1)  # checks the name before training starts
+        if schedule == "none":
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        exponent = float(optim.get("poly_exponent", 0.9))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(schedule, step, total, exponent)
+        )
+        # per step, so the decay is the same whatever the epoch length; its state is in every checkpoint
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

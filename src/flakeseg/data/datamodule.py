@@ -69,7 +69,14 @@ class FlakeDataModule(pl.LightningDataModule):
         return value
 
     def train_dataloader(self) -> DataLoader:
-        transform = build_train_transform(self.augment_cfg, int(self.data_cfg["crop_size"]))
+        classes = self.data_cfg.get("classes") or {}
+        names = list(classes.get("names") or [])
+        flakes = set(classes.get("region_classes") or names[1:])
+        transform = build_train_transform(
+            self.augment_cfg,
+            int(self.data_cfg["crop_size"]),
+            background_values=[i for i, name in enumerate(names) if name not in flakes] or [0],
+        )
         dataset = CropDataset(self.train_data, transform, self.data_cfg["mean"], self.data_cfg["std"])
         sampler = SampleSeedSampler(self.samples_per_epoch, self.seed)
         return DataLoader(
