@@ -132,7 +132,13 @@ def test_training_with_poly_schedule_ends_near_zero_learning_rate(tiny_cfg):
     from flakeseg.cv import build_module, build_trainer
     from flakeseg.data import FlakeDataModule, load_dataset
 
-    cfg = tiny_cfg("model=unet_norm", "loss=ce_dice", "optim.schedule=poly", "trainer.max_epochs=2")
+    cfg = tiny_cfg(
+        "model=unet_norm",
+        "loss=ce_dice",
+        "optim.schedule=poly",
+        "trainer.max_epochs=2",
+        "data.substrate_normalize=true",
+    )
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     images = load_dataset(data_cfg, ids=list(cfg.data.split.train)[:4])
     module = build_module(cfg, images.scheme, None)
@@ -142,6 +148,13 @@ def test_training_with_poly_schedule_ends_near_zero_learning_rate(tiny_cfg):
     steps = trainer.global_step
     lr = trainer.optimizers[0].param_groups[0]["lr"]
     assert steps == 4 and lr == pytest.approx(float(cfg.optim.lr) * 0.0, abs=1e-12)  # poly reaches 0
+    # the loaded images were white-balanced, and the checkpoint tells predict to do the same
+    assert module.hparams.inference["substrate_normalize"] is True
+    from flakeseg.substrate import estimate_background
+
+    raw = load_dataset({**data_cfg, "substrate_normalize": False}, ids=images.ids)
+    assert all(abs(estimate_background(img) - 128).max() <= 2 for img in images.images)
+    assert any(abs(estimate_background(img) - 128).max() > 10 for img in raw.images)
 
 
 def test_foreground_crops_hold_a_flake_pixel_and_uniform_ones_mostly_do_not():
@@ -166,3 +179,25 @@ def test_foreground_crops_hold_a_flake_pixel_and_uniform_ones_mostly_do_not():
     assert 0.35 < share_with_flake(0.5) < 0.75
     with pytest.raises(ConfigError, match="augment.foreground_p"):
         build_train_transform({**augment, "foreground_p": 1.5}, 64)
+
+
+def _scene(light: float) -> np.ndarray:
+    """A substrate of colour (200, 150, 100) x ``light`` with a flake of contrast (-0.2, -0.1, +0.1)."""
+    substrate = np.array([200.0, 150.0, 100.0]) * light
+    image = np.tile(substrate, (120, 160, 1))
+    image[30:70, 40:100] = substrate * np.array([0.8, 0.9, 1.1])
+    noise = np.random.default_rng(0).normal(0, 1.0, image.shape)
+    return np.clip(np.round(image + noise), 0, 255).astype(np.uint8)
+
+
+def test_substrate_normalisation_makes_lighting_vanish_and_keeps_contrast():
+    from flakeseg.substrate import estimate_background, normalize_substrate
+
+    bright, dim = _scene(1.0), _scene(0.6)
+    assert np.abs(estimate_background(bright) - [200, 150, 100]).max() <= 1.5
+    assert np.abs(estimate_background(dim) - [120, 90, 60]).max() <= 1.5
+    a, b = normalize_substrate(bright).astype(int), normalize_substrate(dim).astype(int)
+    assert np.abs(a[5, 5] - 128).max() <= 3 and np.abs(b[5, 5] - 128).max() <= 3
+    flake = a[30:70, 40:100].reshape(-1, 3).mean(axis=0) / 128 - 1
+    assert np.allclose(flake, [-0.2, -0.1, 0.1], atol=0.015)  # the contrast survives
+    assert np.abs(np.median(a - b, axis=(0, 1))).max() <= 2  # the lighting does not

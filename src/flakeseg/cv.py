@@ -74,6 +74,7 @@ def build_module(cfg: DictConfig, scheme: ClassScheme, weights: list[float] | No
             "pixel_size_um": data_cfg.get("pixel_size_um"),
             "flake_classes": list(data_cfg.classes.get("region_classes") or scheme.names[1:]),
             "data": str(data_cfg.name),
+            "substrate_normalize": bool(data_cfg.get("substrate_normalize", False)),
         },
     )
     if int(data_cfg.crop_size) % module.input_multiple:

@@ -34,7 +34,8 @@ class FlakeSegModule(pl.LightningModule):
         inference: what ``flakeseg predict`` needs beyond the above, kept in the checkpoint:
             ``crop_size`` (training crop side, the default tile), ``pixel_size_um`` (um per pixel of
             the training images before ``data_scale``, or ``None``), ``flake_classes`` (class names
-            reported as flakes) and ``data`` (data set name).
+            reported as flakes), ``data`` (data set name) and ``substrate_normalize`` (inputs
+            white-balanced against their substrate, :mod:`flakeseg.substrate`).
         fast: fast paths for the network, a subset of ``("channels_last", "compile")`` (see
             :mod:`flakeseg.fast`; bf16 is Lightning's ``trainer.precision=bf16-mixed``).
     """

@@ -21,6 +21,7 @@ import torch
 
 from flakeseg.checkpoint_file import load_checkpoint
 from flakeseg.errors import ConfigError, DataError
+from flakeseg.substrate import normalize_substrate
 from flakeseg.tiling import predict_tiled
 
 __all__ = [
@@ -50,6 +51,8 @@ class ModelCard:
         crop_size: side of the training crops; the default tile side at prediction.
         pixel_size_um: micrometres per pixel of the training images as stored, if known.
         flake_classes: class names reported as flakes (the others are background).
+        substrate_normalize: images are white-balanced against their substrate before the network
+            (``data.substrate_normalize``, see :mod:`flakeseg.substrate`).
         input_multiple: input sides must be multiples of this (the network's stride).
         source: the file the card was read from.
     """
@@ -65,6 +68,7 @@ class ModelCard:
     flake_classes: list[str] = field(default_factory=list)
     input_multiple: int = 1
     data: str = ""
+    substrate_normalize: bool = False
     source: str = ""
 
     def to_json(self) -> str:
@@ -93,6 +97,7 @@ def _card_from_hparams(hparams: dict[str, Any], net: torch.nn.Module, source: st
         flake_classes=list(inference.get("flake_classes") or names[1:]),
         input_multiple=int(getattr(net, "input_multiple", 1)),
         data=str(inference.get("data", "")),
+        substrate_normalize=bool(inference.get("substrate_normalize", False)),
         source=source,
     )
 
@@ -272,6 +277,8 @@ class Predictor:
         if abs(factor - 1.0) > 1e-9:
             size = (max(1, round(width * factor)), max(1, round(height * factor)))
             work = cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+        if self.card.substrate_normalize:  # as the training images were, after resampling
+            work = normalize_substrate(work)
         probs = predict_tiled(
             self.backend,
             self.normalise(work),

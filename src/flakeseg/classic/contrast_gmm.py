@@ -25,50 +25,15 @@ from typing import Any
 
 import cv2
 import numpy as np
-from scipy import ndimage
 from scipy.special import logsumexp
 
 from flakeseg.classic.base import ClassicalModel, softmax
 from flakeseg.data.classes import IGNORE_INDEX
 from flakeseg.errors import ConfigError
 from flakeseg.models.registry import register_model
+from flakeseg.substrate import estimate_background
 
 PRIORS = ("uniform", "empirical")
-
-
-def estimate_background(
-    image: np.ndarray, bin_width: int = 4, radius: float = 10.0, max_pixels: int = 50_000
-) -> np.ndarray:
-    """The substrate colour (RGB, float, 0..255) of an ``H x W x 3`` image: its densest colour.
-
-    Most pixels of a flake image are substrate, and the substrate is one uniform colour, so it is the
-    highest peak of the colour histogram (bins of ``bin_width`` levels, smoothed over 3 x 3 x 3 bins).
-    The peak is refined to the median of the pixels within ``radius`` RGB levels of it, three times (a
-    mode-seeking step). Thick flakes, often brighter and larger than the thin ones, spread over many
-    interference colours and make lower peaks. An image that is mostly one flake (MoS2 00005 is 68 %
-    monolayer) has that flake's colour as its peak: the method's known failure.
-
-    Args:
-        image: ``H x W x 3`` uint8 RGB image.
-        bin_width: histogram bin width in levels (256 must be a multiple of it).
-        radius: RGB distance of the pixels that refine the peak.
-        max_pixels: pixels used (an even subsample, deterministic).
-    """
-    pixels = image.reshape(-1, 3).astype(np.float64)
-    sample = pixels[:: max(1, len(pixels) // max_pixels)]
-    bins = 256 // bin_width
-    index = np.minimum((sample // bin_width).astype(np.int64), bins - 1)
-    histogram = np.bincount(np.ravel_multi_index(index.T, (bins,) * 3), minlength=bins**3)
-    density = ndimage.uniform_filter(
-        histogram.reshape((bins,) * 3).astype(np.float64), size=3, mode="constant"
-    )
-    colour = (np.array(np.unravel_index(density.argmax(), density.shape)) + 0.5) * bin_width
-    for _ in range(3):
-        near = sample[((sample - colour) ** 2).sum(axis=1) <= radius**2]
-        if len(near) == 0:
-            break
-        colour = np.median(near, axis=0)
-    return colour
 
 
 def contrast_image(image: np.ndarray, background: np.ndarray, blur_sigma: float = 0.0) -> np.ndarray:

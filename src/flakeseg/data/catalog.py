@@ -15,6 +15,7 @@ from rich.progress import Progress
 from flakeseg.data.classes import ClassScheme
 from flakeseg.data.io import read_image, read_mask
 from flakeseg.errors import ConfigError, DataError
+from flakeseg.substrate import normalize_substrate
 
 UPSTREAM_URL = "https://github.com/xinkent/mos2_segmentation"
 HOW_TO_GET_DATA = (
@@ -166,11 +167,15 @@ def load_dataset(
         data_cfg: the ``data`` config node.
         ids: load only these ids (default: every pair found).
         progress: show a progress bar while decoding.
+
+    With ``data.substrate_normalize`` each image is white-balanced against its own substrate colour
+    after rescaling (:func:`flakeseg.substrate.normalize_substrate`).
     """
     scheme = ClassScheme.from_config(data_cfg["classes"])
     scale = float(data_cfg.get("scale", 1.0))
     if not scale > 0:
         raise ConfigError(f"data.scale: must be > 0, got {scale}")
+    substrate = bool(data_cfg.get("substrate_normalize", False))
     pairs, problems = discover_pairs(data_cfg)
     if ids is not None:
         wanted = list(ids)
@@ -200,6 +205,8 @@ def load_dataset(
                 problems.extend(exc.problems)
                 continue
             image, mask = _rescale(image, mask, scale)
+            if substrate:
+                image = normalize_substrate(image)
             loaded.ids.append(pair.id)
             loaded.images.append(image)
             loaded.masks.append(mask)
