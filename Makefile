@@ -10,7 +10,7 @@ export FLAKESEG_DATA
 PYTEST_ARGS ?= -n 2
 RUN := $(UV) run --frozen
 
-.PHONY: help install train test lint format data clean bench bench-train browser reproduce reproduce-quick compare
+.PHONY: help install train test lint format data clean bench bench-train browser reproduce reproduce-quick compare ablation
 
 help:  ## show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,10 @@ reproduce-quick: install  ## the same protocol CPU-sized, ~20 min on 2 cores -> 
 compare: install  ## every model family by 3-fold CV, CPU size, ~25 min on 2 cores (DATASET=...) -> outputs/compare/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
 	$(RUN) python -m flakeseg.compare --profile cpu --dataset $(DATASET) --out outputs/compare
+
+ablation: install  ## the training recipe step by step, 3-fold CV, CPU size, ~1 h on 2 cores (DATASET=...) -> outputs/ablation/
+	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
+	$(RUN) python -m flakeseg.ablation --profile cpu --dataset $(DATASET) --out outputs/ablation
 
 test: install browser  ## run the test suite (uses the real data at FLAKESEG_DATA)
 	$(RUN) pytest $(PYTEST_ARGS)

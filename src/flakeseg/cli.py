@@ -12,6 +12,7 @@ COMMANDS = {
     "predict": "screen new images for flakes: flakes.csv, overlays, report.html (see predict --help)",
     "export": "export a checkpoint to ONNX for fast inference (predict --backend onnx)",
     "compare": "every model family side by side by 3-fold CV: compare.md/.csv and plots (make compare)",
+    "ablation": "the training recipe one step at a time by 3-fold CV: ablation.md/.csv and plots",
     "reproduce": "the paper's protocol: Table-1 grid by CV, selection, test-set report (make reproduce)",
     "sweep-local": "run a W&B sweep file (sweeps/*.yaml) with W&B's engine, no W&B server needed",
 }
@@ -38,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flakeseg.compare import main as compare_main
 
         return compare_main(rest)
+    if args.command == "ablation":
+        from flakeseg.ablation import main as ablation_main
+
+        return ablation_main(rest)
     if args.command == "reproduce":
         from flakeseg.reproduce import main as reproduce_main
 

@@ -44,6 +44,31 @@ def write_status(cfg: DictConfig, state: str, **details: Any) -> None:
         log.warning("could not write %s: %s", STATUS_FILE, exc)
 
 
+def evaluate_fold_models(cfg: DictConfig, metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """With any ``evaluate.*`` step on, score the fold models with it into ``evaluation.json``."""
+    from omegaconf import OmegaConf
+
+    from flakeseg.cv_evaluation import EvalOptions, evaluate_cv_run
+
+    node = cfg.get("evaluate")
+    options = EvalOptions.from_config(
+        OmegaConf.to_container(node, resolve=True) if node is not None else None
+    )
+    if not options.any or cfg.cv.get("fold") is not None:
+        return None
+    result = evaluate_cv_run(metrics, options)
+    write_json_atomic(Path(cfg.paths.output_dir) / "evaluation.json", result)
+    log.info(
+        "evaluation (%s): CV mean class acc %.3f, macro precision %.3f, ECE %.3f; test region accuracy %.3f",
+        ", ".join(k for k in ("tta", "ensemble", "postprocess", "temperature") if getattr(options, k)),
+        result["cv/mean_class_acc"],
+        result["cv/macro_precision"],
+        result["cv/ece"],
+        result["test/region_accuracy"],
+    )
+    return result
+
+
 def run_task(cfg: DictConfig) -> float:
     """Run the stage ``cfg.stage`` asks for and return its mean per-class accuracy (what sweepers optimise).
 
@@ -60,7 +85,9 @@ def run_task(cfg: DictConfig) -> float:
 
             score = float(run_test_stage(cfg)["test/mean_class_acc"])
         else:
-            score = float(run_cross_validation(cfg)["cv/mean_class_acc"])
+            metrics = run_cross_validation(cfg)
+            score = float(metrics["cv/mean_class_acc"])
+            evaluate_fold_models(cfg, metrics)
     except Interrupted as exc:
         log.error("interrupted: %s", exc)
         write_status(cfg, "interrupted", error=str(exc))

@@ -102,6 +102,10 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"cv.fold: must be in 0..{int(cfg.cv.folds) - 1} or null, got {fold}")
     if cfg.get("stage", "cv") not in STAGES:
         raise ConfigError(f"stage: must be one of {', '.join(STAGES)}, got {cfg.get('stage')!r}")
+    from flakeseg.cv_evaluation import EvalOptions
+
+    node = cfg.get("evaluate")  # one line naming a bad evaluate.* key
+    EvalOptions.from_config(OmegaConf.to_container(node, resolve=True) if node is not None else None)
     budgets = cfg.cv.get("eval_epochs")
     if budgets is not None:
         if isinstance(budgets, (int, float, str)) or not len(budgets):

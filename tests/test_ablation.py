@@ -1,0 +1,170 @@
+"""Post-processing, the evaluation of CV fold models (TTA, ensemble, temperature) and the ablation runner."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from flakeseg.cv_evaluation import CVPredictions, EvalOptions, apply_temperature, evaluate_predictions
+from flakeseg.errors import ConfigError
+from flakeseg.postprocess import choose_min_area, drop_small_regions
+
+
+def test_small_flake_regions_are_dropped_and_big_ones_and_background_kept():
+    pred = np.zeros((10, 10), np.uint8)
+    pred[0:2, 0:2] = 1  # 4 px monolayer speck
+    pred[5:10, 5:10] = 2  # 25 px bilayer flake
+    pred[0, 9] = 2  # 1 px bilayer speck
+    out = drop_small_regions(pred, min_area=5, flake_classes=[1, 2])
+    assert out[0:2, 0:2].max() == 0 and out[0, 9] == 0
+    assert (out[5:10, 5:10] == 2).all()
+    assert (drop_small_regions(pred, 0, [1, 2]) == pred).all()
+    assert pred[0, 9] == 2  # the input is not modified
+    # only the listed classes are flakes: class 2 stays when it is not one
+    assert drop_small_regions(pred, 5, [1])[0, 9] == 2
+
+
+def test_min_area_choice_takes_the_best_score_and_the_smallest_area_on_ties():
+    best, scores = choose_min_area(lambda a: {0: 0.5, 10: 0.7, 25: 0.7, 50: 0.6}[a], [50, 25, 10, 0])
+    assert best == 10 and list(scores) == [0, 10, 25, 50]
+    with pytest.raises(ValueError):
+        choose_min_area(lambda a: 0.0, [])
+
+
+def test_eval_options_from_config_refuse_bad_values_by_key():
+    assert EvalOptions.from_config({"tta": True, "min_areas": [0, 5]}) == EvalOptions(
+        tta=True, min_areas=(0, 5)
+    )
+    with pytest.raises(ConfigError, match=r"evaluate\.tta: must be true or false"):
+        EvalOptions.from_config({"tta": "yes"})
+    with pytest.raises(ConfigError, match=r"evaluate\.bogus: unknown key"):
+        EvalOptions.from_config({"bogus": True})
+    with pytest.raises(ConfigError, match=r"evaluate\.min_areas"):
+        EvalOptions.from_config({"min_areas": [-1]})
+
+
+def test_temperature_keeps_the_argmax_and_flattens_or_sharpens():
+    prob = np.array([[[0.7]], [[0.2]], [[0.1]]], np.float32)
+    hot, cold = apply_temperature(prob, 2.0), apply_temperature(prob, 0.5)
+    assert hot.argmax(0) == cold.argmax(0) == 0
+    assert hot[0, 0, 0] < 0.7 < cold[0, 0, 0]
+    assert hot.sum() == pytest.approx(1.0) and cold.sum() == pytest.approx(1.0)
+
+
+def _synthetic_predictions(seed: int = 0) -> CVPredictions:
+    """Three folds of over-confident models on 32 x 32 images: one big flake and specks of noise.
+
+    Each model gives its predicted class probability 0.99, and is right about 70 % of the time on the
+    big flake (70 %). Specks of wrong bilayer (single pixels) sit on the substrate.
+    """
+    rng = np.random.default_rng(seed)
+
+    def image() -> tuple[np.ndarray, np.ndarray]:
+        mask = np.zeros((32, 32), np.uint8)
+        mask[4:28, 4:28] = 1
+        pred = mask.copy()
+        flip = rng.random(mask.shape) < 0.3
+        pred[flip & (mask == 1)] = 0
+        for _ in range(6):  # isolated wrong bilayer pixels on the substrate
+            y, x = rng.integers(0, 6, size=2) * 5 + 1
+            if mask[y, x] == 0:
+                pred[y, x] = 2
+        prob = np.full((3, 32, 32), 0.005, np.float32)
+        np.put_along_axis(prob, pred[None].astype(np.int64), 0.99, axis=0)
+        return mask, prob
+
+    val_masks, val_probs, test_probs = [], [], []
+    for _ in range(3):
+        pairs = [image() for _ in range(3)]
+        val_masks.append([m for m, _ in pairs])
+        val_probs.append([p for _, p in pairs])
+    test = [image() for _ in range(2)]
+    test_masks = [m for m, _ in test]
+    for _ in range(3):
+        test_probs.append([image()[1] for _ in range(2)])
+    return CVPredictions(
+        class_names=["other", "monolayer", "bilayer"],
+        flake_classes=[1, 2],
+        val_masks=val_masks,
+        val_probs=val_probs,
+        test_ids=["a", "b"],
+        test_masks=test_masks,
+        test_probs=test_probs,
+        region_min_area=10,
+    )
+
+
+def test_evaluation_steps_do_what_they_claim_on_synthetic_predictions():
+    preds = _synthetic_predictions()
+    plain = evaluate_predictions(preds, EvalOptions())
+    # every held-out pixel is predicted with probability 0.99 but right ~83 % of the time
+    assert plain["cv/ece"] > 0.1 and plain["temperatures"] == [1.0, 1.0, 1.0]
+    assert plain["test/models"] == "each fold model" and plain["test/region_accuracy_std"] >= 0.0
+    # the specks are the only bilayer: the macro precision suffers until post-processing drops them
+    post = evaluate_predictions(preds, EvalOptions(postprocess=True))
+    assert post["postprocess_min_area"] > 1
+    assert post["cv/macro_precision"] > plain["cv/macro_precision"]
+    # temperature fitted on the other folds flattens the over-confident probabilities
+    calibrated = evaluate_predictions(preds, EvalOptions(temperature=True))
+    assert all(t > 1.5 for t in calibrated["temperatures"]) and calibrated["test_temperature"] > 1.5
+    assert calibrated["cv/ece"] < plain["cv/ece"] / 2
+    assert calibrated["cv/mean_class_acc"] == pytest.approx(plain["cv/mean_class_acc"])  # argmax kept
+    # averaging three noisy models votes the noise away on the test split
+    ensemble = evaluate_predictions(preds, EvalOptions(ensemble=True))
+    assert (
+        ensemble["test/models"] == "ensemble of the fold models"
+        and ensemble["test/region_accuracy_std"] == 0.0
+    )
+    assert ensemble["test/mean_class_acc"] > plain["test/mean_class_acc"]
+    with pytest.raises(ValueError, match="tta"):
+        evaluate_predictions(preds, EvalOptions(tta=True))
+
+
+def test_ablation_profile_checks_and_override_merging(tmp_path):
+    from flakeseg.ablation import AblationProfile, merge_overrides
+
+    assert merge_overrides(["a=1", "b=2"], ["a=3"], ["+c=4"]) == ["b=2", "a=3", "+c=4"]
+    profile = AblationProfile.load("cpu")
+    assert profile.steps[0].train and profile.targets["cv_mean_class_acc"] == 0.85
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "datasets: [mos2]\nsteps:\n  - {name: a, train: [loss=ce]}\n  - {name: b, evaluate: {tpa: true}}\n"
+    )
+    with pytest.raises(ConfigError, match="unknown evaluate key 'tpa'"):
+        AblationProfile.load(str(bad))
+    with pytest.raises(ConfigError, match="no profile 'nope'"):
+        AblationProfile.load("nope")
+
+
+@pytest.mark.slow
+def test_micro_ablation_writes_one_row_per_step_and_matches_the_cv_run(data_root, tmp_path, monkeypatch):
+    from flakeseg.ablation import AblationProfile, run_ablation
+
+    monkeypatch.setenv("FLAKESEG_DATA", str(data_root))
+    out = tmp_path / "ablation"
+    profile = AblationProfile.load("micro")
+    rows = run_ablation(profile, ["mos2"], out)
+    assert [r.error for r in rows] == [None] * len(profile.steps)
+    assert [r.trained for r in rows] == [True, True, False, False]
+    assert rows[2].run_dir == rows[1].run_dir == rows[3].run_dir  # evaluation steps train nothing
+    # the re-scored held-out folds of a trained row are the CV run's own scores
+    metrics = json.loads((rows[1].run_dir / "metrics.json").read_text())
+    assert rows[1].scores["cv/mean_class_acc"] == pytest.approx(metrics["cv/mean_class_acc"], abs=1e-4)
+    assert metrics["config"]["data"]["substrate_normalize"] is True  # training steps accumulate
+    assert metrics["config"]["loss"]["name"] == "ce_dice"
+    last = rows[-1].scores
+    assert {
+        k: last["options"][k] for k in ("tta", "ensemble", "postprocess", "temperature")
+    } == dict.fromkeys(("tta", "ensemble", "postprocess", "temperature"), True)
+    assert last["test/models"] == "ensemble of the fold models" and len(last["temperatures"]) == 2
+    md = (out / "ablation.md").read_text()
+    assert md.count("\n| ") == 2 + len(profile.steps) and "Targets (micro profile)" in md
+    assert "python train.py data=mos2" in md
+    for name in ("ablation.csv", "ablation.json", "ablation_steps.png", "reliability_mos2.png"):
+        assert (out / name).stat().st_size > 0
+    # a rerun resumes: nothing is trained again, the same numbers come out
+    again = run_ablation(profile, ["mos2"], out)
+    assert again[1].scores["cv/mean_class_acc"] == rows[1].scores["cv/mean_class_acc"]
+    assert again[1].train_seconds == rows[1].train_seconds
