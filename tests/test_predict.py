@@ -388,6 +388,48 @@ def test_predictor_refuses_bad_options():
         Predictor(TorchBackend(_local_net()), card, tile=8)
 
 
+def test_tta_and_temperature_wrap_the_backend_without_moving_the_argmax():
+    from flakeseg.errors import ConfigError
+    from flakeseg.predictor import CalibratedBackend
+
+    rng = np.random.default_rng(1)
+    batch = rng.normal(size=(2, 3, 32, 48)).astype(np.float32)
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    class Ramp:  # not equivariant: class 0 gains a left-to-right ramp of the input's own frame
+        name = "ramp"
+
+        def __call__(self, x):
+            ramp = np.linspace(-2, 2, x.shape[-1], dtype=np.float32)
+            return np.stack([x[:, 0] + ramp, x[:, 1], x[:, 2]], axis=1)
+
+    class Pointwise:  # equivariant: every flip/rotation gives the same answer
+        name = "pointwise"
+
+        def __call__(self, x):
+            return 3.0 * x
+
+    plain = softmax(Pointwise()(batch))
+    assert np.abs(softmax(CalibratedBackend(Pointwise(), tta=True)(batch)) - plain).max() < 1e-5
+    by_hand = np.zeros_like(batch)
+    for flip in (False, True):
+        for turns in range(4):
+            x = batch[..., ::-1] if flip else batch
+            x = np.rot90(x, turns, axes=(-2, -1))
+            p = np.rot90(softmax(Ramp()(np.ascontiguousarray(x))), -turns, axes=(-2, -1))
+            by_hand += p[..., ::-1] if flip else p
+    tta = softmax(CalibratedBackend(Ramp(), tta=True)(batch))
+    assert np.abs(tta - by_hand / 8).max() < 1e-5 and np.abs(tta - softmax(Ramp()(batch))).max() > 0.05
+    hot = softmax(CalibratedBackend(Pointwise(), temperature=2.0)(batch))
+    assert (hot.argmax(1) == plain.argmax(1)).all() and (hot.max(1) < plain.max(1) + 1e-7).all()
+    assert np.abs(softmax(2.0 * np.log(hot)) - plain).max() < 1e-5
+    with pytest.raises(ConfigError, match="--temperature"):
+        CalibratedBackend(Pointwise(), temperature=0)
+
+
 # --- the report in a browser ---------------------------------------------------------------------------
 
 
@@ -470,6 +512,7 @@ def test_report_in_headless_chromium_shows_the_table_and_thumbnails(checkpoint, 
         ("--threads", "0"),
         ("--device", "tpu"),
         ("--scale", "0"),
+        ("--temperature", "-1"),
     ],
 )
 def test_bad_option_is_one_line_naming_it_and_writes_nothing(

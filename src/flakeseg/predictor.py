@@ -170,6 +170,35 @@ class TorchBackend:
         return self.forward(x).float().cpu().numpy()
 
 
+class CalibratedBackend:
+    """A backend whose probabilities are averaged over the 8 flips/rotations (``tta``) and divided,
+    as logits, by a ``temperature`` (fitted on held-out folds: ``evaluation.json``'s
+    ``test_temperature``). It returns ``log(p) / T``, whose softmax is the calibrated probability.
+    """
+
+    def __init__(self, inner: Backend, tta: bool = False, temperature: float = 1.0):
+        if not temperature > 0:
+            raise ConfigError(f"--temperature: must be > 0, got {temperature}")
+        self.inner, self.tta, self.temperature = inner, tta, float(temperature)
+        self.name = (
+            inner.name + ("+tta" if tta else "") + (f"+T{temperature:g}" if temperature != 1.0 else "")
+        )
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        from flakeseg.tta import D4, apply, invert
+
+        x = torch.from_numpy(np.ascontiguousarray(batch))
+        transforms = D4 if self.tta else ((0, False),)
+        total = None
+        for transform in transforms:
+            logits = torch.from_numpy(self.inner(apply(x, transform).contiguous().numpy()))
+            probs = invert(torch.softmax(logits.float(), dim=1), transform)
+            total = probs if total is None else total + probs
+        assert total is not None
+        mean = total / len(transforms)
+        return (torch.log(mean.clamp_min(1e-7)) / self.temperature).numpy()
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; other values are checked."""
     if device == "auto":
@@ -237,6 +266,8 @@ class Predictor:
         overlap: share of a tile shared with its neighbour.
         scale: extra resampling factor for images of another magnification than the training images
             (2.0: these images show things half as large in pixels, so they are enlarged 2x).
+        tta: average over the 8 flips and 90-degree rotations of each tile (8x the network's time).
+        temperature: divide the logits by this (temperature scaling; 1: as trained).
     """
 
     def __init__(
@@ -247,7 +278,11 @@ class Predictor:
         overlap: float = 0.25,
         scale: float = 1.0,
         batch_size: int = 4,
+        tta: bool = False,
+        temperature: float = 1.0,
     ):
+        if tta or temperature != 1.0:
+            backend = CalibratedBackend(backend, tta, temperature)
         if not scale > 0:
             raise ConfigError(f"--scale: must be > 0, got {scale}")
         multiple = max(card.input_multiple, 1)
@@ -314,7 +349,8 @@ def load_predictor(
         onnx_path: for ``backend="onnx"`` with a checkpoint, where its export is (made if absent).
         threads: CPU threads for the network (default: the library's choice).
         device: ``cpu``, ``cuda[:N]`` or ``auto`` for the torch backend (ONNX runs on the CPU).
-        options: :class:`Predictor` options (``tile``, ``overlap``, ``scale``, ``batch_size``).
+        options: :class:`Predictor` options (``tile``, ``overlap``, ``scale``, ``batch_size``, ``tta``,
+            ``temperature``).
     """
     if backend not in BACKENDS:
         raise ConfigError(f"--backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")

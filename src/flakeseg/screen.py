@@ -53,6 +53,8 @@ class ScreenSettings:
     tile: int = 0
     overlap: float = 0.25
     save_probabilities: bool = False
+    tta: bool = False
+    temperature: float = 1.0
 
     def signature(self) -> str:
         fields = {k: v for k, v in self.__dict__.items() if k != "checkpoint"}
@@ -323,6 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="tile side at the model's scale (default: 2x the training crop, at least 512)",
     )
     parser.add_argument("--overlap", type=float, default=0.25, help="share of a tile overlapping the next")
+    parser.add_argument(
+        "--tta", action="store_true", help="average over the 8 flips/rotations (8x slower, steadier maps)"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="divide the logits by T so confidences mean what they say (1); T: test_temperature of "
+        "the evaluation.json of `train.py evaluate.temperature=true`",
+    )
     parser.add_argument("--save-probabilities", action="store_true", help="also write probability maps")
     parser.add_argument("--recursive", action="store_true", help="also take images in sub-folders")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
@@ -353,13 +365,15 @@ def run(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError(f"--min-confidence: must be in [0, 1], got {args.min_confidence}")
     if not 0.0 <= args.overlap <= 0.9:
         raise ConfigError(f"--overlap: must be in [0, 0.9], got {args.overlap}")
+    if not args.temperature > 0:
+        raise ConfigError(f"--temperature: must be > 0, got {args.temperature}")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads: must be >= 1, got {args.threads}")
     paths, problems = collect_inputs(args.inputs, exclude=args.out, recursive=args.recursive)
     for line in problems:
         console.print(f"[red]skipped[/red] {line}", highlight=False)
     sha = file_sha256(args.checkpoint) if args.checkpoint.is_file() else ""
-    options = {"tile": args.tile, "overlap": args.overlap}
+    options = {"tile": args.tile, "overlap": args.overlap, "tta": args.tta, "temperature": args.temperature}
     predictor = load_predictor(
         args.checkpoint,
         backend=args.backend,
@@ -381,6 +395,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         tile=predictor.tile,
         overlap=args.overlap,
         save_probabilities=args.save_probabilities,
+        tta=args.tta,
+        temperature=args.temperature,
     )
     shown = {
         **settings.__dict__,
