@@ -168,3 +168,22 @@ def test_micro_ablation_writes_one_row_per_step_and_matches_the_cv_run(data_root
     again = run_ablation(profile, ["mos2"], out)
     assert again[1].scores["cv/mean_class_acc"] == rows[1].scores["cv/mean_class_acc"]
     assert again[1].train_seconds == rows[1].train_seconds
+
+
+@pytest.mark.parametrize(("preset", "base", "accelerator"), [("best_cpu", 8, "cpu"), ("best_gpu", 32, "gpu")])
+def test_best_presets_hold_the_whole_recipe(preset, base, accelerator):
+    from omegaconf import OmegaConf
+
+    from flakeseg.config import validate_config
+    from tests.conftest import compose_train
+
+    cfg = compose_train([f"experiment={preset}"])
+    validate_config(cfg)
+    assert (cfg.model.name, cfg.model.base_channels, cfg.loss.name) == ("unet_norm", base, "ce_dice")
+    assert cfg.data.substrate_normalize and cfg.augment.hue_shift == 0 and cfg.augment.contrast is None
+    assert cfg.augment.foreground_p == 0.5 and cfg.optim.schedule == "poly"
+    assert cfg.trainer.accelerator == accelerator
+    options = EvalOptions.from_config(OmegaConf.to_container(cfg.evaluate))
+    assert options.tta and options.ensemble and options.postprocess
+    # a command-line choice still wins over the preset's
+    assert compose_train([f"experiment={preset}", "model=unet_paper"]).model.name == "unet_paper"

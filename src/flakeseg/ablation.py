@@ -26,10 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from flakeseg.compare import compose, train_command
-from flakeseg.config import CONFIG_DIR
+from flakeseg.config import CONFIG_DIR, load_profile
 from flakeseg.cv_evaluation import CVPredictions, EvalOptions, collect_predictions, evaluate_predictions
 from flakeseg.errors import ConfigError, FlakesegError
 
@@ -63,13 +61,7 @@ class AblationProfile:
 
     @classmethod
     def load(cls, name_or_path: str) -> AblationProfile:
-        path = Path(name_or_path)
-        if not path.suffix:
-            path = PROFILE_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
-            raise ConfigError(f"--profile: no profile {name_or_path!r} (known: {known}, or a .yaml path)")
-        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        path, raw = load_profile(name_or_path, PROFILE_DIR)
         try:
             steps = [
                 AblationStep(
@@ -200,6 +192,7 @@ def run_ablation(profile: AblationProfile, datasets: Sequence[str], out: Path) -
                 failed = True
                 log.exception("%s / %s failed", dataset, step.name)
             write_report(profile, rows, out, time.perf_counter() - started)
+    write_report(profile, rows, out, time.perf_counter() - started, final=True)
     return rows
 
 

@@ -3,7 +3,7 @@
 - ``ablation_steps.png``: per data set, the headline scores after each step (where people would
   rather look than read);
 - ``reliability_<dataset>.png``: reliability diagrams of held-out pixels and predicted flakes, for the
-  first step (the paper's recipe) and the last (the whole recipe).
+  first step (the paper's recipe) and the last two (the whole recipe without and with its last step).
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from flakeseg.report import save_figure_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
+from flakeseg.report import (
+    append_invocation,
+    pyplot,
+    save_figure_atomic,
+    write_csv_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 CSV_COLUMNS = [
     "dataset",
@@ -132,18 +139,9 @@ def target_lines(values: Mapping[str, Any], targets: Mapping[str, float]) -> lis
     return lines
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_steps(values: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
     """Per data set, the headline scores after each step."""
-    plt = _plt()
+    plt = pyplot()
     datasets = list(dict.fromkeys(v["dataset"] for v in values))
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.8), squeeze=False)
     series = (
@@ -161,16 +159,17 @@ def plot_steps(values: Sequence[Mapping[str, Any]], path: Path, title: str) -> N
         ax.set_xticks(x, [v["step"] for v in subset], rotation=45, ha="right", fontsize=8)
         ax.set(ylim=(0, 1), title=dataset, ylabel="score")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncols=len(series), fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))  # room for the legend under the axes
     save_figure_atomic(fig, path)
 
 
 def plot_reliability_pair(rows: Sequence[Any], path: Path, title: str) -> None:
-    """Pixels and flakes: accuracy against confidence for the first and the last row."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
+    """Pixels and flakes: accuracy against confidence for each of ``rows`` (legend: the step's name)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 5.4))
     for ax, key, what in (
         (axes[0], "cv/pixel_reliability", "held-out pixels"),
         (axes[1], "cv/flake_reliability", "predicted flakes"),
@@ -182,17 +181,31 @@ def plot_reliability_pair(rows: Sequence[Any], path: Path, title: str) -> None:
                 [b["confidence"] for b in used],
                 [b["accuracy"] for b in used],
                 marker="o",
-                label=f"{row.step.label} ({sum(b['count'] for b in used)})",
+                label=f"up to {row.step.name} ({sum(b['count'] for b in used)} {what.split()[-1]})",
             )
         ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=what)
-        ax.legend(loc="upper left", fontsize=7)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7)  # under the axes
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     save_figure_atomic(fig, path)
 
 
-def write_report(profile: Any, rows: Sequence[Any], out: Path, wall: float) -> list[dict[str, Any]]:
-    """Write ``ablation.csv``, ``ablation.json``, ``ablation.md`` and the plots for ``rows`` so far."""
+def _history(out: Path) -> list[dict[str, Any]]:
+    import json
+
+    try:
+        return json.loads((out / "invocations.json").read_text())
+    except (OSError, ValueError):
+        return []
+
+
+def write_report(
+    profile: Any, rows: Sequence[Any], out: Path, wall: float, final: bool = False
+) -> list[dict[str, Any]]:
+    """Write ``ablation.csv``, ``ablation.json``, ``ablation.md`` and the plots for ``rows`` so far.
+
+    ``final``: the invocation is over; its wall time joins ``invocations.json`` (listed in the report).
+    """
     values = [row_values(r) for r in rows]
     write_csv_atomic(out / "ablation.csv", values, CSV_COLUMNS)
     write_json_atomic(
@@ -200,6 +213,13 @@ def write_report(profile: Any, rows: Sequence[Any], out: Path, wall: float) -> l
         [{**v, "scores": r.scores} for v, r in zip(values, rows, strict=True)],
     )
     datasets = list(dict.fromkeys(v["dataset"] for v in values))
+    history = (
+        append_invocation(
+            out, wall, profile=profile.name, datasets=datasets, rows=len(values), wall_s=round(wall, 1)
+        )
+        if final
+        else _history(out)
+    )
     device = "unknown"
     for r in rows:
         metrics_file = r.run_dir / "metrics.json"
@@ -215,15 +235,21 @@ def write_report(profile: Any, rows: Sequence[Any], out: Path, wall: float) -> l
         f"# The recipe step by step: profile `{profile.name}`",
         "",
         f"`python -m flakeseg.ablation --profile {profile.name} --dataset "
-        f"{'all' if len(datasets) > 1 else datasets[0]} --out {out}`; device: {device}; "
-        f"{wall:.0f} s for this invocation (written {time.strftime('%Y-%m-%d %H:%M')}; a rerun resumes).",
+        f"{'all' if len(datasets) > 1 else datasets[0]} --out {out}`; device: {device}. Written "
+        f"{time.strftime('%Y-%m-%d %H:%M')}; a rerun resumes (trains only what is missing). Wall time per "
+        "invocation:",
+        "",
+        *[f"- {h['started']}: {h['wall_s']:.0f} s ({', '.join(h['datasets'])})" for h in history],
+        *([f"- this one, so far: {wall:.0f} s"] if not final else []),
         "",
         "Each step adds to all the steps above it. Training steps cross-validate the recipe so far "
         f"({profile.folds} folds, the same folds for every step); evaluation steps reuse the last trained "
         "models. *CV* columns: the held-out fold of each fold model, mean ± std over folds. *ECE*: top-label "
-        "expected calibration error of all held-out pixels (15 bins), and of predicted flakes (10 bins; a "
-        "flake is right when most of its labelled pixels are its class). With temperature scaling each "
-        "fold's temperature is fitted on the other folds, so the ECE stays held-out. *Test region acc.*: "
+        "expected calibration error of all held-out pixels (15 bins), and of predicted flakes (10 bins; "
+        "connected predicted regions of at least `data.region_min_area` pixels at full scale, as `flakeseg "
+        "predict` lists them by default; right when most of their labelled pixels are their class). "
+        "With temperature scaling each fold's temperature is fitted on the other folds, so the ECE "
+        "stays held-out. *Test region acc.*: "
         "the paper's Table-2 measure on the test split (ground-truth flake regions, right when most of "
         "their pixels get their class), of each fold model (mean ± std) or of their ensemble. Post-"
         "processing drops predicted flake regions under an area chosen on the CV folds.",
@@ -245,9 +271,8 @@ def write_report(profile: Any, rows: Sequence[Any], out: Path, wall: float) -> l
         ds_rows = [r for r in rows if r.dataset == dataset and r.scores]
         if len(ds_rows) >= 2:
             figure = f"reliability_{dataset}.png"
-            plot_reliability_pair(
-                [ds_rows[0], ds_rows[-1]], out / figure, f"{dataset}: reliability on held-out folds"
-            )
+            shown = list({id(r): r for r in (ds_rows[0], *ds_rows[-2:])}.values())
+            plot_reliability_pair(shown, out / figure, f"{dataset}: reliability on held-out folds")
             lines += [f"![{dataset}: reliability diagrams]({figure})", ""]
     if scored:
         lines += ["![scores after each step](ablation_steps.png)", ""]

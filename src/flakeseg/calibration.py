@@ -93,12 +93,9 @@ def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 
 
 def plot_reliability(curves: dict[str, list[dict[str, float]]], path: Path, title: str) -> None:
     """Reliability diagram: accuracy against confidence per bin, one line per named curve."""
-    import matplotlib
+    from flakeseg.report import pyplot, save_figure_atomic
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from flakeseg.report import save_figure_atomic
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from flakeseg.config import CONFIG_DIR
+from flakeseg.config import CONFIG_DIR, load_profile
 from flakeseg.errors import ConfigError, FlakesegError
 
 log = logging.getLogger("flakeseg.compare")
@@ -74,13 +74,7 @@ class CompareProfile:
 
     @classmethod
     def load(cls, name_or_path: str) -> CompareProfile:
-        path = Path(name_or_path)
-        if not path.suffix:
-            path = PROFILE_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
-            raise ConfigError(f"--profile: no profile {name_or_path!r} (known: {known}, or a .yaml path)")
-        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        path, raw = load_profile(name_or_path, PROFILE_DIR)
         try:
             models = [
                 CompareModel(

@@ -6,15 +6,19 @@ metrics without training anything.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from flakeseg.report import save_figure_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
+from flakeseg.report import (
+    append_invocation,
+    pyplot,
+    save_figure_atomic,
+    write_csv_atomic,
+    write_text_atomic,
+)
 
 #: the scores of the table and the bar chart: (metrics.json key without ``cv/``, label)
 SCORES = (
@@ -144,18 +148,9 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_scores(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
     """Grouped bars per data set: each model's CV scores with their fold standard deviation."""
-    plt = _plt()
+    plt = pyplot()
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.6), squeeze=False)
     width = 0.8 / len(SCORES)
@@ -192,7 +187,7 @@ def plot_examples(
 
     from flakeseg.evaluation import colorize
 
-    plt = _plt()
+    plt = pyplot()
     height, width = mask.shape
     panels = [("image", image), ("ground truth", colorize(mask, colors))]
     for label, pred in predictions:
@@ -214,24 +209,6 @@ def plot_examples(
     save_figure_atomic(fig, path)
 
 
-def _record_invocation(out: Path, profile_name: str, datasets: Sequence[str], wall: float) -> list[dict]:
-    path = out / "invocations.json"
-    try:
-        history = json.loads(path.read_text())
-    except (OSError, ValueError):
-        history = []
-    history.append(
-        {
-            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - wall)),
-            "profile": profile_name,
-            "datasets": list(datasets),
-            "wall_s": round(wall, 1),
-        }
-    )
-    write_json_atomic(path, history)
-    return history
-
-
 def write_report(
     profile: Any, results: Sequence[Any], examples: Mapping[str, Mapping[str, Any]], out: Path, wall: float
 ) -> list[dict[str, Any]]:
@@ -239,7 +216,9 @@ def write_report(
     rows = [result_row(r) for r in results]
     write_csv_atomic(out / "compare.csv", rows, CSV_COLUMNS)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    history = _record_invocation(out, profile.name, datasets, wall)
+    history = append_invocation(
+        out, wall, profile=profile.name, datasets=list(datasets), wall_s=round(wall, 1)
+    )
     device = next((r.metrics["device"] for r in results if r.metrics), "unknown")
     title = f"{profile.folds}-fold CV, profile {profile.name}"
     if any(r["cv_mean_class_acc"] != "" for r in rows):

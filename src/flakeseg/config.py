@@ -18,6 +18,20 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 STAGES = ("cv", "test")
 
 
+def load_profile(name_or_path: str, profile_dir: Path) -> tuple[Path, dict]:
+    """A profile file (``<profile_dir>/<name>.yaml``, or a path) read and resolved to plain data.
+
+    An unknown name stops with one line that lists the known profiles.
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = profile_dir / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in profile_dir.glob("*.yaml")))
+        raise ConfigError(f"--profile: no profile {name_or_path!r} (known: {known}, or a .yaml path)")
+    return path, OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
 def yaml_float(value: float) -> str:
     """A float written so that YAML and Hydra read it back as a float (``1.0e-05``, not ``1e-05``)."""
     text = repr(float(value))

@@ -13,8 +13,9 @@ every test image. From those predictions, with the options of :class:`EvalOption
 - **test region accuracy** (the paper's Table 2 measure) and test pixel scores: of each fold model
   (mean and std), or of the three models' averaged probabilities (``ensemble``), with the temperature
   fitted on all out-of-fold predictions and the area threshold chosen on CV;
-- reliability tables of pixels and of predicted flakes (a flake is right when most of its labelled
-  pixels are of its class).
+- reliability tables of pixels and of predicted flakes (regions of at least ``region_min_area``
+  pixels, as ground-truth regions are counted; a flake is right when most of its labelled pixels are
+  of its class).
 """
 
 from __future__ import annotations
@@ -310,7 +311,10 @@ def evaluate_predictions(preds: CVPredictions, options: EvalOptions) -> dict[str
     result["cv/ece"] = expected_calibration_error(flat_probs, flat_target)
     confidence, winner = flat_probs.max(dim=1)
     result["cv/pixel_reliability"] = reliability_bins(confidence.numpy(), (winner == flat_target).numpy())
-    flake_conf, flake_right = _flake_calibration(all_val_probs, all_val_masks, names, flakes, min_area)
+    # flakes as `flakeseg predict` lists them by default: regions of the counted size and up
+    flake_conf, flake_right = _flake_calibration(
+        all_val_probs, all_val_masks, names, flakes, max(min_area, preds.region_min_area)
+    )
     result["cv/flake_reliability"] = reliability_bins(flake_conf, flake_right)
     result["cv/flake_ece"] = _binned_ece(result["cv/flake_reliability"])
     result["cv/flakes"] = int(flake_conf.size)

@@ -26,7 +26,7 @@ from flakeseg.colors import colorize
 from flakeseg.data.classes import IGNORE_INDEX
 from flakeseg.data.transforms import pad_to_multiple, to_tensors
 from flakeseg.metrics import flatten_metrics, segmentation_metrics
-from flakeseg.report import save_figure_atomic
+from flakeseg.report import pyplot, save_figure_atomic
 
 #: The precision at which the paper reads off recall (monolayer 0.76, bilayer 0.94).
 PAPER_PRECISION = 0.9
@@ -182,18 +182,9 @@ def curve_rows(curves: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_curves(curves: dict[str, dict[str, Any]], path: Path, title: str) -> None:
     """ROC (left) and precision-recall (right) curves, one line per one-vs-rest class."""
-    plt = _plt()
+    plt = pyplot()
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
     for name, curve in curves.items():
         if curve.get("roc") is None:
@@ -226,7 +217,7 @@ def plot_confusion_matrix(
     confmat: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str
 ) -> None:
     """Row-normalised confusion matrix (true class per row) with pixel counts in each cell."""
-    plt = _plt()
+    plt = pyplot()
     counts = np.asarray(confmat, dtype=np.float64)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     size = 1.2 + 1.1 * len(class_names)
@@ -262,7 +253,7 @@ def plot_examples(
     title: str,
 ) -> None:
     """The paper's Fig. 2 layout: one row per image with the image, its ground truth and the prediction."""
-    plt = _plt()
+    plt = pyplot()
     from matplotlib.patches import Patch
 
     rows = len(images)

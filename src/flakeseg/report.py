@@ -6,6 +6,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,33 @@ def write_csv_atomic(
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(path, buffer.getvalue())
+
+
+def append_invocation(out: Path, seconds: float, **fields: Any) -> list[dict[str, Any]]:
+    """Append one invocation (its start time, then ``fields``) to ``<out>/invocations.json``.
+
+    Reports that resume list every invocation's wall time, so a rerun that only re-scored does not
+    hide how long the first one trained. Returns the whole history.
+    """
+    path = out / "invocations.json"
+    try:
+        history = json.loads(path.read_text())
+    except (OSError, ValueError):
+        history = []
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - seconds))
+    history.append({"started": started, **fields})
+    write_json_atomic(path, history)
+    return history
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend (no display needed), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_figure_atomic(fig: Any, path: Path, dpi: int = 110) -> None:
@@ -155,10 +183,7 @@ __all__ = [
 
 def plot_learning_curves(folds: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
     """Validation mean per-class accuracy and macro precision per epoch, one line per fold, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
     for key, ax, label in (

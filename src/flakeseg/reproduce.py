@@ -32,12 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from flakeseg.config import CONFIG_DIR
+from flakeseg.config import CONFIG_DIR, load_profile
 from flakeseg.config import yaml_float as _fmt
 from flakeseg.errors import ConfigError, FlakesegError
-from flakeseg.report import write_csv_atomic, write_json_atomic, write_text_atomic
+from flakeseg.report import append_invocation, write_csv_atomic, write_text_atomic
 
 log = logging.getLogger("flakeseg.reproduce")
 
@@ -100,13 +98,7 @@ class Profile:
 
     @classmethod
     def load(cls, name_or_path: str) -> Profile:
-        path = Path(name_or_path)
-        if not path.suffix:
-            path = PROFILE_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
-            raise ConfigError(f"--profile: no profile {name_or_path!r} (known: {known}, or a .yaml path)")
-        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        path, raw = load_profile(name_or_path, PROFILE_DIR)
         try:
             profile = cls(
                 name=path.stem,
@@ -516,29 +508,6 @@ def _test_section(dataset: str, cell: tuple[str, str], test: Mapping[str, Any]) 
     return lines
 
 
-def _record_invocation(
-    out: Path, profile: Profile, datasets: Sequence[str], wall: Mapping[str, float]
-) -> list[dict[str, Any]]:
-    """Append this invocation's wall times to ``<out>/invocations.json``; return the whole history."""
-    path = out / "invocations.json"
-    try:
-        history = json.loads(path.read_text())
-    except (OSError, ValueError):
-        history = []
-    history.append(
-        {
-            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - wall["total"])),
-            "profile": profile.name,
-            "datasets": list(datasets),
-            "grid_s": round(wall.get("grid", 0.0), 1),
-            "test_s": round(wall.get("test", 0.0), 1),
-            "total_s": round(wall["total"], 1),
-        }
-    )
-    write_json_atomic(path, history)
-    return history
-
-
 def run_multirun(command: Sequence[str], label: str) -> int:
     """Run a Hydra multirun, streaming its output; its exit code is reported, not raised."""
     log.info("%s: %s", label, " ".join(_shell_quote(a) for a in command))
@@ -575,7 +544,15 @@ def reproduce(profile: Profile, datasets: Sequence[str], out: Path) -> dict[str,
         if code:
             log.warning("the test-stage multirun exited with %d; reporting what finished", code)
     wall["total"] = time.perf_counter() - started
-    history = _record_invocation(out, profile, datasets, wall)
+    history = append_invocation(
+        out,
+        wall["total"],
+        profile=profile.name,
+        datasets=list(datasets),
+        grid_s=round(wall.get("grid", 0.0), 1),
+        test_s=round(wall.get("test", 0.0), 1),
+        total_s=round(wall["total"], 1),
+    )
 
     summaries = {}
     for dataset in datasets:
