@@ -43,7 +43,7 @@ compare: install  ## every model family by 3-fold CV, CPU size, ~25 min on 2 cor
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
 	$(RUN) python -m flakeseg.compare --profile cpu --dataset $(DATASET) --out outputs/compare
 
-ablation: install  ## the training recipe step by step, 3-fold CV, CPU size, ~1 h on 2 cores (DATASET=...) -> outputs/ablation/
+ablation: install  ## the training recipe step by step, 3-fold CV, CPU size, ~45 min on 2 cores (DATASET=...) -> outputs/ablation/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
 	$(RUN) python -m flakeseg.ablation --profile cpu --dataset $(DATASET) --out outputs/ablation
 

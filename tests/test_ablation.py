@@ -43,6 +43,25 @@ def test_eval_options_from_config_refuse_bad_values_by_key():
         EvalOptions.from_config({"bogus": True})
     with pytest.raises(ConfigError, match=r"evaluate\.min_areas"):
         EvalOptions.from_config({"min_areas": [-1]})
+    with pytest.raises(ConfigError, match=r"evaluate\.min_areas"):
+        EvalOptions.from_config({"min_areas": 50})
+
+
+def test_evaluate_keys_are_checked_before_training_and_never_block_a_resume():
+    from flakeseg.config import validate_config
+    from flakeseg.resume import config_differences
+    from tests.conftest import compose_train
+
+    with pytest.raises(ConfigError, match=r"evaluate\.tta: .*not model=bovw"):
+        validate_config(compose_train(["model=bovw", "evaluate.tta=true"]))
+    with pytest.raises(ConfigError, match=r"evaluate\.min_areas"):
+        validate_config(compose_train(["evaluate.min_areas=7"]))
+    plain = {"optim": {"lr": 1e-3}, "evaluate": {"tta": False}}
+    assert config_differences(plain, {"optim": {"lr": 1e-3}, "evaluate": {"tta": True}}) == []
+    assert (
+        config_differences({"optim": {"lr": 1e-3}}, {"optim": {"lr": 1e-3}, "evaluate": {"tta": True}}) == []
+    )
+    assert config_differences(plain, {"optim": {"lr": 1e-4}, "evaluate": {"tta": False}}) == ["optim.lr"]
 
 
 def test_temperature_keeps_the_argmax_and_flattens_or_sharpens():
@@ -53,7 +72,7 @@ def test_temperature_keeps_the_argmax_and_flattens_or_sharpens():
     assert hot.sum() == pytest.approx(1.0) and cold.sum() == pytest.approx(1.0)
 
 
-def _synthetic_predictions(seed: int = 0) -> CVPredictions:
+def _synthetic_predictions(seed: int = 0, fold_confidence=(0.99, 0.99, 0.99)) -> CVPredictions:
     """Three folds of over-confident models on 32 x 32 images: one big flake and specks of noise.
 
     Each model gives its predicted class probability 0.99, and is right about 70 % of the time on the
@@ -61,7 +80,7 @@ def _synthetic_predictions(seed: int = 0) -> CVPredictions:
     """
     rng = np.random.default_rng(seed)
 
-    def image() -> tuple[np.ndarray, np.ndarray]:
+    def image(top: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
         mask = np.zeros((32, 32), np.uint8)
         mask[4:28, 4:28] = 1
         pred = mask.copy()
@@ -71,13 +90,13 @@ def _synthetic_predictions(seed: int = 0) -> CVPredictions:
             y, x = rng.integers(0, 6, size=2) * 5 + 1
             if mask[y, x] == 0:
                 pred[y, x] = 2
-        prob = np.full((3, 32, 32), 0.005, np.float32)
-        np.put_along_axis(prob, pred[None].astype(np.int64), 0.99, axis=0)
+        prob = np.full((3, 32, 32), (1 - top) / 2, np.float32)
+        np.put_along_axis(prob, pred[None].astype(np.int64), top, axis=0)
         return mask, prob
 
     val_masks, val_probs, test_probs = [], [], []
-    for _ in range(3):
-        pairs = [image() for _ in range(3)]
+    for top in fold_confidence:
+        pairs = [image(top) for _ in range(3)]
         val_masks.append([m for m, _ in pairs])
         val_probs.append([p for _, p in pairs])
     test = [image() for _ in range(2)]
@@ -101,7 +120,7 @@ def test_evaluation_steps_do_what_they_claim_on_synthetic_predictions():
     plain = evaluate_predictions(preds, EvalOptions())
     # every held-out pixel is predicted with probability 0.99 but right ~83 % of the time
     assert plain["cv/ece"] > 0.1 and plain["temperatures"] == [1.0, 1.0, 1.0]
-    assert plain["test/models"] == "each fold model" and plain["test/region_accuracy_std"] >= 0.0
+    assert plain["test/models"] == "each fold model" and len(plain["temperatures"]) == 3
     # the specks are the only bilayer: the macro precision suffers until post-processing drops them
     post = evaluate_predictions(preds, EvalOptions(postprocess=True))
     assert post["postprocess_min_area"] > 1
@@ -122,10 +141,24 @@ def test_evaluation_steps_do_what_they_claim_on_synthetic_predictions():
         evaluate_predictions(preds, EvalOptions(tta=True))
 
 
+def test_each_fold_temperature_is_fitted_on_the_other_folds_only():
+    # folds 0 and 1 are over-confident (0.99), fold 2 much less (0.75): fold 2's temperature comes from
+    # folds 0 and 1 alone, so it is the largest; fitted on itself it would be the smallest
+    preds = _synthetic_predictions(fold_confidence=(0.99, 0.99, 0.75))
+    temperatures = evaluate_predictions(preds, EvalOptions(temperature=True))["temperatures"]
+    assert temperatures[2] > 1.2 * max(temperatures[0], temperatures[1])
+    assert temperatures[0] == pytest.approx(temperatures[1], rel=0.3)  # same mix of folds behind both
+
+
 def test_ablation_profile_checks_and_override_merging(tmp_path):
     from flakeseg.ablation import AblationProfile, merge_overrides
 
     assert merge_overrides(["a=1", "b=2"], ["a=3"], ["+c=4"]) == ["b=2", "a=3", "+c=4"]
+    assert merge_overrides(["+x=1"], ["x=2"]) == ["+x=2"]  # the + a new key needs survives
+    assert merge_overrides(["augment=contrast"], ["augment=none", "augment.hue_shift=0"]) == [
+        "augment=none",
+        "augment.hue_shift=0",
+    ]
     profile = AblationProfile.load("cpu")
     assert profile.steps[0].train and profile.targets["cv_mean_class_acc"] == 0.85
     bad = tmp_path / "bad.yaml"
@@ -136,6 +169,11 @@ def test_ablation_profile_checks_and_override_merging(tmp_path):
         AblationProfile.load(str(bad))
     with pytest.raises(ConfigError, match="no profile 'nope'"):
         AblationProfile.load("nope")
+    bad.write_text(
+        "datasets: [mos2]\nsteps:\n  - {name: a, train: [loss=ce]}\n  - {name: b, evaluate: {tta: 1}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"step b: evaluate\.tta: must be true or false"):
+        AblationProfile.load(str(bad))
 
 
 @pytest.mark.slow
@@ -151,7 +189,8 @@ def test_micro_ablation_writes_one_row_per_step_and_matches_the_cv_run(data_root
     assert rows[2].run_dir == rows[1].run_dir == rows[3].run_dir  # evaluation steps train nothing
     # the re-scored held-out folds of a trained row are the CV run's own scores
     metrics = json.loads((rows[1].run_dir / "metrics.json").read_text())
-    assert rows[1].scores["cv/mean_class_acc"] == pytest.approx(metrics["cv/mean_class_acc"], abs=1e-4)
+    for key in ("cv/mean_class_acc", "cv/mean_class_acc_std", "cv/macro_precision_std"):
+        assert rows[1].scores[key] == pytest.approx(metrics[key], abs=1e-4)
     assert metrics["config"]["data"]["substrate_normalize"] is True  # training steps accumulate
     assert metrics["config"]["loss"]["name"] == "ce_dice"
     last = rows[-1].scores

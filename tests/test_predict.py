@@ -430,6 +430,25 @@ def test_tta_and_temperature_wrap_the_backend_without_moving_the_argmax():
         CalibratedBackend(Pointwise(), temperature=0)
 
 
+def test_predictor_with_tta_tiles_a_non_square_image_like_the_whole():
+    card = ModelCard(
+        model={"name": "unet_paper"},
+        class_names=["a", "b", "c"],
+        class_colors=["#000000", "#ffffff", "#ff0000"],
+        mean=[0.5] * 3,
+        std=[0.25] * 3,
+        input_multiple=16,
+    )
+    image = np.random.default_rng(3).integers(0, 255, size=(250, 333, 3), dtype=np.uint8)
+    net = _local_net()
+    plain = Predictor(TorchBackend(net), card, tile=512).probabilities(image)
+    whole = Predictor(TorchBackend(net), card, tile=512, tta=True).probabilities(image)
+    tiled = Predictor(TorchBackend(net), card, tile=96, tta=True).probabilities(image)
+    assert whole.shape == tiled.shape == (3, 250, 333) and np.allclose(tiled.sum(0), 1.0, atol=1e-4)
+    assert np.abs(tiled - whole).mean() < 1e-3  # the same average, tile by tile (rotated tiles fit)
+    assert np.abs(whole - plain).max() > 1e-3  # and TTA did change the answer of this local net
+
+
 # --- the report in a browser ---------------------------------------------------------------------------
 
 

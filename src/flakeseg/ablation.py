@@ -2,8 +2,8 @@
 
 A profile (``conf/ablation/<name>.yaml``) lists steps; each adds to all the steps before it:
 
-- a *training* step adds ``train.py`` overrides (a loss, a network, colour normalisation, crop
-  sampling, a schedule): its recipe is cross-validated on the same folds into
+- a *training* step (the first step always is one) adds ``train.py`` overrides (a loss, a network,
+  colour normalisation, crop sampling, a schedule): its recipe is cross-validated on the same folds into
   ``<out>/<dataset>/<NN>_<step>/`` (exactly what the printed ``python train.py`` command writes);
 - an *evaluation* step turns on an option of :class:`flakeseg.cv_evaluation.EvalOptions` (test-time
   augmentation, the fold ensemble, post-processing, temperature scaling) for the models of the last
@@ -91,20 +91,28 @@ class AblationProfile:
                 raise ConfigError(
                     f"{path}: step {step.name}: unknown evaluate key {bad[0]!r} (known: {EVAL_KEYS})"
                 )
-        if profile.steps[0].evaluate and not profile.steps[0].train:
-            raise ConfigError(f"{path}: the first step must train (it has no train overrides)")
+            try:
+                EvalOptions.from_config(step.evaluate)  # true/false only
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: step {step.name}: {exc}") from None
         return profile
 
 
 def merge_overrides(*groups: Sequence[str]) -> list[str]:
-    """Overrides of later groups replace earlier ones of the same key (Hydra refuses a key twice)."""
-    merged: dict[str, str] = {}
+    """Overrides of later groups replace earlier ones of the same key (Hydra refuses a key twice).
+
+    The strongest ``+``/``++`` prefix seen for a key is kept: ``+x=1`` then ``x=2`` gives ``+x=2``
+    (``x`` is not in the config without the ``+``).
+    """
+    merged: dict[str, tuple[str, str]] = {}
     for group in groups:
         for override in group:
-            key = override.split("=", 1)[0].lstrip("+~")
-            merged.pop(key, None)
-            merged[key] = override
-    return list(merged.values())
+            head, sep, value = override.partition("=")
+            key = head.lstrip("+")
+            prefix = head[: len(head) - len(key)]
+            earlier = merged.pop(key, ("", ""))[0]
+            merged[key] = (max(prefix, earlier, key=len), f"{sep}{value}")
+    return [f"{prefix}{key}{rest}" for key, (prefix, rest) in merged.items()]
 
 
 @dataclass

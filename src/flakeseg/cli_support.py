@@ -54,7 +54,12 @@ def evaluate_fold_models(cfg: DictConfig, metrics: dict[str, Any]) -> dict[str, 
     options = EvalOptions.from_config(
         OmegaConf.to_container(node, resolve=True) if node is not None else None
     )
-    if not options.any or cfg.cv.get("fold") is not None:
+    if not options.any:
+        return None
+    if cfg.cv.get("fold") is not None:
+        log.info(
+            "evaluate.*: skipped, cv.fold=%s trains one fold (the evaluation needs every fold)", cfg.cv.fold
+        )
         return None
     result = evaluate_cv_run(metrics, options)
     write_json_atomic(Path(cfg.paths.output_dir) / "evaluation.json", result)

@@ -119,7 +119,16 @@ def validate_config(cfg: DictConfig) -> None:
     from flakeseg.cv_evaluation import EvalOptions
 
     node = cfg.get("evaluate")  # one line naming a bad evaluate.* key
-    EvalOptions.from_config(OmegaConf.to_container(node, resolve=True) if node is not None else None)
+    options = EvalOptions.from_config(
+        OmegaConf.to_container(node, resolve=True) if node is not None else None
+    )
+    if options.tta and cfg.get("model") is not None:
+        from flakeseg.models import is_classical
+
+        if is_classical(cfg.model):  # refused before training, not after
+            raise ConfigError(
+                f"evaluate.tta: test-time augmentation is for networks, not model={cfg.model.name}"
+            )
     budgets = cfg.cv.get("eval_epochs")
     if budgets is not None:
         if isinstance(budgets, (int, float, str)) or not len(budgets):

@@ -11,7 +11,7 @@ every test image. From those predictions, with the options of :class:`EvalOption
   divided (as logits) by a temperature fitted on the *other* folds' predictions, so the ECE stays a
   held-out figure;
 - **test region accuracy** (the paper's Table 2 measure) and test pixel scores: of each fold model
-  (mean and std), or of the three models' averaged probabilities (``ensemble``), with the temperature
+  (mean and std), or of the fold models' averaged probabilities (``ensemble``), with the temperature
   fitted on all out-of-fold predictions and the area threshold chosen on CV;
 - reliability tables of pixels and of predicted flakes (regions of at least ``region_min_area``
   pixels, as ground-truth regions are counted; a flake is right when most of its labelled pixels are
@@ -54,7 +54,8 @@ class EvalOptions:
         ensemble: score the test split with the fold models' averaged probabilities.
         postprocess: drop flake regions under an area chosen on CV from ``min_areas``.
         temperature: temperature scaling fitted on held-out folds.
-        min_areas: candidate areas (pixels at the model's scale) for ``postprocess``.
+        min_areas: candidate areas for ``postprocess``, in pixels at the model's ``data.scale`` (an area
+            A here is A / scale^2 pixels of the original images, the unit of ``predict --min-area``).
     """
 
     tta: bool = False
@@ -79,7 +80,11 @@ class EvalOptions:
                 values[key] = node[key]
         if "min_areas" in node:
             areas = node["min_areas"]
-            if not areas or any(not isinstance(a, int) or a < 0 for a in areas):
+            if (
+                not isinstance(areas, (list, tuple))
+                or not areas
+                or any(not isinstance(a, int) or isinstance(a, bool) or a < 0 for a in areas)
+            ):
                 raise ConfigError(f"evaluate.min_areas: a list of whole numbers >= 0, got {areas!r}")
             values["min_areas"] = tuple(int(a) for a in areas)
         return cls(**values)
@@ -137,16 +142,21 @@ def _network_probabilities(
             # pad both sides to one multiple, so every rotation of the padded image fits the stride
             padded, _ = pad_to_multiple(image, np.zeros((height, width), np.uint8), multiple)
             x, _ = to_tensors(padded, np.zeros(padded.shape[:2], np.uint8), mean, std)
-            probs = predict_with_tta(lambda t: torch.softmax(module(t).float(), dim=1), x.unsqueeze(0))
-            out.append(probs[0, :, :height, :width].numpy())
+            x = x.unsqueeze(0).to(next(module.parameters()).device)
+            probs = predict_with_tta(lambda t: torch.softmax(module(t).float(), dim=1), x)
+            out.append(probs[0, :, :height, :width].cpu().numpy())
     return out
 
 
-def collect_predictions(metrics: Mapping[str, Any], tta: bool = False) -> CVPredictions:
+def collect_predictions(
+    metrics: Mapping[str, Any], tta: bool = False, device: str | None = None
+) -> CVPredictions:
     """Load each fold model of a complete CV run (its ``metrics.json``) and predict with it.
 
-    The models are the ones the CV scores are of: each fold's model after its last epoch.
+    The models are the ones the CV scores are of: each fold's model after its last epoch. They run on
+    ``device`` (default: a GPU when one is visible, else the CPU).
     """
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     from flakeseg.classic.base import load_classical
     from flakeseg.data import load_dataset
     from flakeseg.data.splits import split_from_config
@@ -159,6 +169,9 @@ def collect_predictions(metrics: Mapping[str, Any], tta: bool = False) -> CVPred
     data_cfg = config["data"]
     names = list(metrics["class_names"])
     wanted = data_cfg["classes"].get("region_classes")
+    unknown = [n for n in wanted or [] if n not in names]
+    if unknown:
+        raise ConfigError(f"data.classes.region_classes: {unknown} are not class names {names}")
     flake_classes = [names.index(n) for n in wanted] if wanted else list(range(1, len(names)))
     split = split_from_config(data_cfg)
     train = load_dataset(data_cfg, ids=split["train"], progress=False)
@@ -181,7 +194,7 @@ def collect_predictions(metrics: Mapping[str, Any], tta: bool = False) -> CVPred
                 raise ConfigError(
                     f"checkpoint.save_last: fold {number} kept no last.ckpt, the model its CV score is of"
                 )
-            module = FlakeSegModule.load_from_checkpoint(path, map_location="cpu").eval()
+            module = FlakeSegModule.load_from_checkpoint(path, map_location=device).eval()
             val_p = _network_probabilities(module, val.images, mean, std, tta, f"fold {number}: held-out")
             test_p = _network_probabilities(module, test.images, mean, std, tta, f"fold {number}: test")
         val_masks.append(list(val.masks))
@@ -229,7 +242,8 @@ def apply_temperature(prob: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values)) if len(values) > 1 else 0.0
+    """Mean and sample standard deviation (ddof 1, as ``metrics.json``'s ``cv/..._std``)."""
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def _flake_calibration(

@@ -16,7 +16,9 @@ from flakeseg.errors import ConfigError
 
 #: Config keys that may differ between a run and its rerun: where things are, not what is computed.
 #: (``logger.save_dir`` is ``paths.output_dir`` resolved: relative or absolute, depending on the caller.)
-IGNORED_KEYS = ("paths", "data.root", "resume", "logger.save_dir")
+#: ``evaluate`` only re-scores the finished fold models (``evaluation.json``), so a rerun with other
+#: ``evaluate.*`` values reuses the training.
+IGNORED_KEYS = ("paths", "data.root", "resume", "logger.save_dir", "evaluate")
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:

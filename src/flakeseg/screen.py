@@ -332,8 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--temperature",
         type=float,
         default=1.0,
-        help="divide the logits by T so confidences mean what they say (1); T: test_temperature of "
-        "the evaluation.json of `train.py evaluate.temperature=true`",
+        help="divide the logits by T so confidences mean what they say (1); T: test_temperature in "
+        "the evaluation.json of `train.py evaluate.temperature=true` (fitted for that run's fold "
+        "models, with its evaluate.tta: use the same --tta)",
     )
     parser.add_argument("--save-probabilities", action="store_true", help="also write probability maps")
     parser.add_argument("--recursive", action="store_true", help="also take images in sub-folders")
