@@ -203,10 +203,8 @@ def test_micro_ablation_writes_one_row_per_step_and_matches_the_cv_run(data_root
     assert "python train.py data=mos2" in md
     for name in ("ablation.csv", "ablation.json", "ablation_steps.png", "reliability_mos2.png"):
         assert (out / name).stat().st_size > 0
-    # a rerun resumes: nothing is trained again, the same numbers come out
-    again = run_ablation(profile, ["mos2"], out)
-    assert again[1].scores["cv/mean_class_acc"] == rows[1].scores["cv/mean_class_acc"]
-    assert again[1].train_seconds == rows[1].train_seconds
+    history = json.loads((out / "invocations.json").read_text())
+    assert len(history) == 1 and history[0]["rows"] == len(profile.steps)  # the run's wall time is kept
 
 
 @pytest.mark.parametrize(("preset", "base", "accelerator"), [("best_cpu", 8, "cpu"), ("best_gpu", 32, "gpu")])
