@@ -46,14 +46,9 @@ def write_status(cfg: DictConfig, state: str, **details: Any) -> None:
 
 def evaluate_fold_models(cfg: DictConfig, metrics: dict[str, Any]) -> dict[str, Any] | None:
     """With any ``evaluate.*`` step on, score the fold models with it into ``evaluation.json``."""
-    from omegaconf import OmegaConf
-
     from flakeseg.cv_evaluation import EvalOptions, evaluate_cv_run
 
-    node = cfg.get("evaluate")
-    options = EvalOptions.from_config(
-        OmegaConf.to_container(node, resolve=True) if node is not None else None
-    )
+    options = EvalOptions.from_config(cfg.get("evaluate"))
     if not options.any:
         return None
     if cfg.cv.get("fold") is not None:

@@ -118,10 +118,7 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"stage: must be one of {', '.join(STAGES)}, got {cfg.get('stage')!r}")
     from flakeseg.cv_evaluation import EvalOptions
 
-    node = cfg.get("evaluate")  # one line naming a bad evaluate.* key
-    options = EvalOptions.from_config(
-        OmegaConf.to_container(node, resolve=True) if node is not None else None
-    )
+    options = EvalOptions.from_config(cfg.get("evaluate"))  # one line naming a bad evaluate.* key
     if options.tta and cfg.get("model") is not None:
         from flakeseg.models import is_classical
 

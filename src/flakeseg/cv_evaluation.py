@@ -66,7 +66,11 @@ class EvalOptions:
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any] | None) -> EvalOptions:
-        """From an ``evaluate`` config node; unknown keys are refused by name."""
+        """From an ``evaluate`` config node (mapping or OmegaConf node); unknown keys are refused by name."""
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(node, DictConfig):
+            node = OmegaConf.to_container(node, resolve=True)
         node = dict(node or {})
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(node) - known)

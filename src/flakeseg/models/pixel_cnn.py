@@ -44,6 +44,7 @@ def patch_grid_size(patch_size: int) -> int:
     return (patch_size - 17) // 4
 
 
+@register_model("pixel_cnn")  # the class is its own builder: build_model passes the config as kwargs
 class PixelCNN(nn.Module):
     """Classify each pixel from the ``patch_size x patch_size`` patch centred on it.
 
@@ -127,23 +128,4 @@ def extract_patches(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
     padded = F.pad(images[:1], (half, half, half, half), mode=PADDING_MODE)[0]
     return torch.stack(
         [padded[:, r : r + patch_size, c : c + patch_size] for r, c in zip(rows, cols, strict=True)]
-    )
-
-
-@register_model("pixel_cnn")
-def build_pixel_cnn(
-    num_classes: int,
-    in_channels: int = 3,
-    patch_size: int = 33,
-    channels: Sequence[int] = (16, 32, 32),
-    hidden: int = 64,
-    dropout: float = 0.0,
-) -> PixelCNN:
-    return PixelCNN(
-        num_classes,
-        in_channels=in_channels,
-        patch_size=patch_size,
-        channels=channels,
-        hidden=hidden,
-        dropout=dropout,
     )

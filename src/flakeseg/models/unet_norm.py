@@ -35,6 +35,7 @@ def _double_conv(in_channels: int, out_channels: int, norm: str) -> nn.Sequentia
     return nn.Sequential(*layers)
 
 
+@register_model("unet_norm")  # the class is its own builder: build_model passes the config as kwargs
 class NormUNet(nn.Module):
     """U-Net with ``depth`` poolings, widths ``b, 2b, ..., 2^depth b``, two conv-norm-LeakyReLU per level.
 
@@ -92,15 +93,3 @@ class NormUNet(nn.Module):
         for upconv, block, skip in zip(self.upconv, self.up, reversed(skips), strict=True):
             x = block(torch.cat([skip, upconv(x)], dim=1))
         return self.head(self.dropout(x))
-
-
-@register_model("unet_norm")
-def build_unet_norm(
-    num_classes: int,
-    in_channels: int = 3,
-    base_channels: int = 16,
-    depth: int = 4,
-    norm: str = "batch",
-    dropout: float = 0.0,
-) -> NormUNet:
-    return NormUNet(num_classes, in_channels, base_channels, depth, norm, dropout)
