@@ -33,19 +33,19 @@ train: install  ## 3-fold CV of the CPU preset on MoS2 (add ARGS="data=graphene 
 DATASET ?= all
 reproduce: install  ## the paper's protocol at paper size, GPU work (DATASET=mos2|graphene|all) -> outputs/reproduce/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
-	$(RUN) python -m flakeseg.reproduce --profile paper --dataset $(DATASET) --out outputs/reproduce
+	$(RUN) python -m flakeseg.studies.reproduce --profile paper --dataset $(DATASET) --out outputs/reproduce
 
 reproduce-quick: install  ## the same protocol CPU-sized, ~20 min on 2 cores -> outputs/reproduce_quick/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
-	$(RUN) python -m flakeseg.reproduce --profile cpu_quick --dataset $(DATASET) --out outputs/reproduce_quick
+	$(RUN) python -m flakeseg.studies.reproduce --profile cpu_quick --dataset $(DATASET) --out outputs/reproduce_quick
 
 compare: install  ## every model family by 3-fold CV, CPU size, ~25 min on 2 cores (DATASET=...) -> outputs/compare/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
-	$(RUN) python -m flakeseg.compare --profile cpu --dataset $(DATASET) --out outputs/compare
+	$(RUN) python -m flakeseg.studies.compare --profile cpu --dataset $(DATASET) --out outputs/compare
 
 ablation: install  ## the training recipe step by step, 3-fold CV, CPU size, ~45 min on 2 cores (DATASET=...) -> outputs/ablation/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
-	$(RUN) python -m flakeseg.ablation --profile cpu --dataset $(DATASET) --out outputs/ablation
+	$(RUN) python -m flakeseg.studies.ablation --profile cpu --dataset $(DATASET) --out outputs/ablation
 
 test: install browser  ## run the test suite (uses the real data at FLAKESEG_DATA)
 	$(RUN) pytest $(PYTEST_ARGS)

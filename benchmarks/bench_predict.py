@@ -2,7 +2,7 @@
 
 Run with ``make bench`` (or ``uv run python benchmarks/bench_predict.py --help``). For the CPU preset's
 model (base 8 U-Net at scale 0.5, as ``make train`` trains it) and the paper-size U-Net (base 64 at full
-scale) it times :meth:`flakeseg.predictor.Predictor.probabilities` (resampling, tiling, network,
+scale) it times :meth:`flakeseg.inference.predictor.Predictor.probabilities` (resampling, tiling, network,
 softmax, mapping back: what a user waits for per image) with each backend:
 
 - ``eager``: PyTorch eager, fp32, NCHW;
@@ -30,9 +30,10 @@ import torch
 from machine import machine
 
 from flakeseg.data.io import read_image
-from flakeseg.export import export_onnx
+from flakeseg.inference.checkpoint import ModelCard
+from flakeseg.inference.onnx import OnnxBackend, export_onnx
+from flakeseg.inference.predictor import Predictor, TorchBackend
 from flakeseg.models import build_model
-from flakeseg.predictor import ModelCard, OnnxBackend, Predictor, TorchBackend
 
 # name -> (model config, data scale, training crop, what it is)
 MODELS = {

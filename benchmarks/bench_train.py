@@ -34,14 +34,14 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from flakeseg.config import CONFIG_DIR
-from flakeseg.cv import build_module, build_trainer
 from flakeseg.data import FlakeDataModule, fold_ids, load_dataset
 from flakeseg.data.splits import split_from_config
-from flakeseg.fast import apply_fast_paths
-from flakeseg.losses import class_pixel_counts, median_frequency_weights
 from flakeseg.models import build_model
-from flakeseg.progress import quiet_lightning
+from flakeseg.training.fast import apply_fast_paths
+from flakeseg.training.losses import class_pixel_counts, median_frequency_weights
+from flakeseg.training.progress import quiet_lightning
+from flakeseg.training.trainer import build_module, build_trainer
+from flakeseg.utils.config_files import CONFIG_DIR
 
 # profile -> (overrides, batches per repeat)
 PROFILES = {

@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from flakeseg.config import CONFIG_DIR
+from flakeseg.utils.config_files import CONFIG_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,9 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from flakeseg.cv_evaluation import CVPredictions, EvalOptions, apply_temperature, evaluate_predictions
 from flakeseg.errors import ConfigError
-from flakeseg.postprocess import choose_min_area, drop_small_regions
+from flakeseg.evaluation.postprocess import choose_min_area, drop_small_regions
+from flakeseg.stages.fold_evaluation import (
+    CVPredictions,
+    EvalOptions,
+    apply_temperature,
+    evaluate_predictions,
+)
 
 
 def test_small_flake_regions_are_dropped_and_big_ones_and_background_kept():
@@ -48,8 +53,8 @@ def test_eval_options_from_config_refuse_bad_values_by_key():
 
 
 def test_evaluate_keys_are_checked_before_training_and_never_block_a_resume():
-    from flakeseg.config import validate_config
-    from flakeseg.resume import config_differences
+    from flakeseg.stages.config_checks import validate_config
+    from flakeseg.stages.resume import config_differences
     from tests.conftest import compose_train
 
     with pytest.raises(ConfigError, match=r"evaluate\.tta: .*not model=bovw"):
@@ -151,7 +156,7 @@ def test_each_fold_temperature_is_fitted_on_the_other_folds_only():
 
 
 def test_ablation_profile_checks_and_override_merging(tmp_path):
-    from flakeseg.ablation import AblationProfile, merge_overrides
+    from flakeseg.studies.ablation import AblationProfile, merge_overrides
 
     assert merge_overrides(["a=1", "b=2"], ["a=3"], ["+c=4"]) == ["b=2", "a=3", "+c=4"]
     assert merge_overrides(["+x=1"], ["x=2"]) == ["+x=2"]  # the + a new key needs survives
@@ -178,7 +183,7 @@ def test_ablation_profile_checks_and_override_merging(tmp_path):
 
 @pytest.mark.slow
 def test_micro_ablation_writes_one_row_per_step_and_matches_the_cv_run(data_root, tmp_path, monkeypatch):
-    from flakeseg.ablation import AblationProfile, run_ablation
+    from flakeseg.studies.ablation import AblationProfile, run_ablation
 
     monkeypatch.setenv("FLAKESEG_DATA", str(data_root))
     out = tmp_path / "ablation"
@@ -211,7 +216,7 @@ def test_micro_ablation_writes_one_row_per_step_and_matches_the_cv_run(data_root
 def test_best_presets_hold_the_whole_recipe(preset, base, accelerator):
     from omegaconf import OmegaConf
 
-    from flakeseg.config import validate_config
+    from flakeseg.stages.config_checks import validate_config
     from tests.conftest import compose_train
 
     cfg = compose_train([f"experiment={preset}"])

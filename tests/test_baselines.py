@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from flakeseg.classic.base import load_classical
-from flakeseg.classic.contrast_gmm import ContrastGMM, estimate_background
-from flakeseg.cv import run_cross_validation
 from flakeseg.errors import ConfigError, DataError
+from flakeseg.inference.checkpoint import load_classical
 from flakeseg.models import available_models, build_model, model_kind
+from flakeseg.models.classical.contrast_gmm import ContrastGMM, estimate_background
 from flakeseg.models.pixel_cnn import PixelCNN
+from flakeseg.stages.cv import run_cross_validation
 from tests.conftest import compose_train
 
 #: a tiny real-data CV fold for any model (the shared TINY list sets a U-Net width, not used here)
@@ -142,7 +142,7 @@ def test_smp_pretrained_weights_offline_is_one_line_error_saying_how_to_fix(
     assert "could not be downloaded" in message and "encoder_weights=null" in message and "HF_HOME" in message
 
     # through train.py's task runner: one error line, exit status 1, no traceback
-    from flakeseg.cli_support import run_task
+    from flakeseg.stages.task import run_task
 
     cfg = tiny_any_cfg("model=smp", "model.encoder_weights=imagenet")
     with pytest.raises(SystemExit) as exit_info:
@@ -154,8 +154,8 @@ def test_smp_pretrained_weights_offline_is_one_line_error_saying_how_to_fix(
 
 @pytest.mark.slow
 def test_smp_trains_on_real_data_and_predicts_every_pixel(tiny_fold):
-    from flakeseg.evaluation import predict_probabilities
-    from flakeseg.module import FlakeSegModule
+    from flakeseg.inference.predictor import predict_probabilities
+    from flakeseg.training.module import FlakeSegModule
 
     metrics, cfg = tiny_fold("model=smp", "model.arch=FPN", "model.encoder=resnet18")
     fold = metrics["folds"][0]
@@ -293,7 +293,7 @@ def test_contrast_background_is_the_substrate_even_when_brighter_flakes_cover_ha
 
 @pytest.mark.slow
 def test_classical_test_stage_writes_the_test_files(tiny_any_cfg, tmp_path):
-    from flakeseg.holdout import run_test_stage
+    from flakeseg.stages.test_split import run_test_stage
 
     payload = run_test_stage(tiny_any_cfg("model=contrast_gmm", "stage=test"))
     assert payload["complete"] and 0 <= payload["test/mean_class_acc"] <= 1 and payload["epochs"] is None

@@ -5,10 +5,10 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from flakeseg import cv
-from flakeseg.cv import run_cross_validation
 from flakeseg.errors import ConfigError
-from flakeseg.resume import config_differences, load_previous
+from flakeseg.stages import cv
+from flakeseg.stages.cv import run_cross_validation
+from flakeseg.stages.resume import config_differences, load_previous
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""``python -m flakeseg.compare``: the report writers on made-up results, one micro run end to end."""
+"""``python -m flakeseg.studies.compare``: the report writers on made-up results, one micro run end to end."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flakeseg.compare import CompareModel, CompareProfile, JobResult, main
-from flakeseg.compare_report import leader_sentence, markdown_table, result_row, write_report
 from flakeseg.errors import ConfigError
 from flakeseg.models import build_model, is_classical
+from flakeseg.studies.compare import CompareModel, CompareProfile, JobResult, main
+from flakeseg.studies.compare_report import leader_sentence, markdown_table, result_row, write_report
 from tests.conftest import compose_train
 
 
@@ -118,8 +118,8 @@ def test_every_job_of_the_cpu_profile_composes_and_builds():
 
 
 def test_printed_train_command_resumes_the_same_run_folder():
-    from flakeseg.compare import train_command
-    from flakeseg.resume import config_differences
+    from flakeseg.stages.resume import config_differences
+    from flakeseg.studies.compare import train_command
 
     profile = CompareProfile.load("cpu")
     run_dir = Path("outputs/compare/mos2/bovw")

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from flakeseg.data.classes import IGNORE_INDEX
-from flakeseg.evaluation import flake_regions, one_vs_rest_curves, pixel_scores, region_accuracy
+from flakeseg.evaluation.curves import one_vs_rest_curves
+from flakeseg.evaluation.regions import flake_regions, pixel_scores, region_accuracy
 
 NAMES = ["other", "monolayer", "bilayer"]
 

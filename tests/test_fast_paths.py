@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from flakeseg.errors import ConfigError
-from flakeseg.fast import apply_fast_paths
 from flakeseg.models import build_model
+from flakeseg.training.fast import apply_fast_paths
 
 
 def _pair():

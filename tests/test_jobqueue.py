@@ -4,7 +4,7 @@ import itertools
 import json
 import sys
 
-from flakeseg.jobqueue import CPU, Job, resolve_devices, run_jobs
+from flakeseg.studies.jobqueue import CPU, Job, resolve_devices, run_jobs
 
 SLEEPER = """
 import json, os, sys, time

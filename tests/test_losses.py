@@ -4,7 +4,7 @@ import torch
 
 from flakeseg.data.classes import IGNORE_INDEX
 from flakeseg.errors import ConfigError
-from flakeseg.losses import build_loss, class_pixel_counts, median_frequency_weights
+from flakeseg.training.losses import build_loss, class_pixel_counts, median_frequency_weights
 
 
 def test_median_frequency_weights_hand_case():

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from flakeseg.data.classes import IGNORE_INDEX
-from flakeseg.metrics import flatten_metrics, segmentation_metrics
+from flakeseg.evaluation.metrics import flatten_metrics, segmentation_metrics
 
 # rows: true class, columns: predicted class
 CONFMAT = [[5, 1, 0], [2, 3, 1], [0, 0, 4]]

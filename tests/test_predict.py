@@ -22,10 +22,11 @@ from PIL import Image
 from torch import nn
 
 from flakeseg.data.io import read_image
-from flakeseg.flakes import FLAKE_COLUMNS, find_flakes
-from flakeseg.predictor import ModelCard, Predictor, TorchBackend, load_predictor, load_torch_model
-from flakeseg.screen import collect_inputs, main, output_names
-from flakeseg.tiling import plan_tiles, predict_tiled
+from flakeseg.evaluation.flakes import FLAKE_COLUMNS, find_flakes
+from flakeseg.inference.checkpoint import ModelCard, load_torch_model
+from flakeseg.inference.predictor import Predictor, TorchBackend, load_predictor
+from flakeseg.inference.tiling import plan_tiles, predict_tiled
+from flakeseg.screening.screen import collect_inputs, main, output_names
 from tests.conftest import REPO_ROOT, TINY, compose_train
 
 MOS2_TEST_IDS = ["00000", "00001", "00002"]
@@ -34,7 +35,7 @@ MOS2_TEST_IDS = ["00000", "00001", "00002"]
 @pytest.fixture(scope="session")
 def checkpoint(data_root: Path, tmp_path_factory) -> Path:
     """A tiny model trained for 2 epochs on the MoS2 training split (the test stage's final.ckpt)."""
-    from flakeseg.holdout import run_test_stage
+    from flakeseg.stages.test_split import run_test_stage
 
     out = tmp_path_factory.mktemp("trained")
     cfg = compose_train(
@@ -356,7 +357,7 @@ def test_flakes_have_the_hand_counted_area_box_centroid_and_confidence():
 
 
 def test_export_and_onnx_backend_agree_with_eager(checkpoint, images, tmp_path, capsys):
-    from flakeseg.export import main as export_main
+    from flakeseg.inference.onnx import main as export_main
 
     target = tmp_path / "model.onnx"
     assert export_main([str(checkpoint), "--format", "onnx", "--out", str(target)]) == 0
@@ -390,7 +391,7 @@ def test_predictor_refuses_bad_options():
 
 def test_tta_and_temperature_wrap_the_backend_without_moving_the_argmax():
     from flakeseg.errors import ConfigError
-    from flakeseg.predictor import CalibratedBackend
+    from flakeseg.inference.predictor import CalibratedBackend
 
     rng = np.random.default_rng(1)
     batch = rng.normal(size=(2, 3, 32, 48)).astype(np.float32)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from flakeseg.calibration import expected_calibration_error, fit_temperature, reliability_bins
 from flakeseg.data.classes import IGNORE_INDEX
 from flakeseg.errors import ConfigError
-from flakeseg.losses import build_loss
-from flakeseg.tta import D4, apply, invert, predict_with_tta
+from flakeseg.evaluation.calibration import expected_calibration_error, fit_temperature, reliability_bins
+from flakeseg.inference.tta import D4, apply, invert, predict_with_tta
+from flakeseg.training.losses import build_loss
 
 
 def test_ce_dice_loss_matches_a_hand_computed_case():
@@ -112,7 +112,7 @@ def test_norm_unet_builds_from_config_with_two_normalised_convs_per_level(norm):
 
 
 def test_poly_and_cosine_schedules_decay_to_zero_and_none_stays():
-    from flakeseg.schedules import lr_factor
+    from flakeseg.training.schedules import lr_factor
 
     poly = [lr_factor("poly", s, 100) for s in range(101)]
     cosine = [lr_factor("cosine", s, 100) for s in range(101)]
@@ -129,8 +129,8 @@ def test_poly_and_cosine_schedules_decay_to_zero_and_none_stays():
 def test_training_with_poly_schedule_ends_near_zero_learning_rate(tiny_cfg):
     from omegaconf import OmegaConf
 
-    from flakeseg.cv import build_module, build_trainer
     from flakeseg.data import FlakeDataModule, load_dataset
+    from flakeseg.training.trainer import build_module, build_trainer
 
     cfg = tiny_cfg(
         "model=unet_norm",
@@ -150,7 +150,7 @@ def test_training_with_poly_schedule_ends_near_zero_learning_rate(tiny_cfg):
     assert steps == 4 and lr == pytest.approx(float(cfg.optim.lr) * 0.0, abs=1e-12)  # poly reaches 0
     # the loaded images were white-balanced, and the checkpoint tells predict to do the same
     assert module.hparams.inference["substrate_normalize"] is True
-    from flakeseg.substrate import estimate_background
+    from flakeseg.data.substrate import estimate_background
 
     raw = load_dataset({**data_cfg, "substrate_normalize": False}, ids=images.ids)
     assert all(abs(estimate_background(img) - 128).max() <= 2 for img in images.images)
@@ -191,7 +191,7 @@ def _scene(light: float) -> np.ndarray:
 
 
 def test_substrate_normalisation_makes_lighting_vanish_and_keeps_contrast():
-    from flakeseg.substrate import estimate_background, normalize_substrate
+    from flakeseg.data.substrate import estimate_background, normalize_substrate
 
     bright, dim = _scene(1.0), _scene(0.6)
     assert np.abs(estimate_background(bright) - [200, 150, 100]).max() <= 1.5

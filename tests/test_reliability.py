@@ -13,9 +13,10 @@ import time
 import pytest
 import torch
 
-from flakeseg.checkpoints import capture_random_states, load_checkpoint, restore_random_states
-from flakeseg.cv import run_cross_validation
 from flakeseg.errors import DataError
+from flakeseg.inference.checkpoint import load_checkpoint
+from flakeseg.stages.cv import run_cross_validation
+from flakeseg.training.random_state import capture_random_states, restore_random_states
 from tests.conftest import REPO_ROOT, TINY
 
 #: a fold long enough (about 1 s an epoch) to be killed in the middle of its third epoch
@@ -172,7 +173,7 @@ def test_sigterm_writes_a_checkpoint_and_exits_143(data_root, tmp_path):
 
 @pytest.mark.slow
 def test_non_finite_loss_stops_at_once_with_fold_epoch_step_and_no_checkpoint(tiny_cfg, tmp_path):
-    from flakeseg.callbacks import NonFiniteError
+    from flakeseg.errors import NonFiniteError
 
     # inputs divided by a std of 1e-40 overflow float32: the first loss is not finite
     cfg = tiny_cfg("cv.fold=1", "data.std=[1.0e-40,1.0e-40,1.0e-40]", "trainer.max_epochs=3")
@@ -182,8 +183,8 @@ def test_non_finite_loss_stops_at_once_with_fold_epoch_step_and_no_checkpoint(ti
 
 
 def test_module_refuses_to_checkpoint_non_finite_weights():
-    from flakeseg.callbacks import NonFiniteError
-    from flakeseg.module import FlakeSegModule
+    from flakeseg.errors import NonFiniteError
+    from flakeseg.training.module import FlakeSegModule
 
     module = FlakeSegModule(
         model={"name": "unet_paper", "base_channels": 4},
@@ -248,7 +249,7 @@ def test_sweep_summary_marks_interrupted_and_crashed_jobs(tmp_path):
 
 
 def test_names_that_would_leave_the_run_folder_are_refused_before_anything_is_written(data_root, tmp_path):
-    from flakeseg.config import path_name_problems
+    from flakeseg.stages.config_checks import path_name_problems
     from tests.conftest import compose_train
 
     for override in ("task_name=/tmp/escaped", "logger.name=../../x", "data.name=a/b"):
@@ -275,7 +276,7 @@ def test_training_starts_within_10_s_without_network(logger, tiny_cfg, tmp_path,
     """With W&B credentials but no reachable server (or no W&B at all), the first step comes quickly."""
     import pytorch_lightning as pl
 
-    from flakeseg import cv
+    from flakeseg.stages import cv
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("WANDB_MODE", raising=False)

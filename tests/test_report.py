@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from flakeseg.report import cv_markdown, summarize_folds, write_json_atomic
+from flakeseg.evaluation.folds import cv_markdown, summarize_folds
+from flakeseg.utils.files import write_json_atomic
 
 
 def _fold(k, acc):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from flakeseg.reproduce import TEST_OUTPUTS
+from flakeseg.studies.reproduce import TEST_OUTPUTS
 from tests.conftest import REPO_ROOT, TINY
 
 
@@ -24,7 +24,7 @@ def test_reproduce_micro_writes_every_output_for_both_data_sets(data_root, tmp_p
     command = [
         sys.executable,
         "-m",
-        "flakeseg.reproduce",
+        "flakeseg.studies.reproduce",
         "--profile",
         "micro",
         "--dataset",

@@ -3,7 +3,7 @@
 import pytest
 
 from flakeseg.errors import ConfigError
-from flakeseg.reproduce import (
+from flakeseg.studies.reproduce import (
     PAPER_TABLE1,
     Profile,
     _fmt,

@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from flakeseg.cv import run_cross_validation
-from flakeseg.module import FlakeSegModule
+from flakeseg.stages.cv import run_cross_validation
+from flakeseg.training.module import FlakeSegModule
 from tests.conftest import REPO_ROOT, TINY, compose_train
 
 HEADLINE_KEYS = ["cv/mean_class_acc", "cv/macro_precision", "cv/mean_iou"]
@@ -142,8 +142,8 @@ def test_crop_not_a_multiple_of_the_stride_is_refused(tiny_cfg):
     ],
 )
 def test_config_checks_name_the_key(override, key):
-    from flakeseg.config import validate_config
     from flakeseg.errors import ConfigError
+    from flakeseg.stages.config_checks import validate_config
 
     with pytest.raises(ConfigError, match=f"^{key}:"):
         validate_config(compose_train([override]))

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import sweeps
 
-from flakeseg.config import validate_config
-from flakeseg.cv import run_cross_validation
-from flakeseg.sweep_local import _plain, load_sweep, override_value, run_argv
-from flakeseg.tracking import resolve_mode
+from flakeseg.stages.config_checks import validate_config
+from flakeseg.stages.cv import run_cross_validation
+from flakeseg.studies.sweep_local import _plain, load_sweep, override_value, run_argv
+from flakeseg.training.wandb_tracking import resolve_mode
 from tests.conftest import REPO_ROOT, TINY, compose_train
 from tests.wandb_records import run_info
 
@@ -132,7 +132,7 @@ def test_sweep_local_bayes_runs_and_reports_back_to_the_engine(data_root, tmp_pa
     command = [
         sys.executable,
         "-m",
-        "flakeseg.sweep_local",
+        "flakeseg.studies.sweep_local",
         "sweeps/bayes.yaml",
         "--count",
         "3",
@@ -153,7 +153,7 @@ def test_sweep_local_bayes_runs_and_reports_back_to_the_engine(data_root, tmp_pa
     # the engine sees the three results as the samples of its Gaussian process
     from sweeps.bayes_search import _construct_gp_data, bayes_baseline_validate_and_fill
 
-    from flakeseg.sweep_local import _sweep_run
+    from flakeseg.studies.sweep_local import _sweep_run
 
     sweep = bayes_baseline_validate_and_fill(_engine(load_sweep(REPO_ROOT / "sweeps" / "bayes.yaml")))
     runs = [_sweep_run(r, "cv/mean_class_acc") for r in results["runs"]]

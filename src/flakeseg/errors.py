@@ -18,3 +18,11 @@ class DataError(FlakesegError):
 
 class ConfigError(FlakesegError):
     """A configuration value is wrong; the message names the key (``key: problem``)."""
+
+
+class NonFiniteError(FlakesegError):
+    """The loss or the weights stopped being finite; the message says where."""
+
+
+class Interrupted(Exception):
+    """Training was stopped by SIGTERM; a checkpoint of the state at the stop was written."""

@@ -14,8 +14,8 @@ from rich.progress import Progress
 
 from flakeseg.data.classes import ClassScheme
 from flakeseg.data.io import read_image, read_mask
+from flakeseg.data.preprocess import prepare_image
 from flakeseg.errors import ConfigError, DataError
-from flakeseg.substrate import normalize_substrate
 
 UPSTREAM_URL = "https://github.com/xinkent/mos2_segmentation"
 HOW_TO_GET_DATA = (
@@ -143,17 +143,6 @@ def discover_pairs(data_cfg: Mapping[str, Any]) -> tuple[list[Pair], list[str]]:
     return pairs, problems
 
 
-def _rescale(image: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    if scale == 1.0:
-        return image, mask
-    height = max(1, round(image.shape[0] * scale))
-    width = max(1, round(image.shape[1] * scale))
-    # Area averaging for the image; nearest for masks so no label is invented between classes.
-    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-    mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
-    return image, mask
-
-
 def load_dataset(
     data_cfg: Mapping[str, Any], ids: Iterable[str] | None = None, progress: bool = True
 ) -> FlakeImages:
@@ -169,7 +158,7 @@ def load_dataset(
         progress: show a progress bar while decoding.
 
     With ``data.substrate_normalize`` each image is white-balanced against its own substrate colour
-    after rescaling (:func:`flakeseg.substrate.normalize_substrate`).
+    after rescaling (:func:`flakeseg.data.substrate.normalize_substrate`).
     """
     scheme = ClassScheme.from_config(data_cfg["classes"])
     scale = float(data_cfg.get("scale", 1.0))
@@ -204,9 +193,10 @@ def load_dataset(
             except DataError as exc:
                 problems.extend(exc.problems)
                 continue
-            image, mask = _rescale(image, mask, scale)
-            if substrate:
-                image = normalize_substrate(image)
+            # the same preparation as prediction's; nearest for masks, so no label is invented
+            image = prepare_image(image, scale, substrate)
+            if image.shape[:2] != mask.shape:
+                mask = cv2.resize(mask, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
             loaded.ids.append(pair.id)
             loaded.images.append(image)
             loaded.masks.append(mask)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,10 +73,14 @@ class ClassScheme:
             raise DataError(f"{source}: label values {unknown} are not in the class mapping (known: {known})")
         return table[raw_mask]
 
-    def as_dict(self) -> dict[str, Any]:
-        """Plain containers, safe to store in a ``weights_only`` checkpoint."""
-        return {
-            "names": list(self.names),
-            "label_values": [list(g) for g in self.label_values],
-            "colors": list(self.colors),
-        }
+
+def region_class_indices(classes_cfg: Mapping[str, Any], class_names: Sequence[str]) -> list[int]:
+    """Indices of ``data.classes.region_classes``, the classes that are flakes (default: every class but
+    the first, the background); a name that is not a class is one line naming the key."""
+    wanted = classes_cfg.get("region_classes")
+    if wanted is None:
+        return list(range(1, len(class_names)))
+    unknown = [n for n in wanted if n not in class_names]
+    if unknown:
+        raise ConfigError(f"data.classes.region_classes: {unknown} are not class names {list(class_names)}")
+    return [list(class_names).index(n) for n in wanted]

@@ -10,22 +10,20 @@ import torch
 from torch.utils.data import DataLoader
 
 from flakeseg.data.catalog import FlakeImages
-from flakeseg.data.datasets import CropDataset, SampleSeedSampler, WholeImageDataset, pad_collate
+from flakeseg.data.datasets import CropDataset, SampleSeedSampler, WholeImageDataset, list_collate
 from flakeseg.data.transforms import build_train_transform
 from flakeseg.errors import ConfigError
 
 
 class FlakeDataModule(pl.LightningDataModule):
-    """Random augmented crops of the training images; whole images for validation and test.
+    """Random augmented crops of the training images; whole images for validation.
 
     Args:
         train: decoded training images (one fold's training part, or the whole training split).
         val: decoded validation images, or ``None``.
         data_cfg: the ``data`` config node (crop size, batch sizes, workers, normalisation).
         augment_cfg: the ``augment`` config node.
-        multiple: evaluation images are padded to a multiple of this (the network's stride).
         seed: seed of crop sampling and augmentation.
-        test: decoded test images, or ``None``.
     """
 
     def __init__(
@@ -34,14 +32,12 @@ class FlakeDataModule(pl.LightningDataModule):
         val: FlakeImages | None,
         data_cfg: Mapping[str, Any],
         augment_cfg: Mapping[str, Any],
-        multiple: int,
         seed: int,
-        test: FlakeImages | None = None,
     ):
         super().__init__()
-        self.train_data, self.val_data, self.test_data = train, val, test
+        self.train_data, self.val_data = train, val
         self.data_cfg, self.augment_cfg = data_cfg, augment_cfg
-        self.multiple, self.seed = int(multiple), int(seed)
+        self.seed = int(seed)
         self.batch_size = int(data_cfg["batch_size"])
         self.eval_batch_size = int(data_cfg.get("eval_batch_size") or 1)
         self.num_workers = int(data_cfg.get("num_workers") or 0)
@@ -87,22 +83,15 @@ class FlakeDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def _eval_loader(self, data: FlakeImages | None, stage: str) -> DataLoader:
-        if data is None:
-            raise RuntimeError(f"FlakeDataModule has no {stage} images")
-        dataset = WholeImageDataset(data, self.multiple, self.data_cfg["mean"], self.data_cfg["std"])
-        # Whole images are already decoded in memory: padding them needs no worker processes. The loader
-        # gets its own generator: creating an iterator draws a seed from it, and drawing from the global
-        # one would shift the dropout masks of later training epochs whenever validation runs.
+    def val_dataloader(self) -> DataLoader:
+        if self.val_data is None:
+            raise RuntimeError("FlakeDataModule has no validation images")
+        # Whole images are already decoded in memory: no worker processes. The loader gets its own
+        # generator: creating an iterator draws a seed from it, and drawing from the global one would
+        # shift the dropout masks of later training epochs whenever validation runs.
         return DataLoader(
-            dataset,
+            WholeImageDataset(self.val_data),
             batch_size=self.eval_batch_size,
-            collate_fn=pad_collate,
+            collate_fn=list_collate,
             generator=torch.Generator().manual_seed(self.seed),
         )
-
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.val_data, "validation")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.test_data, "test")

@@ -1,4 +1,4 @@
-"""Torch datasets: random augmented crops for training, whole padded images for evaluation."""
+"""Torch datasets: random augmented crops for training, whole images for validation."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ from collections.abc import Iterator, Sequence
 import albumentations as A
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
 from flakeseg.data.catalog import FlakeImages
-from flakeseg.data.classes import IGNORE_INDEX
-from flakeseg.data.transforms import pad_to_multiple, to_tensors
+from flakeseg.data.transforms import to_tensors
 
 
 class SampleSeedSampler(Sampler[int]):
@@ -69,29 +67,19 @@ class CropDataset(Dataset):
 
 
 class WholeImageDataset(Dataset):
-    """Whole images, padded to a multiple of the network's stride (padding is ignored in the mask)."""
+    """Whole prepared images and their masks, as numpy arrays, for the predictor (which pads and
+    normalises them itself, exactly as at prediction). Use it with :func:`list_collate`."""
 
-    def __init__(self, data: FlakeImages, multiple: int, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, data: FlakeImages):
         self.data = data
-        self.multiple = int(multiple)
-        self.mean = list(mean)
-        self.std = list(std)
 
     def __len__(self) -> int:
         return len(self.data.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = pad_to_multiple(self.data.images[index], self.data.masks[index], self.multiple)
-        return to_tensors(image, mask, self.mean, self.std)
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.data.images[index], self.data.masks[index]
 
 
-def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack images of different sizes by padding each to the largest (zeros; mask ``IGNORE_INDEX``)."""
-    height = max(x.shape[-2] for x, _ in batch)
-    width = max(x.shape[-1] for x, _ in batch)
-    images, masks = [], []
-    for x, y in batch:
-        pad = (0, width - x.shape[-1], 0, height - x.shape[-2])
-        images.append(F.pad(x, pad))
-        masks.append(F.pad(y, pad, value=IGNORE_INDEX))
-    return torch.stack(images), torch.stack(masks)
+def list_collate(batch: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Images of different sizes stay a list (the predictor takes them one by one)."""
+    return [image for image, _ in batch], [mask for _, mask in batch]

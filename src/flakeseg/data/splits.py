@@ -73,8 +73,8 @@ def _main() -> None:
 
     from hydra import compose, initialize_config_dir
 
-    from flakeseg.config import CONFIG_DIR
     from flakeseg.data.catalog import discover_pairs
+    from flakeseg.utils.config_files import CONFIG_DIR
 
     parser = argparse.ArgumentParser(description=_main.__doc__)
     parser.add_argument("data", help="name of a config in conf/data/, e.g. mos2")

@@ -118,21 +118,6 @@ def _range(value: Any, key: str) -> tuple[float, float]:
     return low, high
 
 
-def pad_to_multiple(image: np.ndarray, mask: np.ndarray, multiple: int, ignore_index: int = IGNORE_INDEX):
-    """Pad bottom and right so both sides are multiples of ``multiple``.
-
-    The image is reflected (no artificial edge for the network to react to) and the mask padding is
-    ``ignore_index``, so padded pixels never count in loss or metrics.
-    """
-    height, width = mask.shape
-    pad_h = (-height) % multiple
-    pad_w = (-width) % multiple
-    if pad_h or pad_w:
-        image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
-        mask = cv2.copyMakeBorder(mask, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=ignore_index)
-    return image, mask
-
-
 def to_tensors(image: np.ndarray, mask: np.ndarray, mean: Sequence[float], std: Sequence[float]):
     """``H x W x 3`` uint8 and ``H x W`` uint8 to a normalised float ``3 x H x W`` and a long ``H x W``."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)

@@ -1,7 +1,7 @@
 """A name -> builder registry, so a new model is one decorated function and one YAML file.
 
 A model is either a *network* (a ``torch.nn.Module`` trained by Lightning on random crops) or a
-*classical* model (:class:`flakeseg.classic.base.ClassicalModel`, fitted on whole training images
+*classical* model (:class:`flakeseg.models.classical.base.ClassicalModel`, fitted on whole training images
 without gradient descent). Both go through the same folds, metrics and ``metrics.json``.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 from flakeseg.errors import ConfigError
 
 ModelBuilder = Callable[..., Any]
-#: what a registered model is: trained by Lightning, or fitted by :mod:`flakeseg.classic.fitting`
+#: what a registered model is: trained by Lightning, or fitted by :mod:`flakeseg.training.classical`
 KINDS = ("network", "classical")
 _REGISTRY: dict[str, tuple[ModelBuilder, str]] = {}
 
@@ -24,7 +24,7 @@ def register_model(name: str, kind: str = "network") -> Callable[[ModelBuilder],
     Args:
         name: the ``model.name`` value.
         kind: ``"network"`` (the builder returns an ``nn.Module``) or ``"classical"`` (it returns a
-            :class:`flakeseg.classic.base.ClassicalModel`).
+            :class:`flakeseg.models.classical.base.ClassicalModel`).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -63,7 +63,7 @@ def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> Any:
 
     A network maps ``N x C x H x W`` images to ``N x num_classes x H x W`` logits and has an
     ``input_multiple`` attribute: input sides must be multiples of it. A classical model has
-    ``fit``/``predict_proba`` (see :class:`flakeseg.classic.base.ClassicalModel`).
+    ``fit``/``predict_proba`` (see :class:`flakeseg.models.classical.base.ClassicalModel`).
     """
     options = dict(model_cfg)
     builder, _ = _entry(options.pop("name", None))

@@ -86,7 +86,7 @@ def summarize_sweep(sweep_dir: Path, returns: Sequence[JobReturn], first_idx: in
     Returns:
         one line per such job: ``#N overrides: state: error``.
     """
-    from flakeseg.report import write_json_atomic
+    from flakeseg.utils.files import write_json_atomic
 
     jobs, problems = [], []
     for offset, ret in enumerate(returns):
@@ -177,8 +177,8 @@ class QueueLauncher(Launcher):
         ]
 
     def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
-        from flakeseg.jobqueue import Job, resolve_devices, run_jobs
-        from flakeseg.resume import load_previous
+        from flakeseg.stages.resume import load_previous
+        from flakeseg.studies.jobqueue import Job, resolve_devices, run_jobs
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None

@@ -1,0 +1,4 @@
+"""Trained models at work: safe checkpoint loading and the model card (:mod:`.checkpoint`), and the one
+:class:`~flakeseg.inference.predictor.Predictor` (tiling, Gaussian blending, test-time augmentation,
+temperature, torch / ONNX / classical backends) that CV validation, the test stage, the fold-model
+evaluation, ``compare`` and ``flakeseg predict`` all use. Needs no Lightning."""

@@ -1,0 +1,149 @@
+"""``flakeseg export``: a training checkpoint as an ONNX model for ONNX Runtime.
+
+The ONNX file takes ``N x 3 x H x W`` normalised images (``H`` and ``W`` multiples of the network's
+stride, any size) and returns ``N x C x H x W`` logits; the model card (classes, colours,
+normalisation, training scale) travels in its metadata, so ``flakeseg predict model.onnx ...`` needs
+nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flakeseg.errors import DataError, FlakesegError
+from flakeseg.inference.checkpoint import ModelCard, load_torch_model
+
+__all__ = ["ONNX_CARD_KEY", "OnnxBackend", "export_onnx", "load_onnx_card", "main"]
+
+#: key of the card in an ONNX file's metadata
+ONNX_CARD_KEY = "flakeseg_card"
+
+FORMATS = ("onnx",)
+#: sides up to this many pixels (at the model's scale) are accepted by the exported graph
+MAX_SIDE = 8192
+
+
+def export_onnx(net: torch.nn.Module, card: ModelCard, path: Path, opset: int | None = None) -> Path:
+    """Export ``net`` (eval mode) with dynamic batch, height and width; write ``path`` atomically."""
+    import onnx
+
+    multiple = max(card.input_multiple, 1)
+    example = torch.zeros(1, 3, 2 * multiple, 2 * multiple)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    # Sides are multiples of the stride; saying so lets torch.export prove the skip shapes match.
+    height = torch.export.Dim("height", min=1, max=MAX_SIDE // multiple)
+    width = torch.export.Dim("width", min=1, max=MAX_SIDE // multiple)
+    dims = {0: batch, 2: multiple * height, 3: multiple * width}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = net.eval()
+    with warnings.catch_warnings(), _quiet():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            net,
+            (example,),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_shapes=({**dims},),
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
+    model = program.model_proto
+    entry = model.metadata_props.add()
+    entry.key, entry.value = ONNX_CARD_KEY, card.to_json()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class OnnxBackend:
+    """ONNX Runtime on the CPU (the file from ``flakeseg export``)."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path | str, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(f"{path}: not a readable ONNX model ({first[:160]})") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+
+def load_onnx_card(path: Path | str) -> ModelCard:
+    """The card stored in an exported ONNX file's metadata."""
+    import onnx
+
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf decode errors have no common base class
+        raise DataError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+    meta = {p.key: p.value for p in model.metadata_props}
+    if ONNX_CARD_KEY not in meta:
+        raise DataError(f"{path}: ONNX model without a flakeseg card; export it with `flakeseg export`")
+    return ModelCard.from_json(meta[ONNX_CARD_KEY], str(path))
+
+
+@contextlib.contextmanager
+def _quiet():
+    """torch.onnx prints its progress to stdout; keep a CLI's output to what the user asked for."""
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flakeseg export",
+        description=(
+            "Export a training checkpoint for fast inference. The ONNX file carries the model card "
+            "(classes, colours, normalisation, training scale): `flakeseg predict MODEL.onnx ...` "
+            "runs it on ONNX Runtime."
+        ),
+    )
+    parser.add_argument("checkpoint", type=Path, help="a .ckpt written by train.py (e.g. final.ckpt)")
+    parser.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default: onnx)")
+    parser.add_argument("--out", type=Path, help="output file (default: the checkpoint's name with .onnx)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    target = args.out or args.checkpoint.with_suffix(".onnx")
+    try:
+        net, card = load_torch_model(args.checkpoint)
+        export_onnx(net, card, target, args.opset)
+    except FlakesegError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB; classes {', '.join(card.class_names)})")
+    return 0

@@ -1,0 +1,75 @@
+"""Pictures for people at the microscope: flakes drawn over the image, thumbnails, probability maps."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+from flakeseg.evaluation.flakes import Flake
+from flakeseg.utils.colors import hex_to_rgb
+
+__all__ = ["draw_overlay", "probability_map", "thumbnail_data_uri"]
+
+
+def draw_overlay(
+    image: np.ndarray,
+    flake_ids: np.ndarray,
+    flakes: Sequence[Flake],
+    class_colors: dict[str, str],
+    alpha: float = 0.45,
+) -> Image.Image:
+    """The image with each flake tinted in its class colour, outlined, and numbered by its id.
+
+    Args:
+        image: ``H x W x 3`` uint8.
+        flake_ids: ``H x W`` map of flake ids (0: no flake), from
+            :func:`flakeseg.evaluation.flakes.find_flakes`.
+        flakes: the flakes whose ids appear in ``flake_ids``.
+        class_colors: ``#rrggbb`` per class name.
+        alpha: opacity of the tint (the outline is opaque).
+    """
+    out = image.astype(np.float32).copy()
+    lookup = np.zeros((len(flakes) + 1, 3), np.float32)
+    for flake in flakes:
+        lookup[flake.flake_id] = hex_to_rgb(class_colors[flake.class_name])
+    inside = flake_ids > 0
+    tint = lookup[flake_ids]
+    out[inside] = (1 - alpha) * out[inside] + alpha * tint[inside]
+    # Outline: flake pixels with a neighbour outside the same flake.
+    edge = inside & (ndimage.grey_erosion(flake_ids, size=3) != ndimage.grey_dilation(flake_ids, size=3))
+    out[edge] = tint[edge]
+    picture = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    size = max(12, min(image.shape[:2]) // 30)
+    font = ImageFont.load_default(size=size)
+    for flake in flakes:
+        x = min(max(flake.bbox_x0, 0), image.shape[1] - size)
+        y = max(flake.bbox_y0 - size - 2, 0)
+        draw.text(
+            (x, y),
+            str(flake.flake_id),
+            fill=(255, 255, 255),
+            font=font,
+            stroke_width=max(1, size // 8),
+            stroke_fill=(0, 0, 0),
+        )
+    return picture
+
+
+def probability_map(probabilities: np.ndarray) -> Image.Image:
+    """One class's probabilities (``H x W`` in [0, 1]) as an 8-bit grayscale image (255 = 1.0)."""
+    return Image.fromarray(np.clip(np.round(probabilities * 255.0), 0, 255).astype(np.uint8), mode="L")
+
+
+def thumbnail_data_uri(picture: Image.Image, width: int = 320, quality: int = 82) -> str:
+    """A JPEG thumbnail as a ``data:`` URI, so an HTML page holds its pictures itself."""
+    small = picture.copy()
+    small.thumbnail((width, width * 4))
+    buffer = io.BytesIO()
+    small.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -1,0 +1,434 @@
+"""``flakeseg predict``: screen a folder of new microscope images for monolayer and bilayer flakes.
+
+For each image: class probabilities (tiled, at the training scale), flakes (connected regions of a
+flake class above ``--min-area`` and ``--min-confidence``), an overlay PNG and, on request, probability
+maps. Per run: ``flakes.csv`` (one row per flake, every image), ``report.html`` (images ranked by their
+candidates) and ``run.json`` (settings, model card, skipped inputs).
+
+Every file is written atomically, and an image's record (``records/<name>.json``) is written last, so a
+killed run leaves only whole files and a rerun on the same ``--out`` skips the images it finished.
+Inputs are only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from flakeseg.data.io import read_image
+from flakeseg.errors import ConfigError, FlakesegError
+from flakeseg.evaluation.flakes import FLAKE_COLUMNS, find_flakes
+from flakeseg.inference.predictor import BACKENDS, Predictor, class_indices, load_predictor
+from flakeseg.screening.html_report import render_report
+from flakeseg.screening.overlay import draw_overlay, probability_map, thumbnail_data_uri
+from flakeseg.utils.files import save_image_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
+
+__all__ = ["IMAGE_SUFFIXES", "ScreenSettings", "collect_inputs", "main", "screen_images"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ScreenSettings:
+    """What decides a screening result besides the image (a rerun with other settings redoes it)."""
+
+    checkpoint: str
+    checkpoint_sha256: str
+    backend: str
+    min_area: int = 100
+    min_confidence: float = 0.5
+    scale: float = 1.0
+    pixel_size_um: float | None = None
+    tile: int = 0
+    overlap: float = 0.25
+    save_probabilities: bool = False
+    tta: bool = False
+    temperature: float = 1.0
+
+    def signature(self) -> str:
+        fields = {k: v for k, v in self.__dict__.items() if k != "checkpoint"}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def collect_inputs(
+    inputs: Sequence[str], exclude: Path | None = None, recursive: bool = False
+) -> tuple[list[Path], list[str]]:
+    """Image files named by ``inputs`` (files, folders, glob patterns), in order, without duplicates.
+
+    Folders give their files with an image suffix (with ``recursive``, also those of sub-folders);
+    anything under ``exclude`` (the output folder) is left out, so a rerun never screens its own
+    overlays.
+
+    Returns:
+        the files, and one line per input that named nothing.
+    """
+    found: list[Path] = []
+    problems: list[str] = []
+    excluded = exclude.resolve() if exclude else None
+
+    def keep(path: Path) -> bool:
+        return excluded is None or not path.resolve().is_relative_to(excluded)
+
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            files = sorted(
+                p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not files:
+                problems.append(f"{item}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        elif path.is_file():
+            files = [path]
+        elif any(ch in item for ch in "*?["):
+            files = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if not files:
+                problems.append(f"{item}: pattern matches no files")
+        else:
+            problems.append(f"{item}: no such file or folder")
+            files = []
+        found += [f for f in files if keep(f)]
+    unique = list(dict.fromkeys(found))
+    return unique, problems
+
+
+def output_names(paths: Sequence[Path]) -> dict[Path, str]:
+    """A file-system-safe name per input: its stem, made unique with a short hash of its path."""
+    stems: dict[str, int] = {}
+    for path in paths:
+        stems[path.stem] = stems.get(path.stem, 0) + 1
+    names = {}
+    for path in paths:
+        stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in path.stem)
+        if stems[path.stem] > 1:
+            stem += "-" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+        names[path] = stem
+    return names
+
+
+def _source_stamp(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _finished(record_path: Path, signature: str, stamp: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of an earlier run of this image with these settings, else ``None``."""
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = record.get("version") == RECORD_VERSION and record.get("signature") == signature
+    return record if same and record.get("source_stamp") == stamp else None
+
+
+def screen_one(
+    predictor: Predictor, path: Path, name: str, out: Path, settings: ScreenSettings
+) -> dict[str, Any]:
+    """Predict, find flakes and write the outputs of one image; return its record."""
+    start = time.perf_counter()
+    image = read_image(path)
+    probs = predictor.probabilities(image)
+    card = predictor.card
+    flake_ids, flakes = find_flakes(
+        probs,
+        card.class_names,
+        class_indices(card, card.flake_classes),
+        settings.min_area,
+        settings.min_confidence,
+        settings.pixel_size_um,
+    )
+    colors = dict(zip(card.class_names, card.class_colors, strict=True))
+    overlay = draw_overlay(image, flake_ids, flakes, colors)
+    overlay_path = out / "overlays" / f"{name}.png"
+    save_image_atomic(overlay, overlay_path)
+    maps = []
+    if settings.save_probabilities:
+        for cls in card.flake_classes:
+            target = out / "probabilities" / f"{name}_{cls}.png"
+            save_image_atomic(probability_map(probs[card.class_names.index(cls)]), target)
+            maps.append(str(target.relative_to(out)))
+    counts = {c: sum(f.class_name == c for f in flakes) for c in card.flake_classes}
+    return {
+        "version": RECORD_VERSION,
+        "name": name,
+        "source": str(path),
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "counts": counts,
+        "flakes": [f.row() for f in flakes],
+        "overlay": str(overlay_path.relative_to(out)),
+        "probability_maps": maps,
+        "thumbnail": thumbnail_data_uri(overlay),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def screen_images(
+    predictor: Predictor,
+    paths: Sequence[Path],
+    out: Path,
+    settings: ScreenSettings,
+    problems: Sequence[str] = (),
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Screen ``paths`` into ``out``; images finished by an earlier run with these settings are skipped.
+
+    Returns:
+        a summary: ``records`` (one per screened image, in input order), ``problems`` (one line per
+        skipped input), ``done`` / ``skipped`` / ``failed`` counts.
+    """
+    console = console or Console(stderr=True, soft_wrap=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.rglob(".*.tmp"):  # temporary files of a run killed while writing
+        stale.unlink(missing_ok=True)
+    signature = settings.signature()
+    names = output_names(paths)
+    records: list[dict[str, Any]] = []
+    problems = list(problems)
+    reused = 0
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[current]}"),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("screening", total=len(paths), current="")
+        for path in paths:
+            name = names[path]
+            progress.update(task, current=path.name)
+            record_path = out / "records" / f"{name}.json"
+            try:
+                stamp = _source_stamp(path)
+                record = _finished(record_path, signature, stamp)
+                if record is not None:
+                    reused += 1
+                else:
+                    record = screen_one(predictor, path, name, out, settings)
+                    record.update(signature=signature, source_stamp=stamp)
+                    write_json_atomic(record_path, record)  # last: the mark of a finished image
+                records.append(record)
+            except (FlakesegError, OSError) as exc:
+                line = str(exc).splitlines()[0] if str(exc) else f"{path}: {type(exc).__name__}"
+                problems.append(line if str(path) in line else f"{path}: {line}")
+                progress.console.print(f"[red]skipped[/red] {problems[-1]}", highlight=False)
+            progress.advance(task)
+    return {
+        "records": records,
+        "problems": problems,
+        "done": len(records) - reused,
+        "skipped": reused,
+        "failed": len(problems),
+    }
+
+
+def write_run_outputs(
+    out: Path, summary: dict[str, Any], predictor: Predictor, settings: dict[str, Any]
+) -> None:
+    """``flakes.csv``, ``report.html`` and ``run.json`` of a run, from its image records."""
+    card = predictor.card
+    rows = [
+        {"image": r["name"], "source": r["source"], **{k: f.get(k) for k in FLAKE_COLUMNS}}
+        for r in summary["records"]
+        for f in r["flakes"]
+    ]
+    write_csv_atomic(out / "flakes.csv", rows, columns=["image", "source", *FLAKE_COLUMNS])
+    colors = dict(zip(card.class_names, card.class_colors, strict=True))
+    page = render_report(summary["records"], settings, card.flake_classes, colors, summary["problems"])
+    write_text_atomic(out / "report.html", page)
+    write_json_atomic(
+        out / "run.json",
+        {
+            "settings": settings,
+            "model_card": {k: v for k, v in card.__dict__.items()},
+            "images": [r["name"] for r in summary["records"]],
+            "flakes": len(rows),
+            "problems": summary["problems"],
+        },
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flakeseg predict",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Find monolayer and bilayer flakes in new optical-microscope images with a trained model.\n"
+            "Writes to --out: flakes.csv (one row per flake of every image), overlays/<image>.png\n"
+            "(flakes tinted in their class colour and numbered), report.html (images ranked by their\n"
+            "candidates, with thumbnails; opens offline), run.json, and records/ (rerun skips done images)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  flakeseg predict outputs/train/runs/<time>/checkpoints/final.ckpt new_images/ --out s1\n"
+            "  flakeseg predict model.onnx 'scans/**/*.tif' --out s2 --min-area 300 --min-confidence 0.8\n"
+            "  flakeseg predict final.ckpt img.jpg --out s3 --pixel-size 0.1 --model-pixel-size 0.05\n\n"
+            "Exit status: 0 when every input was screened, 1 when an input was skipped (each named in\n"
+            "one line) or nothing could be screened."
+        ),
+    )
+    parser.add_argument(
+        "checkpoint", type=Path, help="a .ckpt from train.py, or a .onnx from `flakeseg export`"
+    )
+    parser.add_argument(
+        "inputs", nargs="+", help="image files, folders or glob patterns (PNG, JPEG, TIFF, BMP)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder (created; reruns continue it)")
+    parser.add_argument("--min-area", type=int, default=100, help="smallest flake kept, in pixels (100)")
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.5,
+        help="smallest mean class probability of a kept flake (0.5); higher: fewer, surer candidates",
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="resize factor that brings these images to the training magnification (2: features "
+        "look half as large here as in the training images); default from the pixel sizes, else 1",
+    )
+    parser.add_argument(
+        "--pixel-size", type=float, default=None, help="um per pixel of these images: areas in um^2"
+    )
+    parser.add_argument(
+        "--model-pixel-size",
+        type=float,
+        default=None,
+        help="um per pixel of the training images (default: from the checkpoint, if it knows)",
+    )
+    parser.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (eager) or onnx")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="tile side at the model's scale (default: 2x the training crop, at least 512)",
+    )
+    parser.add_argument("--overlap", type=float, default=0.25, help="share of a tile overlapping the next")
+    parser.add_argument(
+        "--tta", action="store_true", help="average over the 8 flips/rotations (8x slower, steadier maps)"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="divide the logits by T so confidences mean what they say (1); T: test_temperature in "
+        "the evaluation.json of `train.py evaluate.temperature=true` (fitted for that run's fold "
+        "models, with its evaluate.tta: use the same --tta)",
+    )
+    parser.add_argument("--save-probabilities", action="store_true", help="also write probability maps")
+    parser.add_argument("--recursive", action="store_true", help="also take images in sub-folders")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    parser.add_argument(
+        "--device", default="auto", help="torch backend: auto (a GPU if visible), cpu or cuda[:N]"
+    )
+    return parser
+
+
+def resolve_scale(args: argparse.Namespace, model_pixel_size: float | None) -> tuple[float, float | None]:
+    """The resampling factor and the model pixel size used, from ``--scale`` and the pixel sizes."""
+    for key in ("scale", "pixel_size", "model_pixel_size"):
+        value = getattr(args, key)
+        if value is not None and not value > 0:
+            raise ConfigError(f"--{key.replace('_', '-')}: must be > 0, got {value}")
+    model_px = args.model_pixel_size or model_pixel_size
+    if args.scale is not None:
+        return float(args.scale), model_px
+    if args.pixel_size and model_px:
+        return float(args.pixel_size) / float(model_px), model_px
+    return 1.0, model_px
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    if args.min_area < 0:
+        raise ConfigError(f"--min-area: must be >= 0, got {args.min_area}")
+    if not 0.0 <= args.min_confidence <= 1.0:
+        raise ConfigError(f"--min-confidence: must be in [0, 1], got {args.min_confidence}")
+    if not 0.0 <= args.overlap <= 0.9:
+        raise ConfigError(f"--overlap: must be in [0, 0.9], got {args.overlap}")
+    if not args.temperature > 0:
+        raise ConfigError(f"--temperature: must be > 0, got {args.temperature}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads: must be >= 1, got {args.threads}")
+    paths, problems = collect_inputs(args.inputs, exclude=args.out, recursive=args.recursive)
+    for line in problems:
+        console.print(f"[red]skipped[/red] {line}", highlight=False)
+    sha = file_sha256(args.checkpoint) if args.checkpoint.is_file() else ""
+    options = {"tile": args.tile, "overlap": args.overlap, "tta": args.tta, "temperature": args.temperature}
+    predictor = load_predictor(
+        args.checkpoint,
+        backend=args.backend,
+        onnx_path=args.out / f"model-{sha[:12]}.onnx",
+        threads=args.threads,
+        device=args.device,
+        **options,
+    )
+    scale, model_px = resolve_scale(args, predictor.card.pixel_size_um)
+    predictor.scale = scale
+    settings = ScreenSettings(
+        checkpoint=str(args.checkpoint),
+        checkpoint_sha256=sha,
+        backend=predictor.backend.name,
+        min_area=args.min_area,
+        min_confidence=args.min_confidence,
+        scale=scale,
+        pixel_size_um=args.pixel_size,
+        tile=predictor.tile,
+        overlap=args.overlap,
+        save_probabilities=args.save_probabilities,
+        tta=args.tta,
+        temperature=args.temperature,
+    )
+    shown = {
+        **settings.__dict__,
+        "model_pixel_size_um": model_px,
+        "model": f"{predictor.card.model.get('name')} trained on {predictor.card.data or '?'}",
+        "classes": ", ".join(predictor.card.class_names),
+        "resample (training scale x --scale)": round(predictor.resample, 4),
+        "inputs": " ".join(args.inputs),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    summary = screen_images(predictor, paths, args.out, settings, problems, console)
+    write_run_outputs(args.out, summary, predictor, shown)
+    counts = {c: sum(r["counts"].get(c, 0) for r in summary["records"]) for c in predictor.card.flake_classes}
+    console.print(
+        f"{len(summary['records'])} images ({summary['done']} screened, {summary['skipped']} already done), "
+        + ", ".join(f"{n} {c}" for c, n in counts.items())
+        + f" candidates; {summary['failed']} inputs skipped. Report: {args.out / 'report.html'}",
+        highlight=False,
+    )
+    return 0 if summary["records"] and not summary["problems"] else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the width
+    try:
+        return run(args, console)
+    except FlakesegError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

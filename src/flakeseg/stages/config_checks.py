@@ -1,0 +1,125 @@
+"""Checks of ``train.py`` config values that Hydra cannot make by itself; each error names its key."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from omegaconf import DictConfig, OmegaConf
+
+from flakeseg.errors import ConfigError
+
+#: what ``stage=`` may be: k-fold CV on the training split, or training on it all and scoring the test split
+STAGES = ("cv", "test")
+
+
+def _number(cfg: DictConfig, key: str, kind: type = float):
+    value = cfg
+    for part in key.split("."):
+        if part not in value:
+            raise ConfigError(f"{key}: missing from the config")
+        value = value[part]
+    return _as_number(value, key, kind)
+
+
+def _as_number(value, key: str, kind: type = float):
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected a {kind.__name__}, got {value!r}") from None
+    if kind is int and float(value) != number:
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if kind is float and not math.isfinite(number):
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+    return number
+
+
+#: keys whose values become parts of output paths (run folders, log folders, sweep sub-folders)
+PATH_NAME_KEYS = (
+    "task_name",
+    "data.name",
+    "model.name",
+    "loss.name",
+    "augment.name",
+    "optim.name",
+    "logger.name",
+)
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def path_name_problems(cfg: DictConfig) -> list[str]:
+    """``key: problem`` for each value of :data:`PATH_NAME_KEYS` that could leave the run folder."""
+    problems = []
+    for key in PATH_NAME_KEYS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        text = str(value)
+        if not _SAFE_NAME.match(text) or ".." in text:
+            problems.append(
+                f"{key}: {text!r} is not a plain name (letters, digits, _ . + -; no '/' or '..'): "
+                "it becomes part of an output path"
+            )
+    return problems
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Refuse values that would fail late or silently; the error names the key."""
+    names = path_name_problems(cfg)
+    if names:
+        raise ConfigError(names[0])
+    checks = [
+        ("optim.lr", float, lambda v: v > 0, "must be > 0"),
+        ("data.batch_size", int, lambda v: v >= 1, "must be at least 1"),
+        ("data.crop_size", int, lambda v: v >= 1, "must be at least 1"),
+        ("data.scale", float, lambda v: 0 < v <= 8, "must be in (0, 8]"),
+        ("data.num_workers", int, lambda v: v >= 0, "must be >= 0"),
+        ("trainer.max_epochs", int, lambda v: v >= 1, "must be at least 1"),
+        ("cv.folds", int, lambda v: v >= 2, "must be at least 2"),
+        ("seed", int, lambda v: v >= 0, "must be >= 0"),
+    ]
+    for key, kind, ok, rule in checks:
+        value = _number(cfg, key, kind)
+        if not ok(value):
+            raise ConfigError(f"{key}: {rule}, got {value!r}")
+    if cfg.cv.get("fold") is not None:
+        fold = _number(cfg, "cv.fold", int)
+        if not 0 <= fold < int(cfg.cv.folds):
+            raise ConfigError(f"cv.fold: must be in 0..{int(cfg.cv.folds) - 1} or null, got {fold}")
+    if cfg.get("stage", "cv") not in STAGES:
+        raise ConfigError(f"stage: must be one of {', '.join(STAGES)}, got {cfg.get('stage')!r}")
+    from flakeseg.stages.fold_evaluation import EvalOptions
+
+    options = EvalOptions.from_config(cfg.get("evaluate"))  # one line naming a bad evaluate.* key
+    if options.tta and cfg.get("model") is not None:
+        from flakeseg.models import is_classical
+
+        if is_classical(cfg.model):  # refused before training, not after
+            raise ConfigError(
+                f"evaluate.tta: test-time augmentation is for networks, not model={cfg.model.name}"
+            )
+    budgets = cfg.cv.get("eval_epochs")
+    if budgets is not None:
+        if isinstance(budgets, (int, float, str)) or not len(budgets):
+            raise ConfigError(f"cv.eval_epochs: expected a list of epochs like [10,30], got {budgets!r}")
+        epochs = [_as_number(value, "cv.eval_epochs", int) for value in budgets]
+        if min(epochs) < 1:
+            raise ConfigError(f"cv.eval_epochs: epochs must be at least 1, got {epochs}")
+        if max(epochs) != int(cfg.trainer.max_epochs):
+            raise ConfigError(
+                f"cv.eval_epochs: the largest budget ({max(epochs)}) must equal trainer.max_epochs "
+                f"({cfg.trainer.max_epochs})"
+            )
+    if cfg.data.get("samples_per_epoch") is None:
+        if _number(cfg, "data.samples_per_image", int) < 1:
+            raise ConfigError("data.samples_per_image: must be at least 1")
+    elif _number(cfg, "data.samples_per_epoch", int) < 1:
+        raise ConfigError("data.samples_per_epoch: must be at least 1 or null")
+    for key in ("mean", "std"):
+        values = list(cfg.data[key])
+        if len(values) != int(cfg.model.get("in_channels", 3)):
+            raise ConfigError(
+                f"data.{key}: {len(values)} values for model.in_channels={cfg.model.in_channels}"
+            )
+    if any(float(s) <= 0 for s in cfg.data.std):
+        raise ConfigError("data.std: every value must be > 0")

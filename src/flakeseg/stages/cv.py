@@ -1,0 +1,229 @@
+"""K-fold cross-validation: one fresh model and Trainer per fold, results in ``metrics.json``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import CSVLogger
+
+from flakeseg.data import FlakeDataModule, FlakeImages, fold_ids, load_dataset
+from flakeseg.data.splits import split_from_config
+from flakeseg.evaluation.folds import plot_learning_curves, print_cv_table, summarize_folds
+from flakeseg.inference.checkpoint import load_checkpoint
+from flakeseg.models import is_classical
+from flakeseg.stages.config_checks import validate_config
+from flakeseg.stages.resume import load_previous
+from flakeseg.training.callbacks import ValidateAtEpochs
+from flakeseg.training.classical import train_classical_fold
+from flakeseg.training.losses import class_pixel_counts, median_frequency_weights, uses_class_weights
+from flakeseg.training.progress import quiet_lightning
+from flakeseg.training.trainer import LAST_CHECKPOINT, build_module, build_trainer, describe_device, fit
+from flakeseg.training.wandb_tracking import WandbTracker
+from flakeseg.utils.files import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+
+
+def eval_epochs(cfg: DictConfig) -> list[int]:
+    """The epoch budgets of ``cv.eval_epochs`` (sorted), or ``[]`` when unset."""
+    return sorted({int(e) for e in (cfg.cv.get("eval_epochs") or [])})
+
+
+def train_fold(
+    cfg: DictConfig, images: FlakeImages, fold: int, output_dir: Path, tracker: WandbTracker | None = None
+) -> dict[str, Any]:
+    """Train and validate fold ``fold`` with a fresh model and Trainer; return its metrics entry.
+
+    With ``cv.eval_epochs`` the fold is validated after exactly those epochs and the entry's
+    ``budgets`` holds the validation metrics of each.
+    """
+    train_ids, val_ids = fold_ids(images.ids, int(cfg.cv.folds), fold, int(cfg.cv.seed))
+    train_data, val_data = images.subset(train_ids), images.subset(val_ids)
+    if is_classical(cfg.model):  # fitted in one go on the same fold, scored by the same metrics
+        return train_classical_fold(cfg, train_data, val_data, fold, output_dir)
+    scheme = images.scheme
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+    counts = class_pixel_counts(train_data.masks, scheme.num_classes)
+    weights = median_frequency_weights(counts).tolist()
+    use_weights = uses_class_weights(cfg.loss)
+    log.info(
+        "fold %d: %d train / %d val images; median-frequency class weights %s (%s)",
+        fold,
+        len(train_ids),
+        len(val_ids),
+        dict(zip(scheme.names, [round(w, 3) for w in weights], strict=True)),
+        "used by the loss" if use_weights else f"not used by loss={cfg.loss.name}",
+    )
+    module = build_module(cfg, scheme, weights)
+    datamodule = FlakeDataModule(
+        train_data,
+        val_data,
+        OmegaConf.to_container(cfg.data, resolve=True),
+        OmegaConf.to_container(cfg.augment, resolve=True),
+        seed=int(cfg.seed) + fold,
+    )
+    budgets = eval_epochs(cfg)
+    loggers = None
+    if tracker is not None:  # W&B plus the local CSV log, the record of truth if the run is killed
+        loggers = [
+            CSVLogger(
+                save_dir=str(output_dir), name="csv", version=f"fold_{fold}", flush_logs_every_n_steps=1
+            ),
+            tracker.fold_logger(fold, weights),
+        ]
+    trainer, checkpoint = build_trainer(
+        cfg,
+        output_dir / f"fold_{fold}",
+        label=f"{fold + 1}/{cfg.cv.folds}",
+        version=f"fold_{fold}",
+        extra_callbacks=[ValidateAtEpochs(budgets)] if budgets else (),
+        loggers=loggers,
+    )
+
+    last = output_dir / f"fold_{fold}" / "checkpoints" / LAST_CHECKPOINT
+    resume_from = None
+    if cfg.get("resume", True) and last.exists():
+        epoch = load_checkpoint(last).get("epoch", 0)  # refuses a truncated or foreign file in one line
+        log.info("fold %d: resuming from %s (after epoch %d)", fold, last, epoch + 1)
+        resume_from = str(last)
+    start = time.perf_counter()
+    fit(trainer, module, datamodule, resume_from, f"fold {fold}")
+    train_seconds = time.perf_counter() - start
+    # Score the model as it is after the last epoch: the epoch count is a hyperparameter chosen by CV,
+    # so picking the best epoch on the validation fold would bias the CV score upwards. With budgets,
+    # the last epoch is one of them and was validated during fit.
+    if not budgets:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    best_score = checkpoint.best_model_score
+    entry = {
+        "fold": fold,
+        "train_ids": train_ids,
+        "val_ids": val_ids,
+        **module.last_val,
+        "class_pixel_counts": counts.tolist(),
+        "median_frequency_weights": weights,
+        "loss_weighted": use_weights,
+        "epochs": int(trainer.current_epoch),
+        "val_history": module.val_history,
+        "train_seconds": train_seconds,
+        "best_epoch_score": float(best_score) if best_score is not None else None,
+        "best_checkpoint": checkpoint.best_model_path,
+        "last_checkpoint": str(last) if last.exists() else "",
+    }
+    if tracker is not None:
+        tracker.end_fold(entry, module, val_data, OmegaConf.to_container(cfg.data, resolve=True))
+    if budgets:
+        entry["budgets"] = {
+            str(h["epoch"]): {k: v for k, v in h.items() if k.startswith("val/")}
+            for h in module.val_history
+            if h["epoch"] in budgets
+        }
+    return entry
+
+
+def summarize_budgets(folds: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """``cv/...`` mean and std over folds of each epoch budget that every fold reached."""
+    common = set.intersection(*(set(f.get("budgets") or {}) for f in folds)) if folds else set()
+    return {e: summarize_folds([f["budgets"][e] for f in folds]) for e in sorted(common, key=int)}
+
+
+def start_run(cfg: DictConfig, results_file: str) -> tuple[Path, Path, dict[str, Any], dict[str, Any] | None]:
+    """Check ``cfg``, make the output folder and read earlier results of the same config.
+
+    Returns:
+        the output folder, the results file's path, the resolved config and, with ``resume=true``,
+        the results an earlier run of this config left there (``None`` if none).
+    """
+    validate_config(cfg)
+    quiet_lightning()
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / results_file
+    config = OmegaConf.to_container(cfg, resolve=True)
+    previous = load_previous(path, config) if cfg.get("resume", True) else None
+    if previous is not None and previous.get("complete"):
+        log.info("%s is complete for this config: nothing to train (resume=false retrains)", path)
+    return output_dir, path, config, previous
+
+
+def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
+    """Run the cross-validation that ``cfg`` describes and write ``<paths.output_dir>/metrics.json``.
+
+    With ``resume=true`` (the default) a complete ``metrics.json`` of the same config in the output
+    folder is returned without training, and the folds of an incomplete one are kept.
+
+    Returns:
+        the ``metrics.json`` content: ``cv/<metric>`` and ``cv/<metric>_std`` over folds, a ``folds``
+        list with each fold's validation metrics, ids, class weights and checkpoints, and the config;
+        with ``cv.eval_epochs`` also ``budgets``: the ``cv/`` summary of each epoch budget.
+    """
+    output_dir, metrics_path, config, previous = start_run(cfg, METRICS_FILE)
+    if previous is not None and previous.get("complete"):
+        return previous
+    data_cfg = config["data"]
+    n_folds = int(cfg.cv.folds)
+    folds_to_run = list(range(n_folds)) if cfg.cv.get("fold") is None else [int(cfg.cv.fold)]
+    done = {f["fold"]: f for f in (previous or {}).get("folds", []) if f["fold"] in folds_to_run}
+    if done:
+        log.info("resuming %s: folds %s already done", metrics_path, sorted(done))
+
+    split = split_from_config(data_cfg)
+    images = load_dataset(data_cfg, ids=split["train"])
+    started = time.perf_counter() - float((previous or {}).get("wall_seconds", 0.0))
+    payload: dict[str, Any] = {
+        "complete": False,
+        "data": data_cfg["name"],
+        "class_names": list(images.scheme.names),
+        "folds_requested": folds_to_run,
+        "device": describe_device(str(cfg.trainer.accelerator)),
+        "versions": {"torch": torch.__version__, "pytorch_lightning": pl.__version__},
+        "config": config,
+        "folds": [],
+    }
+    if not done:  # the config goes on disk before any checkpoint, so a rerun can check what it resumes
+        write_json_atomic(metrics_path, payload)
+    use_wandb = bool(cfg.get("logger")) and cfg.logger.get("name") == "wandb"
+    tracker = WandbTracker(config["logger"], output_dir, config, images.scheme.names) if use_wandb else None
+    try:
+        for fold in folds_to_run:
+            entry = done[fold] if fold in done else train_fold(cfg, images, fold, output_dir, tracker)
+            payload["folds"].append(entry)
+            payload.update(summarize_folds(payload["folds"]))
+            if eval_epochs(cfg):
+                payload["budgets"] = summarize_budgets(payload["folds"])
+            payload["wall_seconds"] = time.perf_counter() - started
+            write_json_atomic(metrics_path, _ordered(payload))
+        payload["complete"] = True
+        write_json_atomic(metrics_path, _ordered(payload))
+    except BaseException:
+        if tracker is not None:
+            tracker.abort()
+        raise
+    if tracker is not None:
+        tracker.finish(payload)
+
+    title = (
+        f"{n_folds}-fold CV, {data_cfg['name']}, {cfg.model.name}, loss={cfg.loss.name}, "
+        f"augment={cfg.augment.name} ({payload['wall_seconds']:.0f} s)"
+    )
+    print_cv_table(payload["folds"], payload, list(images.scheme.names), title)
+    if any(f.get("val_history") for f in payload["folds"]):  # classical models have no epochs
+        plot_learning_curves(payload["folds"], output_dir / "learning_curves.png", title)
+    log.info("metrics written to %s", metrics_path)
+    return payload
+
+
+def _ordered(payload: dict[str, Any]) -> dict[str, Any]:
+    """Headline ``cv/`` keys first, so a glance at the file shows the result."""
+    head = {k: v for k, v in payload.items() if k.startswith("cv/")}
+    return {**head, **{k: v for k, v in payload.items() if not k.startswith("cv/")}}

@@ -1,0 +1,347 @@
+"""What a cross-validation run's fold models do beyond their CV score: test-time augmentation, the
+fold ensemble, post-processing, temperature scaling, calibration and test region accuracy.
+
+Each fold model predicts the images it never saw in training (its validation fold, "out of fold") and
+every test image. From those predictions, with the options of :class:`EvalOptions`:
+
+- **CV scores** (mean per-class accuracy, macro precision, mean IoU; mean and std over folds) of the
+  out-of-fold predictions, optionally averaged over the 8 flips/rotations (``tta``) and with regions
+  under an area threshold dropped (``postprocess``; the threshold is chosen on these same folds);
+- **ECE** of the out-of-fold pixel probabilities; with ``temperature`` each fold's probabilities are
+  divided (as logits) by a temperature fitted on the *other* folds' predictions, so the ECE stays a
+  held-out figure;
+- **test region accuracy** (the paper's Table 2 measure) and test pixel scores: of each fold model
+  (mean and std), or of the fold models' averaged probabilities (``ensemble``), with the temperature
+  fitted on all out-of-fold predictions and the area threshold chosen on CV;
+- reliability tables of pixels and of predicted flakes (regions of at least ``region_min_area``
+  pixels, as ground-truth regions are counted; a flake is right when most of its labelled pixels are
+  of its class).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import track
+
+from flakeseg.data.classes import IGNORE_INDEX, region_class_indices
+from flakeseg.errors import ConfigError
+from flakeseg.evaluation.calibration import expected_calibration_error, fit_temperature, reliability_bins
+from flakeseg.evaluation.flakes import find_flakes
+from flakeseg.evaluation.postprocess import DEFAULT_MIN_AREAS, choose_min_area, drop_small_regions
+from flakeseg.evaluation.regions import counted_regions, pixel_scores, region_accuracy, region_min_area_px
+from flakeseg.inference.checkpoint import card_from_config
+from flakeseg.inference.predictor import ClassicalBackend, Predictor, load_predictor
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CVPredictions", "EvalOptions", "collect_predictions", "evaluate_cv_run", "evaluate_predictions"]
+
+HEADLINE = ("mean_class_acc", "macro_precision", "mean_iou")
+#: probabilities are floored here before taking logs (temperature scaling works on log-probabilities)
+_EPS = 1e-7
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """The evaluation-time steps of the recipe (each off by default, so each is an ablation step).
+
+    Attributes:
+        tta: average the probabilities over the 8 flips and 90-degree rotations.
+        ensemble: score the test split with the fold models' averaged probabilities.
+        postprocess: drop flake regions under an area chosen on CV from ``min_areas``.
+        temperature: temperature scaling fitted on held-out folds.
+        min_areas: candidate areas for ``postprocess``, in pixels at the model's ``data.scale`` (an area
+            A here is A / scale^2 pixels of the original images, the unit of ``predict --min-area``).
+    """
+
+    tta: bool = False
+    ensemble: bool = False
+    postprocess: bool = False
+    temperature: bool = False
+    min_areas: tuple[int, ...] = DEFAULT_MIN_AREAS
+
+    @classmethod
+    def from_config(cls, node: Mapping[str, Any] | None) -> EvalOptions:
+        """From an ``evaluate`` config node (mapping or OmegaConf node); unknown keys are refused by name."""
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(node, DictConfig):
+            node = OmegaConf.to_container(node, resolve=True)
+        node = dict(node or {})
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(node) - known)
+        if unknown:
+            raise ConfigError(f"evaluate.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+        values: dict[str, Any] = {}
+        for key in ("tta", "ensemble", "postprocess", "temperature"):
+            if key in node:
+                if not isinstance(node[key], bool):
+                    raise ConfigError(f"evaluate.{key}: must be true or false, got {node[key]!r}")
+                values[key] = node[key]
+        if "min_areas" in node:
+            areas = node["min_areas"]
+            if (
+                not isinstance(areas, (list, tuple))
+                or not areas
+                or any(not isinstance(a, int) or isinstance(a, bool) or a < 0 for a in areas)
+            ):
+                raise ConfigError(f"evaluate.min_areas: a list of whole numbers >= 0, got {areas!r}")
+            values["min_areas"] = tuple(int(a) for a in areas)
+        return cls(**values)
+
+    @property
+    def any(self) -> bool:
+        return self.tta or self.ensemble or self.postprocess or self.temperature
+
+
+@dataclass
+class CVPredictions:
+    """Every fold model's probabilities on its held-out fold and on the test split.
+
+    Attributes:
+        class_names: the classes, background first.
+        flake_classes: indices of the classes that are flakes (regions, post-processing).
+        val_masks: per fold, the masks of its held-out images.
+        val_probs: per fold, ``C x H x W`` probabilities of its model on those images.
+        test_ids: test image ids.
+        test_masks: test masks.
+        test_probs: per fold model, the probabilities of every test image.
+        region_min_area: ground-truth regions from this many pixels count for region accuracy.
+        tta: whether the probabilities are averaged over the 8 flips/rotations.
+    """
+
+    class_names: list[str]
+    flake_classes: list[int]
+    val_masks: list[list[np.ndarray]]
+    val_probs: list[list[np.ndarray]]
+    test_ids: list[str]
+    test_masks: list[np.ndarray]
+    test_probs: list[list[np.ndarray]]
+    region_min_area: int
+    tta: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _probabilities(predictor: Predictor, images: Sequence[np.ndarray], label: str) -> list[np.ndarray]:
+    return [
+        predictor.probabilities_at_model_scale(image)
+        for image in track(images, description=label, transient=True)
+    ]
+
+
+def collect_predictions(
+    metrics: Mapping[str, Any], tta: bool = False, device: str | None = None
+) -> CVPredictions:
+    """Load each fold model of a complete CV run (its ``metrics.json``) and predict with it.
+
+    The models are the ones the CV scores are of: each fold's model after its last epoch. They run on
+    ``device`` (default: a GPU when one is visible, else the CPU).
+    """
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from flakeseg.data import load_dataset
+    from flakeseg.data.splits import split_from_config
+    from flakeseg.inference.checkpoint import load_classical
+    from flakeseg.models import is_classical
+
+    if not metrics.get("complete"):
+        raise ConfigError("evaluate: the CV run is not complete (rerun it first)")
+    config = metrics["config"]
+    data_cfg = config["data"]
+    names = list(metrics["class_names"])
+    flake_classes = region_class_indices(data_cfg["classes"], names)
+    split = split_from_config(data_cfg)
+    train = load_dataset(data_cfg, ids=split["train"], progress=False)
+    test = load_dataset(data_cfg, ids=split["test"], progress=False)
+    classical = is_classical(config["model"])
+    if classical and tta:
+        raise ConfigError("evaluate.tta: test-time augmentation is for networks, not classical models")
+    val_masks, val_probs, test_probs = [], [], []
+    for fold in metrics["folds"]:
+        number = int(fold["fold"]) + 1
+        if classical:
+            model = load_classical(fold["model_file"], len(names))
+            predictor = Predictor(ClassicalBackend(model), card_from_config(config))
+        else:
+            path = fold.get("last_checkpoint")
+            if not path:
+                raise ConfigError(
+                    f"checkpoint.save_last: fold {number} kept no last.ckpt, the model its CV score is of"
+                )
+            predictor = load_predictor(path, device=device, tta=tta)
+        val = train.subset(fold["val_ids"])
+        label = f"fold {number}" + (" (8 flips/rotations)" if tta else "")
+        val_probs.append(_probabilities(predictor, val.images, f"{label}: held-out"))
+        test_probs.append(_probabilities(predictor, test.images, f"{label}: test"))
+        val_masks.append(list(val.masks))
+    region_min_area = region_min_area_px(data_cfg.get("region_min_area"), data_cfg["scale"])
+    return CVPredictions(
+        class_names=names,
+        flake_classes=flake_classes,
+        val_masks=val_masks,
+        val_probs=val_probs,
+        test_ids=list(test.ids),
+        test_masks=list(test.masks),
+        test_probs=test_probs,
+        region_min_area=region_min_area,
+        tta=tta,
+    )
+
+
+# -- scoring ----------------------------------------------------------------------------------------
+
+
+def _flat_log_probs(
+    probs: Sequence[np.ndarray], masks: Sequence[np.ndarray]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labelled pixels of a set of images as ``P x C`` log-probabilities and ``P`` targets."""
+    logits, targets = [], []
+    for prob, mask in zip(probs, masks, strict=True):
+        keep = mask != IGNORE_INDEX
+        logits.append(np.log(np.maximum(prob[:, keep].T, _EPS)))
+        targets.append(mask[keep].astype(np.int64))
+    return torch.from_numpy(np.concatenate(logits)), torch.from_numpy(np.concatenate(targets))
+
+
+def apply_temperature(prob: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log(prob) / T)`` over the class axis (0) of a ``C x H x W`` map."""
+    if temperature == 1.0:
+        return prob
+    logits = np.log(np.maximum(prob, _EPS)) / temperature
+    logits -= logits.max(axis=0, keepdims=True)
+    scaled = np.exp(logits)
+    return (scaled / scaled.sum(axis=0, keepdims=True)).astype(np.float32)
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1, as ``metrics.json``'s ``cv/..._std``)."""
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _flake_calibration(
+    probs: Sequence[np.ndarray], masks: Sequence[np.ndarray], names: Sequence[str], flake_classes, min_area
+) -> tuple[np.ndarray, np.ndarray]:
+    """Confidence and rightness of each predicted flake (right: most of its labelled pixels are its class)."""
+    confidence, correct = [], []
+    for prob, mask in zip(probs, masks, strict=True):
+        ids, flakes = find_flakes(prob, names, flake_classes, min_area=min_area)
+        for flake in flakes:
+            truth = mask[ids == flake.flake_id]
+            truth = truth[truth != IGNORE_INDEX]
+            if truth.size == 0:
+                continue
+            votes = np.bincount(truth.astype(np.int64), minlength=len(names))
+            confidence.append(flake.confidence)
+            correct.append(int(votes.argmax()) == names.index(flake.class_name))
+    return np.asarray(confidence, float), np.asarray(correct, bool)
+
+
+def _binned_ece(bins: Sequence[Mapping[str, float]]) -> float:
+    total = sum(b["count"] for b in bins)
+    if total == 0:
+        return float("nan")
+    return float(sum(b["count"] / total * abs(b["accuracy"] - b["confidence"]) for b in bins if b["count"]))
+
+
+def evaluate_predictions(preds: CVPredictions, options: EvalOptions) -> dict[str, Any]:
+    """The scores of :mod:`this module <flakeseg.stages.fold_evaluation>` for one set of options.
+
+    ``options.tta`` must match ``preds.tta`` (predictions are made once per TTA setting).
+    """
+    if options.tta != preds.tta:
+        raise ValueError("evaluate_predictions: options.tta differs from the predictions' tta")
+    names, flakes, n_folds = preds.class_names, preds.flake_classes, len(preds.val_probs)
+
+    # temperature: fold k's is fitted on the other folds' held-out predictions; the test one on all
+    temperatures = [1.0] * n_folds
+    test_temperature = 1.0
+    if options.temperature:
+        for k in range(n_folds):
+            others = [f for f in range(n_folds) if f != k] or [k]
+            logits, target = _flat_log_probs(
+                [p for f in others for p in preds.val_probs[f]],
+                [m for f in others for m in preds.val_masks[f]],
+            )
+            temperatures[k] = fit_temperature(logits, target, seed=k)
+        logits, target = _flat_log_probs(
+            [p for ps in preds.val_probs for p in ps], [m for ms in preds.val_masks for m in ms]
+        )
+        test_temperature = fit_temperature(logits, target, seed=n_folds)
+    val_probs = [[apply_temperature(p, temperatures[k]) for p in ps] for k, ps in enumerate(preds.val_probs)]
+    val_labels = [[p.argmax(axis=0).astype(np.uint8) for p in ps] for ps in val_probs]
+
+    def fold_scores(area: int) -> list[dict[str, Any]]:
+        return [
+            pixel_scores([drop_small_regions(p, area, flakes) for p in labels], masks, names, prefix="cv")
+            for labels, masks in zip(val_labels, preds.val_masks, strict=True)
+        ]
+
+    area_scores: dict[int, float] = {}
+    min_area = 0
+    if options.postprocess:
+        min_area, area_scores = choose_min_area(
+            lambda a: float(
+                np.mean([(s["cv/mean_class_acc"] + s["cv/macro_precision"]) / 2 for s in fold_scores(a)])
+            ),
+            options.min_areas,
+        )
+    per_fold = fold_scores(min_area)
+    result: dict[str, Any] = {"options": asdict(options)}
+    for key in HEADLINE:
+        result[f"cv/{key}"], result[f"cv/{key}_std"] = _mean_std([s[f"cv/{key}"] for s in per_fold])
+
+    all_val_probs = [p for ps in val_probs for p in ps]
+    all_val_masks = [m for ms in preds.val_masks for m in ms]
+    flat_logp, flat_target = _flat_log_probs(all_val_probs, all_val_masks)
+    flat_probs = flat_logp.exp()
+    result["cv/ece"] = expected_calibration_error(flat_probs, flat_target)
+    confidence, winner = flat_probs.max(dim=1)
+    result["cv/pixel_reliability"] = reliability_bins(confidence.numpy(), (winner == flat_target).numpy())
+    # flakes as `flakeseg predict` lists them by default: regions of the counted size and up
+    flake_conf, flake_right = _flake_calibration(
+        all_val_probs, all_val_masks, names, flakes, max(min_area, preds.region_min_area)
+    )
+    result["cv/flake_reliability"] = reliability_bins(flake_conf, flake_right)
+    result["cv/flake_ece"] = _binned_ece(result["cv/flake_reliability"])
+    result["cv/flakes"] = int(flake_conf.size)
+
+    # the test split: each fold model alone, or their average
+    models = [list(range(n_folds))] if options.ensemble else [[k] for k in range(n_folds)]
+    test_rows = []
+    for members in models:
+        probs = [
+            apply_temperature(
+                np.mean([preds.test_probs[k][i] for k in members], axis=0)
+                if len(members) > 1
+                else preds.test_probs[members[0]][i],
+                test_temperature if options.temperature else 1.0,
+            )
+            for i in range(len(preds.test_ids))
+        ]
+        labels = [drop_small_regions(p.argmax(axis=0).astype(np.uint8), min_area, flakes) for p in probs]
+        regions, _ = counted_regions(
+            labels, preds.test_masks, preds.test_ids, flakes, names, preds.region_min_area
+        )
+        scores = pixel_scores(labels, preds.test_masks, names, prefix="test")
+        test_rows.append({"region_accuracy": region_accuracy(regions), "regions": len(regions), **scores})
+    for key in ("region_accuracy", *(f"test/{k}" for k in HEADLINE)):
+        mean, std = _mean_std([row[key] for row in test_rows])
+        short = key if key.startswith("test/") else f"test/{key}"
+        result[short], result[f"{short}_std"] = mean, std
+    result["test/regions"] = test_rows[0]["regions"]
+    result["test/models"] = "ensemble of the fold models" if options.ensemble else "each fold model"
+    result["postprocess_min_area"] = min_area
+    result["postprocess_scores"] = {str(a): s for a, s in area_scores.items()}
+    result["temperatures"] = temperatures
+    result["test_temperature"] = test_temperature
+    return result
+
+
+def evaluate_cv_run(metrics: Mapping[str, Any], options: EvalOptions) -> dict[str, Any]:
+    """:func:`collect_predictions` then :func:`evaluate_predictions` of one complete CV run."""
+    return evaluate_predictions(collect_predictions(metrics, tta=options.tta), options)

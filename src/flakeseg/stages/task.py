@@ -1,0 +1,107 @@
+"""The ``train.py`` task: run the stage a config asks for; user errors become one line, not a traceback.
+
+Every job also leaves ``status.json`` in its run folder: ``running`` while it trains, then ``done``
+(with its score), ``failed`` (with the error line) or ``interrupted`` (SIGTERM), so a sweep's outcome
+can be read job by job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from flakeseg.errors import FlakesegError, Interrupted
+from flakeseg.utils.files import write_json_atomic
+
+log = logging.getLogger("flakeseg")
+
+STATUS_FILE = "status.json"
+#: the exit code of a process stopped by SIGTERM (128 + 15), what schedulers expect
+EXIT_INTERRUPTED = 143
+
+
+def _is_multirun() -> bool:
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:  # not under Hydra (tests calling directly)
+        return False
+
+
+def write_status(cfg: DictConfig, state: str, **details: Any) -> None:
+    """Record the job's state in ``<paths.output_dir>/status.json`` (best effort: never masks an error)."""
+    try:
+        path = Path(cfg.paths.output_dir) / STATUS_FILE
+        write_json_atomic(path, {"state": state, "time": time.strftime("%Y-%m-%d %H:%M:%S"), **details})
+    except Exception as exc:  # the job's own outcome matters more than its status file
+        log.warning("could not write %s: %s", STATUS_FILE, exc)
+
+
+def evaluate_fold_models(cfg: DictConfig, metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """With any ``evaluate.*`` step on, score the fold models with it into ``evaluation.json``."""
+    from flakeseg.stages.fold_evaluation import EvalOptions, evaluate_cv_run
+
+    options = EvalOptions.from_config(cfg.get("evaluate"))
+    if not options.any:
+        return None
+    if cfg.cv.get("fold") is not None:
+        log.info(
+            "evaluate.*: skipped, cv.fold=%s trains one fold (the evaluation needs every fold)", cfg.cv.fold
+        )
+        return None
+    result = evaluate_cv_run(metrics, options)
+    write_json_atomic(Path(cfg.paths.output_dir) / "evaluation.json", result)
+    log.info(
+        "evaluation (%s): CV mean class acc %.3f, macro precision %.3f, ECE %.3f; test region accuracy %.3f",
+        ", ".join(k for k in ("tta", "ensemble", "postprocess", "temperature") if getattr(options, k)),
+        result["cv/mean_class_acc"],
+        result["cv/macro_precision"],
+        result["cv/ece"],
+        result["test/region_accuracy"],
+    )
+    return result
+
+
+def run_task(cfg: DictConfig) -> float:
+    """Run the stage ``cfg.stage`` asks for and return its mean per-class accuracy (what sweepers optimise).
+
+    ``stage=cv`` returns the CV mean over folds; ``stage=test`` the test-split value.
+
+    A :class:`FlakesegError` (bad data, bad config value, non-finite loss) is printed as its message
+    only. In a single run the process then exits with status 1; in a multirun the error is raised
+    again so Hydra records the failed job and goes on with the others. SIGTERM exits with 143.
+    """
+    write_status(cfg, "running")
+    try:
+        if cfg.get("stage", "cv") == "test":
+            from flakeseg.stages.test_split import run_test_stage
+
+            score = float(run_test_stage(cfg)["test/mean_class_acc"])
+        else:
+            from flakeseg.stages.cv import run_cross_validation
+
+            metrics = run_cross_validation(cfg)
+            score = float(metrics["cv/mean_class_acc"])
+            evaluate_fold_models(cfg, metrics)
+    except Interrupted as exc:
+        log.error("interrupted: %s", exc)
+        write_status(cfg, "interrupted", error=str(exc))
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    except FlakesegError as exc:
+        log.error("error: %s", exc)
+        write_status(cfg, "failed", error=str(exc).splitlines()[0])
+        if not _is_multirun():
+            raise SystemExit(1) from None
+        raise
+    except Exception as exc:
+        write_status(
+            cfg, "failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        )
+        raise
+    write_status(cfg, "done", score=score)
+    return score

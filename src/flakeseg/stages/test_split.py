@@ -1,0 +1,165 @@
+"""The test stage (``stage=test``): train on the whole training split, score the held-out test split.
+
+This is step 3 of the paper's protocol, run with the hyperparameters cross-validation selected. It
+writes, into the run folder: ``test_metrics.json`` (pixel metrics, region accuracy, AUC, average
+precision, recall at precision 0.9), ``regions.csv``, ``roc_pr.csv``/``roc_pr.png``,
+``confusion_matrix.png``, ``examples.png`` (image, ground truth, prediction) and the final checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+
+from flakeseg.data import FlakeDataModule, load_dataset
+from flakeseg.data.classes import region_class_indices
+from flakeseg.data.splits import split_from_config
+from flakeseg.evaluation.curves import PAPER_PRECISION, curve_rows, one_vs_rest_curves, plot_curves
+from flakeseg.evaluation.plots import plot_confusion_matrix, plot_examples
+from flakeseg.evaluation.regions import counted_regions, pixel_scores, region_accuracy, region_min_area_px
+from flakeseg.inference.checkpoint import card_from_config
+from flakeseg.inference.predictor import ClassicalBackend, Predictor
+from flakeseg.models import is_classical
+from flakeseg.stages.cv import start_run
+from flakeseg.training.classical import MODEL_FILE, fit_classical
+from flakeseg.training.losses import class_pixel_counts, median_frequency_weights
+from flakeseg.training.trainer import build_module, build_trainer, describe_device, fit
+from flakeseg.utils.files import write_csv_atomic, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+TEST_METRICS_FILE = "test_metrics.json"
+#: how many test images the example figure shows (the paper's Fig. 2 shows four)
+EXAMPLE_IMAGES = 4
+
+
+def run_test_stage(cfg: DictConfig) -> dict[str, Any]:
+    """Train on the training split, evaluate on the test split; write and return ``test_metrics.json``.
+
+    With ``resume=true`` a complete ``test_metrics.json`` of the same config is returned untouched.
+    """
+    output_dir, metrics_path, config, previous = start_run(cfg, TEST_METRICS_FILE)
+    if previous is not None and previous.get("complete"):
+        return previous
+
+    data_cfg = config["data"]
+    split = split_from_config(data_cfg)
+    train = load_dataset(data_cfg, ids=split["train"])
+    test = load_dataset(data_cfg, ids=split["test"])
+    scheme = train.scheme
+    names = list(scheme.names)
+    regions_of = region_class_indices(data_cfg["classes"], names)
+    started = time.perf_counter()
+
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    counts = class_pixel_counts(train.masks, scheme.num_classes)
+    weights = median_frequency_weights(counts).tolist()
+    if is_classical(cfg.model):  # fitted in one go; the same test metrics and files follow
+        model, _, train_seconds = fit_classical(cfg, train, seed=int(cfg.seed))
+        predictor = Predictor(ClassicalBackend(model), card_from_config(config))
+        model_path, epochs = output_dir / MODEL_FILE, None
+        model.save(model_path)
+    else:
+        module = build_module(cfg, scheme, weights)
+        datamodule = FlakeDataModule(
+            train,
+            None,
+            data_cfg,
+            config["augment"],
+            seed=int(cfg.seed),
+        )
+        trainer, checkpoint = build_trainer(
+            cfg, output_dir, label="test stage", version="final", validate=False
+        )
+        fit(trainer, module, datamodule, None, "test stage")
+        train_seconds = time.perf_counter() - started
+        predictor = module.predictor()
+        model_path = checkpoint.best_model_path or checkpoint.last_model_path
+        epochs = int(trainer.current_epoch)
+    probs = [predictor.probabilities_at_model_scale(image) for image in test.images]
+    preds = [p.argmax(axis=0).astype(np.uint8) for p in probs]
+    scores = pixel_scores(preds, test.masks, names)
+    # Label specks are not flakes: count regions from data.region_min_area pixels at full scale.
+    min_area = region_min_area_px(data_cfg.get("region_min_area"), data_cfg["scale"])
+    regions, below_min_area = counted_regions(preds, test.masks, test.ids, regions_of, names, min_area)
+    curves = {names[c]: one_vs_rest_curves(probs, test.masks, c) for c in regions_of}
+
+    title = (
+        f"test split, {data_cfg['name']}: {cfg.model.name}, loss={cfg.loss.name}, "
+        f"augment={cfg.augment.name}, "
+        f"lr={cfg.optim.lr}, batch={cfg.data.batch_size}, {cfg.trainer.max_epochs} epochs"
+    )
+    write_csv_atomic(
+        output_dir / "regions.csv",
+        regions,
+        columns=list(regions[0])
+        if regions
+        else ["image", "region", "true_class", "predicted_class", "correct"],
+    )
+    write_csv_atomic(output_dir / "roc_pr.csv", curve_rows(curves), ["class", "curve", "threshold", "x", "y"])
+    plot_curves(curves, output_dir / "roc_pr.png", title)
+    plot_confusion_matrix(scores["test/confmat"], names, output_dir / "confusion_matrix.png", "test pixels")
+    shown = min(EXAMPLE_IMAGES, len(test.ids))
+    plot_examples(
+        test.images[:shown],
+        test.masks[:shown],
+        preds[:shown],
+        test.ids[:shown],
+        names,
+        list(scheme.colors),
+        output_dir / "examples.png",
+        title,
+    )
+
+    per_class_regions = {
+        names[c]: region_accuracy([r for r in regions if r["true_class"] == names[c]]) for c in regions_of
+    }
+    payload: dict[str, Any] = {
+        **{k: v for k, v in scores.items() if k != "test/confmat"},
+        "test/region_accuracy": region_accuracy(regions),
+        "test/regions": len(regions),
+        "test/region_min_area_px": min_area,
+        "test/regions_below_min_area": below_min_area,
+        "test/region_accuracy_per_class": per_class_regions,
+        "test/curves": {
+            name: {
+                "auc": c["auc"],
+                "average_precision": c["average_precision"],
+                f"recall_at_precision_{PAPER_PRECISION}": c["recall_at_precision"],
+                f"threshold_at_precision_{PAPER_PRECISION}": c["threshold_at_precision"],
+                "positive_pixels": c["positives"],
+            }
+            for name, c in curves.items()
+        },
+        "test/confmat": scores["test/confmat"],
+        "complete": True,
+        "data": data_cfg["name"],
+        "class_names": names,
+        "region_classes": [names[c] for c in regions_of],
+        "train_ids": list(train.ids),
+        "test_ids": list(test.ids),
+        "median_frequency_weights": weights,
+        "epochs": epochs,
+        "train_seconds": train_seconds,
+        "wall_seconds": time.perf_counter() - started,
+        "device": describe_device(str(cfg.trainer.accelerator)),
+        "versions": {"torch": torch.__version__, "pytorch_lightning": pl.__version__},
+        "checkpoint": str(model_path),
+        "config": config,
+    }
+    write_json_atomic(metrics_path, payload)
+    log.info(
+        "test split: mean class acc %.3f, macro precision %.3f, region accuracy %.3f over %d regions; %s",
+        payload["test/mean_class_acc"],
+        payload["test/macro_precision"],
+        payload["test/region_accuracy"],
+        len(regions),
+        metrics_path,
+    )
+    return payload

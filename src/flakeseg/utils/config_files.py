@@ -1,0 +1,44 @@
+"""Where the configs live (``conf/``), and reading the YAML profiles of the studies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from flakeseg.errors import ConfigError
+
+
+def _config_dir() -> Path:
+    """``conf/``: inside the installed package (a wheel carries it as ``flakeseg/conf``), else at the top
+    of the checkout the package is imported from (an editable install, or ``src/`` on the path)."""
+    package = Path(__file__).resolve().parents[1]
+    inside = package / "conf"
+    return inside if (inside / "train.yaml").is_file() else package.parents[1] / "conf"
+
+
+#: the config folder of ``train.py``, ``python -m flakeseg.cli.train`` and every study's profiles
+CONFIG_DIR = _config_dir()
+
+
+def load_profile(name_or_path: str, profile_dir: Path) -> tuple[Path, dict]:
+    """A profile file (``<profile_dir>/<name>.yaml``, or a path) read and resolved to plain data.
+
+    An unknown name stops with one line that lists the known profiles.
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = profile_dir / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in profile_dir.glob("*.yaml")))
+        raise ConfigError(f"--profile: no profile {name_or_path!r} (known: {known}, or a .yaml path)")
+    return path, OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def yaml_float(value: float) -> str:
+    """A float written so that YAML and Hydra read it back as a float (``1.0e-05``, not ``1e-05``)."""
+    text = repr(float(value))
+    if "e" in text and "." not in text.split("e")[0]:
+        mantissa, exponent = text.split("e")
+        return f"{mantissa}.0e{exponent}"
+    return text

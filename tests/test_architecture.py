@@ -1,0 +1,143 @@
+"""The house rules, checked on the source: imports point down the layers, and no module imports itself
+back through others (module-level and function-level imports alike, read with ``ast``)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "flakeseg"
+
+#: bottom to top; a module may import its own subpackage and those below it, never one above
+LAYERS = (
+    ("utils", "errors"),
+    ("data",),
+    ("models",),
+    ("evaluation",),
+    ("inference",),
+    ("training",),
+    ("stages",),
+    ("screening",),
+    ("studies",),
+    ("cli",),
+)
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, root: Path) -> set[str]:
+    """Every ``flakeseg`` module ``path`` imports, wherever in the file the import statement is."""
+    name = module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            found.add(module)
+            # `from flakeseg.models import unet_paper` imports the submodule itself
+            found |= {f"{module}.{a.name}" for a in node.names}
+    return found
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    modules = {module_name(p, root): p for p in root.rglob("*.py")}
+    return {
+        name: {m for m in imports_of(path, root) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+
+
+def layer_of(module: str) -> int:
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else ""
+    for rank, names in enumerate(LAYERS):
+        if top in names:
+            return rank
+    return -1  # flakeseg/__init__.py: the package's face, may re-export anything below
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return [
+        f"{src} (layer {LAYERS[layer_of(src)][0]}) imports {dst} (layer {LAYERS[layer_of(dst)][0]})"
+        for src, targets in sorted(graph.items())
+        for dst in sorted(targets)
+        if layer_of(src) >= 0 and layer_of(dst) > layer_of(src)
+    ]
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_every_subpackage_has_a_layer():
+    tops = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    tops |= {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    assert tops == {name for names in LAYERS for name in names}
+
+
+def test_imports_point_down_the_layers():
+    assert upward_imports(import_graph(PACKAGE)) == []
+
+
+def test_no_import_cycles():
+    assert cycles(import_graph(PACKAGE)) == []
+
+
+@pytest.fixture
+def toy_package(tmp_path: Path) -> Path:
+    """A package with one upward import (data -> stages) and one cycle (a <-> b)."""
+    root = tmp_path / "flakeseg"
+    for folder in ("", "data", "stages"):
+        (root / folder).mkdir(exist_ok=True)
+        (root / folder / "__init__.py").write_text("")
+    (root / "data" / "a.py").write_text("def f():\n    from flakeseg.stages.b import g\n")
+    (root / "stages" / "b.py").write_text("from flakeseg.data import a\n")
+    return root
+
+
+def test_the_checks_catch_an_upward_import_and_a_cycle(toy_package: Path):
+    graph = import_graph(toy_package)
+    assert upward_imports(graph) == ["flakeseg.data.a (layer data) imports flakeseg.stages.b (layer stages)"]
+    assert cycles(graph) == [["flakeseg.data.a", "flakeseg.stages.b"]]
