@@ -1,13 +1,12 @@
 import cv2
 import numpy as np
 import pytest
-import torch
 from torch.utils.data import DataLoader
 
 from flakeseg.data.catalog import FlakeImages
 from flakeseg.data.classes import IGNORE_INDEX, ClassScheme
-from flakeseg.data.datasets import CropDataset, SampleSeedSampler, WholeImageDataset, pad_collate
-from flakeseg.data.transforms import build_train_transform, pad_to_multiple
+from flakeseg.data.datasets import CropDataset, SampleSeedSampler, WholeImageDataset, list_collate
+from flakeseg.data.transforms import build_train_transform
 
 # Each label has its own colour, so after any geometric transform the image says which label a pixel
 # must carry.
@@ -78,23 +77,12 @@ def test_colour_augmentations_leave_the_mask_alone():
     assert changed >= 8
 
 
-def test_pad_to_multiple_pads_mask_with_ignore():
-    image = np.zeros((50, 70, 3), np.uint8)
-    mask = np.ones((50, 70), np.uint8)
-    img, msk = pad_to_multiple(image, mask, 16)
-    assert img.shape == (64, 80, 3) and msk.shape == (64, 80)
-    assert np.all(msk[50:, :] == IGNORE_INDEX) and np.all(msk[:, 70:] == IGNORE_INDEX)
-    assert np.all(msk[:50, :70] == 1)
-
-
-def test_pad_collate_stacks_different_sizes():
-    batch = [
-        (torch.zeros(3, 32, 48), torch.zeros(32, 48, dtype=torch.long)),
-        (torch.ones(3, 48, 32), torch.ones(48, 32, dtype=torch.long)),
-    ]
-    x, y = pad_collate(batch)
-    assert x.shape == (2, 3, 48, 48) and y.shape == (2, 48, 48)
-    assert y[0, 40, 0] == IGNORE_INDEX and y[1, 0, 40] == IGNORE_INDEX
+def test_whole_image_loader_keeps_sizes_and_arrays_for_the_predictor():
+    small, small_mask = _label_image(shape=(32, 48))
+    large, large_mask = _label_image(shape=(48, 32))
+    images, masks = list_collate([(small, small_mask), (large, large_mask)])
+    assert [im.shape for im in images] == [(32, 48, 3), (48, 32, 3)]
+    assert masks[1] is large_mask  # nothing padded or copied: the predictor pads each image itself
 
 
 def test_sampler_seeds_differ_between_epochs_and_repeat_for_same_epoch():
@@ -120,9 +108,8 @@ def test_no_augmented_sample_repeats_over_two_epochs_and_two_workers():
     assert len(seen) == 16 and len(set(seen)) == 16
 
 
-def test_whole_image_dataset_pads_to_the_network_stride():
+def test_whole_image_dataset_gives_each_prepared_image_and_its_mask():
     image, mask = _label_image(shape=(40, 56))
     data = FlakeImages(ids=["x"], images=[image], masks=[mask], scheme=SCHEME)
-    x, y = WholeImageDataset(data, 16, [0.5] * 3, [0.25] * 3)[0]
-    assert x.shape == (3, 48, 64) and y.shape == (48, 64)
-    assert int((y != IGNORE_INDEX).sum()) == 40 * 56
+    got_image, got_mask = WholeImageDataset(data)[0]
+    assert got_image is image and got_mask is mask

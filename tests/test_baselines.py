@@ -154,14 +154,12 @@ def test_smp_pretrained_weights_offline_is_one_line_error_saying_how_to_fix(
 
 @pytest.mark.slow
 def test_smp_trains_on_real_data_and_predicts_every_pixel(tiny_fold):
-    from flakeseg.inference.predictor import predict_probabilities
-    from flakeseg.training.module import FlakeSegModule
+    from flakeseg.inference.predictor import load_predictor
 
     metrics, cfg = tiny_fold("model=smp", "model.arch=FPN", "model.encoder=resnet18")
-    fold = metrics["folds"][0]
-    module = FlakeSegModule.load_from_checkpoint(fold["last_checkpoint"], map_location="cpu")
+    predictor = load_predictor(metrics["folds"][0]["last_checkpoint"])
     image = _val_image(cfg).images[0]
-    (probs,) = predict_probabilities(module, [image], cfg.data.mean, cfg.data.std, module.input_multiple)
+    probs = predictor.probabilities_at_model_scale(image)
     assert probs.shape == (3, *image.shape[:2])  # padded to 32 for the network, cut back
     assert np.allclose(probs.sum(axis=0), 1.0, atol=1e-4) and probs.min() >= 0
 

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flakeseg.data.classes import IGNORE_INDEX
-from flakeseg.data.transforms import build_train_transform, pad_to_multiple
+from flakeseg.data.transforms import build_train_transform
 
 PALETTE = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30]], dtype=np.uint8)
 
@@ -61,14 +61,30 @@ def test_geometry_keeps_labels_with_their_pixels(
 
 
 @settings(max_examples=60, deadline=None)
-@given(height=st.integers(1, 70), width=st.integers(1, 70), multiple=st.sampled_from([1, 8, 16, 32]))
-def test_padding_keeps_every_pixel_and_ignores_the_pad(height, width, multiple):
-    image, mask = _scene(height * 71 + width, height, width, 3)
-    padded_image, padded_mask = pad_to_multiple(image, mask, multiple)
-    assert padded_image.shape[:2] == padded_mask.shape
-    assert padded_mask.shape[0] % multiple == 0 and padded_mask.shape[1] % multiple == 0
-    np.testing.assert_array_equal(padded_image[:height, :width], image)
-    np.testing.assert_array_equal(padded_mask[:height, :width], mask)
-    outside = np.ones(padded_mask.shape, bool)
-    outside[:height, :width] = False
-    assert np.all(padded_mask[outside] == IGNORE_INDEX)
+@given(height=st.integers(2, 70), width=st.integers(2, 70), multiple=st.sampled_from([1, 8, 16, 32]))
+def test_prediction_keeps_every_pixel_in_place_whatever_the_padding(height, width, multiple):
+    """A pointwise "network" (class scores = the pixel's own values) must come back on its own pixel:
+    the predictor's padding to the stride and its cropping back lose and move nothing."""
+    from flakeseg.inference.checkpoint import ModelCard
+    from flakeseg.inference.predictor import Predictor
+
+    image, _ = _scene(height * 71 + width, height, width, 3)
+
+    def pointwise(batch):
+        assert batch.shape[2] % multiple == 0 and batch.shape[3] % multiple == 0
+        return batch * 4.0
+
+    pointwise.name = "pointwise"
+    card = ModelCard(
+        model={},
+        class_names=list("abc"),
+        class_colors=["#000000"] * 3,
+        mean=[0.0] * 3,
+        std=[1.0] * 3,
+        input_multiple=multiple,
+    )
+    probs = Predictor(pointwise, card, tile=64).probabilities_at_model_scale(image)
+    assert probs.shape == (3, height, width)
+    logits = image.transpose(2, 0, 1).astype(np.float64) / 255.0 * 4.0
+    expected = np.exp(logits - logits.max(axis=0)) / np.exp(logits - logits.max(axis=0)).sum(axis=0)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)

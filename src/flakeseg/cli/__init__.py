@@ -64,6 +64,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.error(f"unknown command {args.command}")
     return 2
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import glob
 import hashlib
+import io
 import json
 import time
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -31,7 +33,13 @@ from flakeseg.evaluation.flakes import FLAKE_COLUMNS, find_flakes
 from flakeseg.inference.predictor import BACKENDS, Predictor, class_indices, load_predictor
 from flakeseg.screening.html_report import render_report
 from flakeseg.screening.overlay import draw_overlay, probability_map, thumbnail_data_uri
-from flakeseg.utils.files import save_image_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
+from flakeseg.utils.files import (
+    save_image_atomic,
+    write_bytes_atomic,
+    write_csv_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 __all__ = ["IMAGE_SUFFIXES", "ScreenSettings", "collect_inputs", "main", "screen_images"]
 
@@ -162,6 +170,11 @@ def screen_one(
     save_image_atomic(overlay, overlay_path)
     maps = []
     if settings.save_probabilities:
+        exact = out / "probabilities" / f"{name}.npy"  # every class, float32: what the predictor gave
+        buffer = io.BytesIO()
+        np.save(buffer, probs.astype(np.float32), allow_pickle=False)
+        write_bytes_atomic(exact, buffer.getvalue())
+        maps.append(str(exact.relative_to(out)))
         for cls in card.flake_classes:
             target = out / "probabilities" / f"{name}_{cls}.png"
             save_image_atomic(probability_map(probs[card.class_names.index(cls)]), target)
@@ -336,7 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
         "the evaluation.json of `train.py evaluate.temperature=true` (fitted for that run's fold "
         "models, with its evaluate.tta: use the same --tta)",
     )
-    parser.add_argument("--save-probabilities", action="store_true", help="also write probability maps")
+    parser.add_argument(
+        "--save-probabilities",
+        action="store_true",
+        help="also write probabilities/<image>.npy (C x H x W float32) and an 8-bit PNG per flake class",
+    )
     parser.add_argument("--recursive", action="store_true", help="also take images in sub-folders")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     parser.add_argument(

@@ -88,7 +88,7 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"cv.fold: must be in 0..{int(cfg.cv.folds) - 1} or null, got {fold}")
     if cfg.get("stage", "cv") not in STAGES:
         raise ConfigError(f"stage: must be one of {', '.join(STAGES)}, got {cfg.get('stage')!r}")
-    from flakeseg.stages.fold_evaluation import EvalOptions
+    from flakeseg.stages.evaluation_options import EvalOptions
 
     options = EvalOptions.from_config(cfg.get("evaluate"))  # one line naming a bad evaluate.* key
     if options.tta and cfg.get("model") is not None:

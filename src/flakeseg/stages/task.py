@@ -44,7 +44,8 @@ def write_status(cfg: DictConfig, state: str, **details: Any) -> None:
 
 def evaluate_fold_models(cfg: DictConfig, metrics: dict[str, Any]) -> dict[str, Any] | None:
     """With any ``evaluate.*`` step on, score the fold models with it into ``evaluation.json``."""
-    from flakeseg.stages.fold_evaluation import EvalOptions, evaluate_cv_run
+    from flakeseg.stages.evaluation_options import EvalOptions
+    from flakeseg.stages.fold_evaluation import evaluate_cv_run
 
     options = EvalOptions.from_config(cfg.get("evaluate"))
     if not options.any:
@@ -78,6 +79,10 @@ def run_task(cfg: DictConfig) -> float:
     """
     write_status(cfg, "running")
     try:
+        # a wrong value stops here, before the seconds of importing Lightning
+        from flakeseg.stages.config_checks import validate_config
+
+        validate_config(cfg)
         if cfg.get("stage", "cv") == "test":
             from flakeseg.stages.test_split import run_test_stage
 

@@ -180,7 +180,7 @@ def plot_examples(
     import cv2
     from matplotlib.patches import Patch
 
-    from flakeseg.evaluation.regions import colorize
+    from flakeseg.utils.colors import colorize
 
     plt = pyplot()
     height, width = mask.shape
