@@ -63,4 +63,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sweep_local_main(rest)
     parser.error(f"unknown command {args.command}")
     return 2
-

@@ -18,8 +18,7 @@ from flakeseg.data.splits import split_from_config
 from flakeseg.evaluation.folds import plot_learning_curves, print_cv_table, summarize_folds
 from flakeseg.inference.checkpoint import load_checkpoint
 from flakeseg.models import is_classical
-from flakeseg.stages.config_checks import validate_config
-from flakeseg.stages.resume import load_previous
+from flakeseg.stages.resume import METRICS_FILE, start_run
 from flakeseg.training.callbacks import ValidateAtEpochs
 from flakeseg.training.classical import train_classical_fold
 from flakeseg.training.losses import class_pixel_counts, median_frequency_weights, uses_class_weights
@@ -29,8 +28,6 @@ from flakeseg.training.wandb_tracking import WandbTracker
 from flakeseg.utils.files import write_json_atomic
 
 log = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.json"
 
 
 def eval_epochs(cfg: DictConfig) -> list[int]:
@@ -137,25 +134,6 @@ def summarize_budgets(folds: Sequence[Mapping[str, Any]]) -> dict[str, dict[str,
     return {e: summarize_folds([f["budgets"][e] for f in folds]) for e in sorted(common, key=int)}
 
 
-def start_run(cfg: DictConfig, results_file: str) -> tuple[Path, Path, dict[str, Any], dict[str, Any] | None]:
-    """Check ``cfg``, make the output folder and read earlier results of the same config.
-
-    Returns:
-        the output folder, the results file's path, the resolved config and, with ``resume=true``,
-        the results an earlier run of this config left there (``None`` if none).
-    """
-    validate_config(cfg)
-    quiet_lightning()
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / results_file
-    config = OmegaConf.to_container(cfg, resolve=True)
-    previous = load_previous(path, config) if cfg.get("resume", True) else None
-    if previous is not None and previous.get("complete"):
-        log.info("%s is complete for this config: nothing to train (resume=false retrains)", path)
-    return output_dir, path, config, previous
-
-
 def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
     """Run the cross-validation that ``cfg`` describes and write ``<paths.output_dir>/metrics.json``.
 
@@ -167,6 +145,7 @@ def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
         list with each fold's validation metrics, ids, class weights and checkpoints, and the config;
         with ``cv.eval_epochs`` also ``budgets``: the ``cv/`` summary of each epoch budget.
     """
+    quiet_lightning()
     output_dir, metrics_path, config, previous = start_run(cfg, METRICS_FILE)
     if previous is not None and previous.get("complete"):
         return previous

@@ -8,9 +8,12 @@ refuses when it is not, so one folder never mixes the outputs of two configs.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 from flakeseg.errors import ConfigError
 
@@ -19,6 +22,11 @@ from flakeseg.errors import ConfigError
 #: ``evaluate`` only re-scores the finished fold models (``evaluation.json``), so a rerun with other
 #: ``evaluate.*`` values reuses the training.
 IGNORED_KEYS = ("paths", "data.root", "resume", "logger.save_dir", "evaluate")
+#: the results file of a CV run (``stage=cv``) and of a test stage (``stage=test``)
+METRICS_FILE = "metrics.json"
+TEST_METRICS_FILE = "test_metrics.json"
+
+log = logging.getLogger(__name__)
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -62,3 +70,23 @@ def load_previous(path: Path, config: Mapping[str, Any]) -> dict[str, Any] | Non
             "write to a new output folder or delete this one"
         )
     return payload
+
+
+def start_run(cfg: DictConfig, results_file: str) -> tuple[Path, Path, dict[str, Any], dict[str, Any] | None]:
+    """Check ``cfg``, make the output folder and read earlier results of the same config.
+
+    Returns:
+        the output folder, the results file's path, the resolved config and, with ``resume=true``,
+        the results an earlier run of this config left there (``None`` if none).
+    """
+    from flakeseg.stages.config_checks import validate_config
+
+    validate_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / results_file
+    config = OmegaConf.to_container(cfg, resolve=True)
+    previous = load_previous(path, config) if cfg.get("resume", True) else None
+    if previous is not None and previous.get("complete"):
+        log.info("%s is complete for this config: nothing to train (resume=false retrains)", path)
+    return output_dir, path, config, previous

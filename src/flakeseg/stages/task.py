@@ -16,7 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from flakeseg.data.catalog import resolve_root
 from flakeseg.errors import FlakesegError, Interrupted
+from flakeseg.stages.resume import METRICS_FILE, TEST_METRICS_FILE, start_run
 from flakeseg.utils.files import write_json_atomic
 
 log = logging.getLogger("flakeseg")
@@ -79,20 +81,26 @@ def run_task(cfg: DictConfig) -> float:
     """
     write_status(cfg, "running")
     try:
-        # a wrong value stops here, before the seconds of importing Lightning
-        from flakeseg.stages.config_checks import validate_config
+        # Checked before the seconds of importing Lightning: a wrong value, a missing data root, or
+        # complete results of this config (a rerun only reads them).
+        stage = cfg.get("stage", "cv")
+        _, _, _, previous = start_run(cfg, TEST_METRICS_FILE if stage == "test" else METRICS_FILE)
+        done = previous if previous is not None and previous.get("complete") else None
+        if done is None:
+            resolve_root(cfg.data.get("root"))
+        if stage == "test":
+            if done is None:
+                from flakeseg.stages.test_split import run_test_stage
 
-        validate_config(cfg)
-        if cfg.get("stage", "cv") == "test":
-            from flakeseg.stages.test_split import run_test_stage
-
-            score = float(run_test_stage(cfg)["test/mean_class_acc"])
+                done = run_test_stage(cfg)
+            score = float(done["test/mean_class_acc"])
         else:
-            from flakeseg.stages.cv import run_cross_validation
+            if done is None:
+                from flakeseg.stages.cv import run_cross_validation
 
-            metrics = run_cross_validation(cfg)
-            score = float(metrics["cv/mean_class_acc"])
-            evaluate_fold_models(cfg, metrics)
+                done = run_cross_validation(cfg)
+            score = float(done["cv/mean_class_acc"])
+            evaluate_fold_models(cfg, done)
     except Interrupted as exc:
         log.error("interrupted: %s", exc)
         write_status(cfg, "interrupted", error=str(exc))

@@ -26,15 +26,15 @@ from flakeseg.evaluation.regions import counted_regions, pixel_scores, region_ac
 from flakeseg.inference.checkpoint import card_from_config
 from flakeseg.inference.predictor import ClassicalBackend, Predictor
 from flakeseg.models import is_classical
-from flakeseg.stages.cv import start_run
+from flakeseg.stages.resume import TEST_METRICS_FILE, start_run
 from flakeseg.training.classical import MODEL_FILE, fit_classical
 from flakeseg.training.losses import class_pixel_counts, median_frequency_weights
+from flakeseg.training.progress import quiet_lightning
 from flakeseg.training.trainer import build_module, build_trainer, describe_device, fit
 from flakeseg.utils.files import write_csv_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-TEST_METRICS_FILE = "test_metrics.json"
 #: how many test images the example figure shows (the paper's Fig. 2 shows four)
 EXAMPLE_IMAGES = 4
 
@@ -44,6 +44,7 @@ def run_test_stage(cfg: DictConfig) -> dict[str, Any]:
 
     With ``resume=true`` a complete ``test_metrics.json`` of the same config is returned untouched.
     """
+    quiet_lightning()
     output_dir, metrics_path, config, previous = start_run(cfg, TEST_METRICS_FILE)
     if previous is not None and previous.get("complete"):
         return previous

@@ -41,6 +41,7 @@ from flakeseg.utils.files import append_invocation, write_csv_atomic, write_text
 log = logging.getLogger("flakeseg.studies.reproduce")
 
 PROFILE_DIR = CONFIG_DIR / "reproduce"
+#: root train.py of a checkout (CONFIG_DIR is conf/ beside it; in a wheel it is flakeseg/conf)
 TRAIN_SCRIPT = CONFIG_DIR.parent / "train.py"
 DATASETS = ("mos2", "graphene")
 
@@ -135,19 +136,22 @@ class Profile:
         }
 
 
-def _script() -> str:
-    """``train.py`` relative to the working directory when below it (shorter, copyable commands)."""
+def _entry() -> list[str]:
+    """How to start ``train.py``: the checkout's script, relative to the working directory when below it
+    (shorter, copyable commands), or the installed package's entry point (a wheel has no train.py)."""
+    if not TRAIN_SCRIPT.is_file():
+        return ["-m", "flakeseg.cli.train"]
     try:
-        return str(TRAIN_SCRIPT.relative_to(Path.cwd()))
+        return [str(TRAIN_SCRIPT.relative_to(Path.cwd()))]
     except ValueError:
-        return str(TRAIN_SCRIPT)
+        return [str(TRAIN_SCRIPT)]
 
 
 def _multirun_command(profile: Profile, out: Path, subdir: str, sweep: Sequence[str]) -> list[str]:
     """``train.py -m`` from the profile's preset and overrides, sweeping ``sweep``, jobs in ``out/subdir``."""
     return [
         sys.executable,
-        _script(),
+        *_entry(),
         "-m",
         f"experiment={profile.experiment}",
         *profile.overrides,
