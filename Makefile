@@ -10,7 +10,7 @@ export FLAKESEG_DATA
 PYTEST_ARGS ?= -n 2
 RUN := $(UV) run --frozen
 
-.PHONY: help install train test lint format data clean bench bench-train browser reproduce reproduce-quick compare ablation
+.PHONY: help install train test test-fast lint format data clean bench bench-train browser reproduce reproduce-quick compare ablation
 
 help:  ## show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,22 +33,25 @@ train: install  ## 3-fold CV of the CPU preset on MoS2 (add ARGS="data=graphene 
 DATASET ?= all
 reproduce: install  ## the paper's protocol at paper size, GPU work (DATASET=mos2|graphene|all) -> outputs/reproduce/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
-	$(RUN) python -m flakeseg.studies.reproduce --profile paper --dataset $(DATASET) --out outputs/reproduce
+	$(RUN) flakeseg reproduce --profile paper --dataset $(DATASET) --out outputs/reproduce
 
 reproduce-quick: install  ## the same protocol CPU-sized, ~20 min on 2 cores -> outputs/reproduce_quick/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
-	$(RUN) python -m flakeseg.studies.reproduce --profile cpu_quick --dataset $(DATASET) --out outputs/reproduce_quick
+	$(RUN) flakeseg reproduce --profile cpu_quick --dataset $(DATASET) --out outputs/reproduce_quick
 
 compare: install  ## every model family by 3-fold CV, CPU size, ~25 min on 2 cores (DATASET=...) -> outputs/compare/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
-	$(RUN) python -m flakeseg.studies.compare --profile cpu --dataset $(DATASET) --out outputs/compare
+	$(RUN) flakeseg compare --profile cpu --dataset $(DATASET) --out outputs/compare
 
 ablation: install  ## the training recipe step by step, 3-fold CV, CPU size, ~45 min on 2 cores (DATASET=...) -> outputs/ablation/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
-	$(RUN) python -m flakeseg.studies.ablation --profile cpu --dataset $(DATASET) --out outputs/ablation
+	$(RUN) flakeseg ablation --profile cpu --dataset $(DATASET) --out outputs/ablation
 
-test: install browser  ## run the test suite (uses the real data at FLAKESEG_DATA)
+test: install browser  ## run the test suite (uses the real data at FLAKESEG_DATA); what CI runs
 	$(RUN) pytest $(PYTEST_ARGS)
+
+test-fast: install  ## the unit tier: every test not marked slow (no training), under 90 s
+	$(RUN) pytest $(PYTEST_ARGS) -m "not slow"
 
 browser:  ## Debian's chromium for the report-page test (apt-get, as root; skipped if present)
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \

@@ -141,3 +141,18 @@ def test_the_checks_catch_an_upward_import_and_a_cycle(toy_package: Path):
     graph = import_graph(toy_package)
     assert upward_imports(graph) == ["flakeseg.data.a (layer data) imports flakeseg.stages.b (layer stages)"]
     assert cycles(graph) == [["flakeseg.data.a", "flakeseg.stages.b"]]
+
+
+def test_command_lines_parse_without_lightning_or_torch():
+    """``import flakeseg``, ``flakeseg predict --help`` and ``train.py --help`` answer in a second: what
+    they import holds no Lightning, no torchmetrics and not even torch."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, flakeseg, flakeseg.cli, flakeseg.cli.predict, flakeseg.cli.export, flakeseg.cli.train\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pytorch_lightning', 'lightning_fabric', "
+        "'torchmetrics', 'torchvision', 'torch'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

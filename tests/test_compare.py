@@ -1,4 +1,4 @@
-"""``python -m flakeseg.studies.compare``: the report writers on made-up results, one micro run end to end."""
+"""``flakeseg compare``: the report writers on made-up results, one micro run end to end."""
 
 from __future__ import annotations
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from flakeseg.cli.predict import main as predict_main
 from flakeseg.data import load_dataset
 from flakeseg.data.classes import ClassScheme
 from flakeseg.evaluation.regions import pixel_scores
 from flakeseg.inference.predictor import Predictor, load_predictor
-from flakeseg.screening.screen import main as predict_main
 from flakeseg.stages.fold_evaluation import collect_predictions
 from flakeseg.training.trainer import build_module
 from tests.conftest import TINY, compose_train

@@ -21,12 +21,13 @@ import torch
 from PIL import Image
 from torch import nn
 
+from flakeseg.cli.predict import main
 from flakeseg.data.io import read_image
 from flakeseg.evaluation.flakes import FLAKE_COLUMNS, find_flakes
 from flakeseg.inference.checkpoint import ModelCard, load_torch_model
 from flakeseg.inference.predictor import Predictor, TorchBackend, load_predictor
 from flakeseg.inference.tiling import plan_tiles, predict_tiled
-from flakeseg.screening.screen import collect_inputs, main, output_names
+from flakeseg.screening.screen import collect_inputs, output_names
 from tests.conftest import REPO_ROOT, TINY, compose_train
 
 MOS2_TEST_IDS = ["00000", "00001", "00002"]
@@ -357,7 +358,7 @@ def test_flakes_have_the_hand_counted_area_box_centroid_and_confidence():
 
 
 def test_export_and_onnx_backend_agree_with_eager(checkpoint, images, tmp_path, capsys):
-    from flakeseg.inference.onnx import main as export_main
+    from flakeseg.cli.export import main as export_main
 
     target = tmp_path / "model.onnx"
     assert export_main([str(checkpoint), "--format", "onnx", "--out", str(target)]) == 0

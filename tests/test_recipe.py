@@ -143,7 +143,7 @@ def test_training_with_poly_schedule_ends_near_zero_learning_rate(tiny_cfg):
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     images = load_dataset(data_cfg, ids=list(cfg.data.split.train)[:4])
     module = build_module(cfg, images.scheme, None)
-    datamodule = FlakeDataModule(images, None, data_cfg, OmegaConf.to_container(cfg.augment), 16, seed=0)
+    datamodule = FlakeDataModule(images, None, data_cfg, OmegaConf.to_container(cfg.augment), seed=0)
     trainer, _ = build_trainer(cfg, Path(cfg.paths.output_dir), "t", "v", validate=False)
     trainer.fit(module, datamodule=datamodule)
     steps = trainer.global_step

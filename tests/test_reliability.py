@@ -17,7 +17,7 @@ from flakeseg.errors import DataError
 from flakeseg.inference.checkpoint import load_checkpoint
 from flakeseg.stages.cv import run_cross_validation
 from flakeseg.training.random_state import capture_random_states, restore_random_states
-from tests.conftest import REPO_ROOT, TINY
+from tests.conftest import REPO_ROOT, TINY, compose_train
 
 #: a fold long enough (about 1 s an epoch) to be killed in the middle of its third epoch
 RESUMABLE = [*TINY, "data.samples_per_image=8", "trainer.max_epochs=5", "cv.fold=0"]
@@ -35,8 +35,11 @@ def _command(data_root, run_dir, *extra):
 
 
 def _train(data_root, run_dir, *extra):
-    return subprocess.run(
-        _command(data_root, run_dir, *extra), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    """The resumable run in this process, as ``python train.py`` runs it (the task, its one-line errors)."""
+    from flakeseg.stages.task import run_task
+
+    return run_task(
+        compose_train([*RESUMABLE, f"data.root={data_root}", f"paths.output_dir={run_dir}", *extra])
     )
 
 
@@ -66,9 +69,9 @@ def _epochs_done(path):
 
 
 @pytest.mark.slow
-def test_kill_9_in_epoch_3_and_resume_gives_bitwise_the_uninterrupted_weights(data_root, tmp_path):
+def test_kill_9_in_epoch_3_and_resume_gives_bitwise_the_uninterrupted_weights(data_root, tmp_path, caplog):
     straight = tmp_path / "straight"
-    assert _train(data_root, straight).returncode == 0
+    _train(data_root, straight)
 
     killed = tmp_path / "killed"
     proc = _start(data_root, killed)
@@ -79,10 +82,12 @@ def test_kill_9_in_epoch_3_and_resume_gives_bitwise_the_uninterrupted_weights(da
     proc.wait()
     assert _epochs_done(last) < 5
     assert not json.loads((killed / "metrics.json").read_text())["complete"]
+    steps = _logged_steps(killed / "csv" / "fold_0" / "metrics.csv")
+    assert steps == list(range(len(steps))) and len(steps) >= 12  # the CSV log lost no completed step
 
-    resumed = _train(data_root, killed)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resuming from" in resumed.stdout + resumed.stderr
+    with caplog.at_level(logging.INFO):
+        _train(data_root, killed)
+    assert "resuming from" in caplog.text
     a, b = _weights(straight), _weights(killed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
@@ -92,20 +97,33 @@ def test_kill_9_in_epoch_3_and_resume_gives_bitwise_the_uninterrupted_weights(da
     assert [h["epoch"] for h in fold_b["val_history"]] == [1, 2, 3, 4, 5]  # curves survive the resume
 
 
+def _logged_steps(log_file):
+    import csv as csv_module
+
+    try:
+        rows = list(csv_module.DictReader(log_file.open()))
+    except OSError:
+        return []
+    return sorted({int(r["step"]) for r in rows if r.get("train/loss_step")})
+
+
 @pytest.mark.slow
-def test_truncated_last_checkpoint_is_one_line_error_never_a_silent_restart(data_root, tmp_path):
+def test_truncated_last_checkpoint_is_one_line_error_never_a_silent_restart(data_root, tmp_path, caplog):
     run = tmp_path / "run"
-    assert _train(data_root, run, "trainer.max_epochs=2").returncode == 0
+    _train(data_root, run, "trainer.max_epochs=2")
     metrics = json.loads((run / "metrics.json").read_text())
     metrics["complete"] = False  # as if killed after the last checkpoint
     metrics["folds"] = []
     (run / "metrics.json").write_text(json.dumps(metrics))
     last = run / "fold_0" / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])
-    again = _train(data_root, run, "trainer.max_epochs=2")
-    assert again.returncode == 1
-    errors = [ln for ln in (again.stdout + again.stderr).splitlines() if "error:" in ln]
+    caplog.clear()
+    with pytest.raises(SystemExit) as exit_info:
+        _train(data_root, run, "trainer.max_epochs=2")
+    assert exit_info.value.code == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and str(last) in errors[0] and "truncated or corrupt" in errors[0]
+    assert "\n" not in errors[0]
     assert not json.loads((run / "metrics.json").read_text())["complete"]
 
 
@@ -303,25 +321,3 @@ def test_training_starts_within_10_s_without_network(logger, tiny_cfg, tmp_path,
         assert "W&B: offline (W&B server not reachable)" in caplog.text
         assert "wandb sync" in caplog.text
         assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2  # the CV run and fold 0
-
-
-@pytest.mark.slow
-def test_every_completed_step_is_in_the_csv_log_after_kill_9(data_root, tmp_path):
-    import csv as csv_module
-
-    run = tmp_path / "run"
-    proc = _start(data_root, run)
-    log_file = run / "csv" / "fold_0" / "metrics.csv"
-
-    def logged_steps():
-        try:
-            rows = list(csv_module.DictReader(log_file.open()))
-        except OSError:
-            return []
-        return sorted({int(r["step"]) for r in rows if r.get("train/loss_step")})
-
-    _wait_until(lambda: len(logged_steps()) >= 12, proc, "12 steps")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    steps = logged_steps()
-    assert steps == list(range(len(steps))) and len(steps) >= 12  # no completed step missing

@@ -23,5 +23,14 @@ def main(cfg: DictConfig) -> float:
     return run_task(cfg)
 
 
+def main_argv(argv: list[str]) -> int:
+    """``flakeseg train ARGS``: Hydra reads its overrides from ``sys.argv``."""
+    import sys
+
+    sys.argv = ["flakeseg train", *argv]
+    main()
+    return 0
+
+
 if __name__ == "__main__":
     main()

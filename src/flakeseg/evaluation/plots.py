@@ -10,7 +10,7 @@ import numpy as np
 from flakeseg.utils.colors import colorize
 from flakeseg.utils.plotting import pyplot, save_figure_atomic
 
-__all__ = ["plot_confusion_matrix", "plot_examples"]
+__all__ = ["plot_confusion_matrix", "plot_examples", "plot_label_panels"]
 
 
 def plot_confusion_matrix(
@@ -42,6 +42,35 @@ def plot_confusion_matrix(
     save_figure_atomic(fig, path)
 
 
+def plot_label_panels(
+    panels: Sequence[Sequence[tuple[str, np.ndarray]]],
+    class_names: Sequence[str],
+    colors: Sequence[str],
+    path: Path,
+    title: str,
+    panel_size: tuple[float, float] = (3.4, 2.8),
+) -> None:
+    """A grid of titled pictures, one list per row (an RGB image, or a class map drawn in ``colors``),
+    with a legend of the classes."""
+    from matplotlib.patches import Patch
+
+    plt = pyplot()
+    rows, columns = len(panels), max(len(row) for row in panels)
+    size = (panel_size[0] * columns, panel_size[1] * rows + 0.6)
+    fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
+    for row, row_axes in zip(panels, axes, strict=True):
+        for ax in row_axes:
+            ax.axis("off")
+        for ax, (label, picture) in zip(row_axes, row, strict=False):
+            ax.imshow(picture if picture.ndim == 3 else colorize(picture, colors), interpolation="nearest")
+            ax.set_title(label, fontsize=9)
+    handles = [Patch(color=c, label=n) for n, c in zip(class_names, colors, strict=True)]
+    fig.legend(handles=handles, loc="lower center", ncol=len(class_names), fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.2 / (rows + 0.2), 1, 1))
+    save_figure_atomic(fig, path)
+
+
 def plot_examples(
     images: Sequence[np.ndarray],
     masks: Sequence[np.ndarray],
@@ -53,24 +82,8 @@ def plot_examples(
     title: str,
 ) -> None:
     """The paper's Fig. 2 layout: one row per image with the image, its ground truth and the prediction."""
-    plt = pyplot()
-    from matplotlib.patches import Patch
-
-    rows = len(images)
-    fig, axes = plt.subplots(rows, 3, figsize=(10, 2.7 * rows + 0.6), squeeze=False)
-    for row, (image, mask, pred, image_id) in enumerate(zip(images, masks, preds, ids, strict=True)):
-        for col, (picture, label) in enumerate(
-            (
-                (image, f"{image_id}: image"),
-                (colorize(mask, colors), "ground truth"),
-                (colorize(pred, colors), "prediction"),
-            )
-        ):
-            axes[row, col].imshow(picture, interpolation="nearest")
-            axes[row, col].set_title(label, fontsize=9)
-            axes[row, col].axis("off")
-    handles = [Patch(color=c, label=n) for n, c in zip(class_names, colors, strict=True)]
-    fig.legend(handles=handles, loc="lower center", ncol=len(class_names), fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    save_figure_atomic(fig, path)
+    panels = [
+        [(f"{image_id}: image", image), ("ground truth", mask), ("prediction", pred)]
+        for image, mask, pred, image_id in zip(images, masks, preds, ids, strict=True)
+    ]
+    plot_label_panels(panels, class_names, colors, path, title, panel_size=(10 / 3, 2.7))

@@ -2,3 +2,6 @@
 :class:`~flakeseg.inference.predictor.Predictor` (tiling, Gaussian blending, test-time augmentation,
 temperature, torch / ONNX / classical backends) that CV validation, the test stage, the fold-model
 evaluation, ``compare`` and ``flakeseg predict`` all use. Needs no Lightning."""
+
+#: what ``flakeseg predict --backend`` takes (here, so the command line parses without torch)
+BACKENDS = ("torch", "onnx")

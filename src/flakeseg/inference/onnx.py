@@ -8,28 +8,25 @@ nothing else.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from flakeseg.errors import DataError, FlakesegError
-from flakeseg.inference.checkpoint import ModelCard, load_torch_model
+from flakeseg.errors import DataError
+from flakeseg.inference.checkpoint import ModelCard
 
-__all__ = ["ONNX_CARD_KEY", "OnnxBackend", "export_onnx", "load_onnx_card", "main"]
+__all__ = ["ONNX_CARD_KEY", "OnnxBackend", "export_onnx", "load_onnx_card"]
 
 #: key of the card in an ONNX file's metadata
 ONNX_CARD_KEY = "flakeseg_card"
 
-FORMATS = ("onnx",)
 #: sides up to this many pixels (at the model's scale) are accepted by the exported graph
 MAX_SIDE = 8192
 
@@ -118,32 +115,3 @@ def _quiet():
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()):
         yield
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="flakeseg export",
-        description=(
-            "Export a training checkpoint for fast inference. The ONNX file carries the model card "
-            "(classes, colours, normalisation, training scale): `flakeseg predict MODEL.onnx ...` "
-            "runs it on ONNX Runtime."
-        ),
-    )
-    parser.add_argument("checkpoint", type=Path, help="a .ckpt written by train.py (e.g. final.ckpt)")
-    parser.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default: onnx)")
-    parser.add_argument("--out", type=Path, help="output file (default: the checkpoint's name with .onnx)")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    target = args.out or args.checkpoint.with_suffix(".onnx")
-    try:
-        net, card = load_torch_model(args.checkpoint)
-        export_onnx(net, card, target, args.opset)
-    except FlakesegError as exc:
-        print(f"error: {exc}")
-        return 1
-    print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB; classes {', '.join(card.class_names)})")
-    return 0

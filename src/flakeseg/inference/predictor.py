@@ -25,6 +25,7 @@ import torch
 
 from flakeseg.data.preprocess import prepare_image
 from flakeseg.errors import ConfigError
+from flakeseg.inference import BACKENDS
 from flakeseg.inference.checkpoint import ModelCard, load_torch_model
 from flakeseg.inference.tiling import predict_tiled
 from flakeseg.inference.tta import D4, apply, invert
@@ -41,7 +42,6 @@ __all__ = [
     "resolve_device",
 ]
 
-BACKENDS = ("torch", "onnx")
 #: probabilities are floored here before taking logs (temperature scaling works on log-probabilities)
 _EPS = 1e-7
 

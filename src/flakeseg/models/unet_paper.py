@@ -15,6 +15,7 @@ def _conv_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+@register_model("unet_paper")  # the class is its own builder: build_model passes the config as kwargs
 class PaperUNet(nn.Module):
     """U-Net exactly as the paper describes it.
 
@@ -42,6 +43,7 @@ class PaperUNet(nn.Module):
     def __init__(
         self,
         num_classes: int,
+        *,
         in_channels: int = 3,
         base_channels: int = 64,
         dropout: float = 0.5,
@@ -89,12 +91,3 @@ class PaperUNet(nn.Module):
             x = dropout(upconv(x))
             x = block(torch.cat([skip, x], dim=1))
         return self.head(x)
-
-
-@register_model("unet_paper")
-def build_unet_paper(
-    num_classes: int, in_channels: int = 3, base_channels: int = 64, dropout: float = 0.5, init: str = "he"
-) -> PaperUNet:
-    return PaperUNet(
-        num_classes, in_channels=in_channels, base_channels=base_channels, dropout=dropout, init=init
-    )

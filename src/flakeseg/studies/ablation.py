@@ -1,4 +1,4 @@
-"""The recipe, one step at a time: ``python -m flakeseg.studies.ablation`` (``make ablation``).
+"""The recipe, one step at a time: ``flakeseg ablation`` (``make ablation``).
 
 A profile (``conf/ablation/<name>.yaml``) lists steps; each adds to all the steps before it:
 
@@ -18,14 +18,12 @@ after every row; a rerun resumes (complete CV runs are not trained again).
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from flakeseg.errors import ConfigError, FlakesegError
 from flakeseg.stages.fold_evaluation import (
@@ -34,12 +32,11 @@ from flakeseg.stages.fold_evaluation import (
     collect_predictions,
     evaluate_predictions,
 )
+from flakeseg.studies.common import StudyProfile, require_distinct_names
 from flakeseg.studies.compare import compose, train_command
-from flakeseg.utils.config_files import CONFIG_DIR, load_profile
 
 log = logging.getLogger("flakeseg.studies.ablation")
 
-PROFILE_DIR = CONFIG_DIR / "ablation"
 DATASETS = ("mos2", "graphene")
 EVAL_KEYS = ("tta", "ensemble", "postprocess", "temperature")
 
@@ -55,43 +52,30 @@ class AblationStep:
 
 
 @dataclass
-class AblationProfile:
+class AblationProfile(StudyProfile):
     """An ablation profile (``conf/ablation/<name>.yaml``)."""
 
-    name: str
-    datasets: list[str]
-    folds: int
-    common: list[str]
-    steps: list[AblationStep]
+    steps: list[AblationStep] = field(default_factory=list)
     targets: dict[str, float] = field(default_factory=dict)
 
+    study: ClassVar[str] = "ablation"
+
     @classmethod
-    def load(cls, name_or_path: str) -> AblationProfile:
-        path, raw = load_profile(name_or_path, PROFILE_DIR)
-        try:
-            steps = [
-                AblationStep(
-                    name=str(s["name"]),
-                    label=str(s.get("label") or s["name"]),
-                    train=[str(o) for o in s.get("train") or []],
-                    evaluate=dict(s.get("evaluate") or {}),
-                )
-                for s in raw["steps"]
-            ]
-            profile = cls(
-                name=path.stem,
-                datasets=[str(d) for d in raw["datasets"]],
-                folds=int(raw.get("folds", 3)),
-                common=[str(o) for o in raw.get("common") or []],
-                steps=steps,
-                targets={str(k): float(v) for k, v in (raw.get("targets") or {}).items()},
+    def parse(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        steps = [
+            AblationStep(
+                name=str(s["name"]),
+                label=str(s.get("label") or s["name"]),
+                train=[str(o) for o in s.get("train") or []],
+                evaluate=dict(s.get("evaluate") or {}),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"{path}: bad ablation profile ({type(exc).__name__}: {exc})") from None
-        names = [s.name for s in profile.steps]
-        if not names or len(set(names)) != len(names):
-            raise ConfigError(f"{path}: steps need distinct names, got {names}")
-        for step in profile.steps:
+            for s in raw["steps"]
+        ]
+        return {"steps": steps, "targets": {str(k): float(v) for k, v in (raw.get("targets") or {}).items()}}
+
+    def check(self, path: Path) -> None:
+        require_distinct_names(path, "steps", [step.name for step in self.steps])
+        for step in self.steps:
             bad = sorted(set(step.evaluate) - set(EVAL_KEYS))
             if bad:
                 raise ConfigError(
@@ -101,7 +85,6 @@ class AblationProfile:
                 EvalOptions.from_config(step.evaluate)  # true/false only
             except ConfigError as exc:
                 raise ConfigError(f"{path}: step {step.name}: {exc}") from None
-        return profile
 
 
 def merge_overrides(*groups: Sequence[str]) -> list[str]:
@@ -208,34 +191,3 @@ def run_ablation(profile: AblationProfile, datasets: Sequence[str], out: Path) -
             write_report(profile, rows, out, time.perf_counter() - started)
     write_report(profile, rows, out, time.perf_counter() - started, final=True)
     return rows
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m flakeseg.studies.ablation",
-        description="Cross-validate the training recipe one step at a time and write what each step "
-        "bought (ablation.md/.csv/.json, plots). Rerun the same command to resume.",
-    )
-    parser.add_argument("--profile", default="cpu", help="conf/ablation/<name>.yaml or a path (default: cpu)")
-    parser.add_argument(
-        "--dataset", default="all", choices=[*DATASETS, "all"], help="data set(s) (default: all)"
-    )
-    parser.add_argument("--out", type=Path, default=Path("outputs/ablation"), help="output folder")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
-    try:
-        profile = AblationProfile.load(args.profile)
-        datasets = profile.datasets if args.dataset == "all" else [args.dataset]
-        rows = run_ablation(profile, datasets, args.out)
-    except FlakesegError as exc:
-        log.error("error: %s", exc)
-        return 1
-    failed = [r for r in rows if r.error]
-    for r in failed:
-        log.error("%s / %s: %s", r.dataset, r.step.name, r.error)
-    log.info("report: %s", args.out / "ablation.md")
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The report of ``python -m flakeseg.studies.ablation``: ``ablation.md``, ``.csv``, ``.json`` and two plots.
+"""The report of ``flakeseg ablation``: ``ablation.md``, ``.csv``, ``.json`` and two plots.
 
 - ``ablation_steps.png``: per data set, the headline scores after each step (where people would
   rather look than read);
@@ -228,7 +228,7 @@ def write_report(
     lines = [
         f"# The recipe step by step: profile `{profile.name}`",
         "",
-        f"`python -m flakeseg.studies.ablation --profile {profile.name} --dataset "
+        f"`flakeseg ablation --profile {profile.name} --dataset "
         f"{'all' if len(datasets) > 1 else datasets[0]} --out {out}`; device: {device}. Written "
         f"{time.strftime('%Y-%m-%d %H:%M')}; a rerun resumes (trains only what is missing). Wall time per "
         "invocation:",

@@ -1,4 +1,4 @@
-"""Every model family side by side: ``python -m flakeseg.studies.compare`` (``make compare``).
+"""Every model family side by side: ``flakeseg compare`` (``make compare``).
 
 For each data set and each model of a profile (``conf/compare/<name>.yaml``), the same ``train.py``
 config is composed (the profile's common overrides, then the model's) and its cross-validation runs
@@ -18,26 +18,24 @@ not trained again (``resume=true``); a killed model continues from its finished 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shlex
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from omegaconf import DictConfig
 
-from flakeseg.errors import ConfigError, FlakesegError
-from flakeseg.utils.config_files import CONFIG_DIR, load_profile
+from flakeseg.errors import FlakesegError
+from flakeseg.studies.common import StudyProfile, require_distinct_names
+from flakeseg.utils.config_files import CONFIG_DIR
 
 log = logging.getLogger("flakeseg.studies.compare")
 
-PROFILE_DIR = CONFIG_DIR / "compare"
 DATASETS = ("mos2", "graphene")
 
 
@@ -62,40 +60,24 @@ class InferenceSetup:
 
 
 @dataclass
-class CompareProfile:
+class CompareProfile(StudyProfile):
     """A comparison profile (``conf/compare/<name>.yaml``)."""
 
-    name: str
-    datasets: list[str]
-    folds: int
-    common: list[str]
-    models: list[CompareModel]
+    models: list[CompareModel] = field(default_factory=list)
     inference: InferenceSetup = field(default_factory=InferenceSetup)
 
+    study: ClassVar[str] = "compare"
+
     @classmethod
-    def load(cls, name_or_path: str) -> CompareProfile:
-        path, raw = load_profile(name_or_path, PROFILE_DIR)
-        try:
-            models = [
-                CompareModel(
-                    str(m["name"]), str(m.get("label") or m["name"]), [str(o) for o in m["overrides"]]
-                )
-                for m in raw["models"]
-            ]
-            profile = cls(
-                name=path.stem,
-                datasets=[str(d) for d in raw["datasets"]],
-                folds=int(raw.get("folds", 3)),
-                common=[str(o) for o in raw.get("common") or []],
-                models=models,
-                inference=InferenceSetup(**(raw.get("inference") or {})),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"{path}: bad compare profile ({type(exc).__name__}: {exc})") from None
-        names = [m.name for m in profile.models]
-        if not names or len(set(names)) != len(names):
-            raise ConfigError(f"{path}: models need distinct names, got {names}")
-        return profile
+    def parse(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        models = [
+            CompareModel(str(m["name"]), str(m.get("label") or m["name"]), [str(o) for o in m["overrides"]])
+            for m in raw["models"]
+        ]
+        return {"models": models, "inference": InferenceSetup(**(raw.get("inference") or {}))}
+
+    def check(self, path: Path) -> None:
+        require_distinct_names(path, "models", [model.name for model in self.models])
 
     def overrides(self, dataset: str, model: CompareModel, run_dir: Path) -> list[str]:
         """The ``train.py`` overrides of one job (``paths.output_dir`` is the job's folder)."""
@@ -299,34 +281,3 @@ def compare(profile: CompareProfile, datasets: Sequence[str], out: Path) -> list
     wall = time.perf_counter() - started
     write_report(profile, results, examples, out, wall)
     return results
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m flakeseg.studies.compare",
-        description="Cross-validate every model family on the same folds and write a comparison "
-        "(compare.md, compare.csv, plots). Rerun the same command to resume.",
-    )
-    parser.add_argument("--profile", default="cpu", help="conf/compare/<name>.yaml or a path (default: cpu)")
-    parser.add_argument(
-        "--dataset", default="all", choices=[*DATASETS, "all"], help="data set(s) (default: all)"
-    )
-    parser.add_argument("--out", type=Path, default=Path("outputs/compare"), help="output folder")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
-    try:
-        profile = CompareProfile.load(args.profile)
-        datasets = profile.datasets if args.dataset == "all" else [args.dataset]
-        results = compare(profile, datasets, args.out)
-    except FlakesegError as exc:
-        log.error("error: %s", exc)
-        return 1
-    failed = [r for r in results if r.error]
-    for r in failed:
-        log.error("%s / %s: %s", r.dataset, r.model.name, r.error)
-    log.info("report: %s", args.out / "compare.md")
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

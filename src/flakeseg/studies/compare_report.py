@@ -1,4 +1,4 @@
-"""The report of ``python -m flakeseg.studies.compare``: table rows, ``compare.md``/``.csv``, two plots.
+"""The report of ``flakeseg compare``: table rows, ``compare.md``/``.csv``, two plots.
 
 Everything here works on plain values (a row per data set and model), so it is tested on made-up
 metrics without training anything.
@@ -176,32 +176,18 @@ def plot_examples(
     path: Path,
     title: str,
 ) -> None:
-    """The image, its ground truth and each model's prediction side by side (two rows if many)."""
+    """The image, its ground truth and each model's prediction side by side (four a row)."""
     import cv2
-    from matplotlib.patches import Patch
 
-    from flakeseg.utils.colors import colorize
+    from flakeseg.evaluation.plots import plot_label_panels
 
-    plt = pyplot()
     height, width = mask.shape
-    panels = [("image", image), ("ground truth", colorize(mask, colors))]
+    panels = [("image", image), ("ground truth", mask)]
     for label, pred in predictions:
         if pred.shape != mask.shape:  # a model at another scale: shown at the image's size
             pred = cv2.resize(pred, (width, height), interpolation=cv2.INTER_NEAREST)
-        panels.append((label, colorize(pred, colors)))
-    columns = min(len(panels), 4)
-    rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.8 * rows + 0.6), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, (label, picture) in zip(axes.ravel(), panels, strict=False):
-        ax.imshow(picture, interpolation="nearest")
-        ax.set_title(label, fontsize=9)
-    handles = [Patch(color=c, label=n) for n, c in zip(class_names, colors, strict=True)]
-    fig.legend(handles=handles, loc="lower center", ncol=len(class_names), fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    save_figure_atomic(fig, path)
+        panels.append((label, pred))
+    plot_label_panels([panels[k : k + 4] for k in range(0, len(panels), 4)], class_names, colors, path, title)
 
 
 def write_report(
@@ -222,7 +208,7 @@ def write_report(
     lines = [
         f"# Baselines side by side: profile `{profile.name}`",
         "",
-        f"`python -m flakeseg.studies.compare --profile {profile.name} --dataset "
+        f"`flakeseg compare --profile {profile.name} --dataset "
         f"{'all' if len(datasets) > 1 else datasets[0]} --out {out}`; device: {device}.",
         "",
         "Wall time per invocation (a rerun skips finished models):",

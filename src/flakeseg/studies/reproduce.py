@@ -1,6 +1,6 @@
 """The paper's protocol end to end: Table-1 grid by 3-fold CV, selection, retraining, test-set report.
 
-``python -m flakeseg.studies.reproduce --profile paper --dataset mos2`` (``make reproduce``) runs, per
+``flakeseg reproduce --profile paper --dataset mos2`` (``make reproduce``) runs, per
 data set:
 
 1. **grid**: one Hydra multirun of ``train.py`` over every Table-1 cell (augmentation x loss) x
@@ -20,7 +20,6 @@ jobs whose results are complete are skipped (``resume=true``), failed ones are r
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import logging
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from flakeseg.errors import ConfigError, FlakesegError
+from flakeseg.studies.common import study_parser
 from flakeseg.utils.config_files import CONFIG_DIR, load_profile
 from flakeseg.utils.config_files import yaml_float as _fmt
 from flakeseg.utils.files import append_invocation, write_csv_atomic, write_text_atomic
@@ -592,25 +592,16 @@ def reproduce(profile: Profile, datasets: Sequence[str], out: Path) -> dict[str,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="flakeseg reproduce",
-        description="Reproduce Saito et al. 2019: Table-1 grid by 3-fold CV, selection, test-set report. "
+    args = study_parser(
+        "flakeseg reproduce",
+        "Reproduce Saito et al. 2019: Table-1 grid by 3-fold CV, selection, test-set report. "
         "Rerun the same command to resume after a crash or kill.",
-    )
-    parser.add_argument(
-        "--profile", default="cpu_quick", help="conf/reproduce/<name>.yaml or a path (default: cpu_quick)"
-    )
-    parser.add_argument(
-        "--dataset", default="all", choices=[*DATASETS, "all"], help="data set(s) (default: all)"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="output folder (default: outputs/reproduce for the paper profile, "
-        "else outputs/reproduce_<profile>)",
-    )
-    args = parser.parse_args(argv)
+        "reproduce",
+        "cpu_quick",
+        DATASETS,
+        None,
+        "output folder (default: outputs/reproduce for the paper profile, else outputs/reproduce_<profile>)",
+    ).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     try:
         profile = Profile.load(args.profile)

@@ -61,6 +61,7 @@ class BagOfVisualWords(ClassicalModel):
     def __init__(
         self,
         num_classes: int,
+        *,
         superpixel_size: int = 64,
         compactness: float = 10.0,
         grid_step: int = 2,

@@ -1,0 +1,45 @@
+"""``flakeseg export``: a training checkpoint as an ONNX model (:mod:`flakeseg.inference.onnx`)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from flakeseg.errors import FlakesegError
+
+__all__ = ["build_parser", "main"]
+
+FORMATS = ("onnx",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flakeseg export",
+        description=(
+            "Export a training checkpoint for fast inference. The ONNX file carries the model card "
+            "(classes, colours, normalisation, training scale): `flakeseg predict MODEL.onnx ...` "
+            "runs it on ONNX Runtime."
+        ),
+    )
+    parser.add_argument("checkpoint", type=Path, help="a .ckpt written by train.py (e.g. final.ckpt)")
+    parser.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default: onnx)")
+    parser.add_argument("--out", type=Path, help="output file (default: the checkpoint's name with .onnx)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    target = args.out or args.checkpoint.with_suffix(".onnx")
+    try:
+        from flakeseg.inference.checkpoint import load_torch_model
+        from flakeseg.inference.onnx import export_onnx
+
+        net, card = load_torch_model(args.checkpoint)
+        export_onnx(net, card, target, args.opset)
+    except FlakesegError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB; classes {', '.join(card.class_names)})")
+    return 0
