@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# One thread per process: the suite runs two xdist workers on two cores, and many tests start
+# training processes of their own; more threads than cores only makes them wait for each other.
+# Set before torch is imported (here, and in every process the tests start, which inherit it).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -52,3 +58,8 @@ def tiny_cfg(data_root: Path, tmp_path: Path):
         return compose_train([*TINY, f"data.root={data_root}", f"paths.output_dir={tmp_path}", *overrides])
 
     return make
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end (slow) tests first, so the two workers share them instead of one finishing alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

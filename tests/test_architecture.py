@@ -156,3 +156,21 @@ def test_command_lines_parse_without_lightning_or_torch():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_wheel_carries_conf_inside_the_package_and_the_package_finds_it(tmp_path, monkeypatch):
+    import tomllib
+
+    from flakeseg.utils import config_files
+
+    build = tomllib.loads((PACKAGE.parents[1] / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    assert build["targets"]["wheel"]["force-include"] == {"conf": "flakeseg/conf"}
+    # an installed package: site-packages/flakeseg/{utils/config_files.py, conf/train.yaml}
+    installed = tmp_path / "site-packages" / "flakeseg"
+    (installed / "utils").mkdir(parents=True)
+    (installed / "conf").mkdir()
+    (installed / "conf" / "train.yaml").write_text("defaults: []\n")
+    monkeypatch.setattr(config_files, "__file__", str(installed / "utils" / "config_files.py"))
+    assert config_files._config_dir() == installed / "conf"
+    # a checkout: conf/ beside src/
+    assert PACKAGE.parents[1] / "conf" == config_files.CONFIG_DIR

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flakeseg.cli.studies import compare_main as main
 from flakeseg.errors import ConfigError
 from flakeseg.models import build_model, is_classical
-from flakeseg.studies.compare import CompareModel, CompareProfile, JobResult, main
+from flakeseg.studies.compare import CompareModel, CompareProfile, JobResult
 from flakeseg.studies.compare_report import leader_sentence, markdown_table, result_row, write_report
 from tests.conftest import compose_train
 

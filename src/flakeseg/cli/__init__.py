@@ -25,11 +25,11 @@ COMMANDS = {
         "export a checkpoint to ONNX for fast inference (predict --backend onnx)",
     ),
     "compare": (
-        "flakeseg.studies.common:compare_main",
+        "flakeseg.cli.studies:compare_main",
         "every model family side by side by 3-fold CV (make compare)",
     ),
     "ablation": (
-        "flakeseg.studies.common:ablation_main",
+        "flakeseg.cli.studies:ablation_main",
         "the training recipe one step at a time by 3-fold CV",
     ),
     "reproduce": (

@@ -15,8 +15,7 @@ from flakeseg.utils.config_files import CONFIG_DIR, load_profile
 
 __all__ = [
     "StudyProfile",
-    "ablation_main",
-    "compare_main",
+    "profile_study_main",
     "require_distinct_names",
     "run_study",
     "study_parser",
@@ -140,23 +139,4 @@ def profile_study_main(
         start,
         lambda r: f"{r.dataset} / {job_name(r)}: {r.error}" if r.error else None,
         lambda: args.out / f"{name}.md",
-    )
-
-
-def compare_main(argv: Sequence[str] | None = None) -> int:
-    """``flakeseg compare`` (``make compare``)."""
-    from flakeseg.studies import compare
-
-    summary = compare.__doc__.split("\n\n")[0]  # the module's first paragraph says what it does
-    job = lambda r: r.model.name  # noqa: E731
-    return profile_study_main(argv, "compare", summary, compare.CompareProfile.load, compare.compare, job)
-
-
-def ablation_main(argv: Sequence[str] | None = None) -> int:
-    """``flakeseg ablation`` (``make ablation``)."""
-    from flakeseg.studies import ablation
-
-    summary = ablation.__doc__.split("\n\n")[0]
-    return profile_study_main(
-        argv, "ablation", summary, ablation.AblationProfile.load, ablation.run_ablation, lambda r: r.step.name
     )
