@@ -84,19 +84,17 @@ def region_min_area_px(region_min_area: float | None, scale: float) -> int:
 
 
 def counted_regions(
-    preds: Sequence[np.ndarray],
-    masks: Sequence[np.ndarray],
-    ids: Sequence[str],
+    scored: Sequence[tuple[str, np.ndarray, np.ndarray]],
     region_classes: Sequence[int],
-    class_names: Sequence[str],
+    names: Sequence[str],
     min_area: int,
 ) -> tuple[list[dict[str, Any]], int]:
-    """The ground-truth regions of at least ``min_area`` pixels over a set of images, numbered from 1,
-    and how many smaller ones were left out."""
+    """The ground-truth regions of at least ``min_area`` pixels over ``(image id, prediction, mask)``
+    triples, numbered from 1, and how many smaller ones were left out."""
     every = [
         row
-        for image_id, pred, mask in zip(ids, preds, masks, strict=True)
-        for row in flake_regions(pred, mask, region_classes, class_names, image_id)
+        for image_id, pred, mask in scored
+        for row in flake_regions(pred, mask, region_classes, names, image_id)
     ]
     kept = [row for row in every if row["area_px"] >= min_area]
     for number, row in enumerate(kept, start=1):

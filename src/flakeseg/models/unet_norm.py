@@ -12,6 +12,7 @@ from torch import nn
 
 from flakeseg.errors import ConfigError
 from flakeseg.models.registry import register_model
+from flakeseg.models.unet_parts import encode
 
 NORMS = ("batch", "group", "instance")
 
@@ -48,15 +49,7 @@ class NormUNet(nn.Module):
         dropout: dropout before the last 1x1 convolution (0: none).
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        in_channels: int = 3,
-        base_channels: int = 16,
-        depth: int = 4,
-        norm: str = "batch",
-        dropout: float = 0.0,
-    ):
+    def __init__(self, num_classes: int, in_channels=3, base_channels=16, depth=4, norm="batch", dropout=0.0):
         super().__init__()
         if norm not in NORMS:
             raise ConfigError(f"model.norm: must be one of {', '.join(NORMS)}, got {norm!r}")
@@ -84,12 +77,7 @@ class NormUNet(nn.Module):
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for block in self.down:
-            x = block(x)
-            skips.append(x)
-            x = self.pool(x)
-        x = self.bottom(x)
+        x, skips = encode(x, self.down, self.pool, self.bottom)
         for upconv, block, skip in zip(self.upconv, self.up, reversed(skips), strict=True):
             x = block(torch.cat([skip, upconv(x)], dim=1))
         return self.head(self.dropout(x))

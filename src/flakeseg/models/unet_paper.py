@@ -7,6 +7,7 @@ from torch import nn
 
 from flakeseg.errors import ConfigError
 from flakeseg.models.registry import register_model
+from flakeseg.models.unet_parts import encode
 
 
 def _conv_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -40,15 +41,7 @@ class PaperUNet(nn.Module):
     depth = 4
     input_multiple = 2**depth
 
-    def __init__(
-        self,
-        num_classes: int,
-        *,
-        in_channels: int = 3,
-        base_channels: int = 64,
-        dropout: float = 0.5,
-        init: str = "he",
-    ):
+    def __init__(self, num_classes: int, in_channels=3, base_channels=64, dropout=0.5, init="he"):
         super().__init__()
         if init not in ("he", "torch"):
             raise ConfigError(f"model.init: must be 'he' or 'torch', got {init!r}")
@@ -79,12 +72,7 @@ class PaperUNet(nn.Module):
                     nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for block in self.down:
-            x = block(x)
-            skips.append(x)
-            x = self.pool(x)
-        x = self.bottom(x)
+        x, skips = encode(x, self.down, self.pool, self.bottom)
         for upconv, dropout, block, skip in zip(
             self.upconv, self.dropout, self.up, reversed(skips), strict=True
         ):

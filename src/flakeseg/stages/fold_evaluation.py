@@ -272,9 +272,8 @@ def evaluate_predictions(preds: CVPredictions, options: EvalOptions) -> dict[str
             for i in range(len(preds.test_ids))
         ]
         labels = [drop_small_regions(p.argmax(axis=0).astype(np.uint8), min_area, flakes) for p in probs]
-        regions, _ = counted_regions(
-            labels, preds.test_masks, preds.test_ids, flakes, names, preds.region_min_area
-        )
+        scored = list(zip(preds.test_ids, labels, preds.test_masks, strict=True))
+        regions, _ = counted_regions(scored, flakes, names, preds.region_min_area)
         scores = pixel_scores(labels, preds.test_masks, names, prefix="test")
         test_rows.append({"region_accuracy": region_accuracy(regions), "regions": len(regions), **scores})
     for key in ("region_accuracy", *(f"test/{k}" for k in HEADLINE)):

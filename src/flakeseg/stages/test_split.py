@@ -88,7 +88,8 @@ def run_test_stage(cfg: DictConfig) -> dict[str, Any]:
     scores = pixel_scores(preds, test.masks, names)
     # Label specks are not flakes: count regions from data.region_min_area pixels at full scale.
     min_area = region_min_area_px(data_cfg.get("region_min_area"), data_cfg["scale"])
-    regions, below_min_area = counted_regions(preds, test.masks, test.ids, regions_of, names, min_area)
+    scored = list(zip(test.ids, preds, test.masks, strict=True))
+    regions, below_min_area = counted_regions(scored, regions_of, names, min_area)
     curves = {names[c]: one_vs_rest_curves(probs, test.masks, c) for c in regions_of}
 
     title = (

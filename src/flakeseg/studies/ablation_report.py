@@ -17,32 +17,6 @@ from typing import Any
 from flakeseg.utils.files import append_invocation, write_csv_atomic, write_json_atomic, write_text_atomic
 from flakeseg.utils.plotting import pyplot, save_figure_atomic
 
-CSV_COLUMNS = [
-    "dataset",
-    "step",
-    "label",
-    "trained",
-    "cv_mean_class_acc",
-    "cv_mean_class_acc_std",
-    "cv_macro_precision",
-    "cv_macro_precision_std",
-    "cv_mean_iou",
-    "cv_mean_iou_std",
-    "cv_ece",
-    "cv_flake_ece",
-    "test_region_accuracy",
-    "test_region_accuracy_std",
-    "test_mean_class_acc",
-    "test_macro_precision",
-    "test_models",
-    "postprocess_min_area",
-    "test_temperature",
-    "train_seconds",
-    "error",
-    "run_dir",
-    "command",
-]
-
 
 def row_values(row: Any) -> dict[str, Any]:
     """One CSV row of a :class:`flakeseg.studies.ablation.Row` (scores empty when it failed)."""
@@ -201,7 +175,7 @@ def write_report(
     ``final``: the invocation is over; its wall time joins ``invocations.json`` (listed in the report).
     """
     values = [row_values(r) for r in rows]
-    write_csv_atomic(out / "ablation.csv", values, CSV_COLUMNS)
+    write_csv_atomic(out / "ablation.csv", values)  # columns: row_values's keys
     write_json_atomic(
         out / "ablation.json",
         [{**v, "scores": r.scores} for v, r in zip(values, rows, strict=True)],

@@ -21,24 +21,6 @@ SCORES = (
     ("macro_precision", "macro precision"),
     ("mean_iou", "mean IoU"),
 )
-CSV_COLUMNS = [
-    "dataset",
-    "model",
-    "label",
-    "kind",
-    *[f"cv_{key}{suffix}" for key, _ in SCORES for suffix in ("", "_std")],
-    "folds",
-    "train_seconds_per_fold",
-    "cv_wall_seconds",
-    "inference_images_per_s",
-    "inference_seconds",
-    "inference_threads",
-    "parameters",
-    "parameter_kind",
-    "error",
-    "run_dir",
-    "command",
-]
 
 
 def result_row(result: Any) -> dict[str, Any]:
@@ -48,30 +30,31 @@ def result_row(result: Any) -> dict[str, Any]:
     kind = ""
     if metrics:
         kind = "classical" if folds and folds[0].get("model_file") else "network"
+    extras = result.extras or {}
+    # in the order of compare.csv's columns
     row: dict[str, Any] = {
         "dataset": result.dataset,
         "model": result.model.name,
         "label": result.model.label,
         "kind": kind,
-        "folds": len(folds),
-        "train_seconds_per_fold": round(float(np.mean([f["train_seconds"] for f in folds])), 2)
-        if folds
-        else "",
-        "cv_wall_seconds": round(float(metrics.get("wall_seconds", 0.0)), 1) if metrics else "",
-        "error": result.error or "",
-        "run_dir": str(result.run_dir),
-        "command": result.command,
     }
     for key, _ in SCORES:
         for suffix in ("", "_std"):
             value = metrics.get(f"cv/{key}{suffix}")
             row[f"cv_{key}{suffix}"] = round(float(value), 4) if value is not None else ""
-    extras = result.extras or {}
-    row["inference_images_per_s"] = round(extras["inference_images_per_s"], 3) if extras else ""
-    row["inference_seconds"] = round(extras["inference_seconds"], 4) if extras else ""
-    row["inference_threads"] = extras.get("inference_threads", "")
-    row["parameters"] = extras.get("parameters", "")
-    row["parameter_kind"] = extras.get("parameter_kind", "")
+    row.update(
+        folds=len(folds),
+        train_seconds_per_fold=round(float(np.mean([f["train_seconds"] for f in folds])), 2) if folds else "",
+        cv_wall_seconds=round(float(metrics.get("wall_seconds", 0.0)), 1) if metrics else "",
+        inference_images_per_s=round(extras["inference_images_per_s"], 3) if extras else "",
+        inference_seconds=round(extras["inference_seconds"], 4) if extras else "",
+        inference_threads=extras.get("inference_threads", ""),
+        parameters=extras.get("parameters", ""),
+        parameter_kind=extras.get("parameter_kind", ""),
+        error=result.error or "",
+        run_dir=str(result.run_dir),
+        command=result.command,
+    )
     return row
 
 
@@ -195,7 +178,7 @@ def write_report(
 ) -> list[dict[str, Any]]:
     """Write ``compare.csv``, ``compare.md``, ``compare_scores.png`` and ``examples_<dataset>.png``."""
     rows = [result_row(r) for r in results]
-    write_csv_atomic(out / "compare.csv", rows, CSV_COLUMNS)
+    write_csv_atomic(out / "compare.csv", rows)  # columns: result_row's keys
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     history = append_invocation(
         out, wall, profile=profile.name, datasets=list(datasets), wall_s=round(wall, 1)
