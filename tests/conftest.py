@@ -60,6 +60,14 @@ def tiny_cfg(data_root: Path, tmp_path: Path):
     return make
 
 
+#: fixtures that train a model: a test using one is end-to-end, outside ``make test-fast``
+TRAINED_FIXTURES = {"checkpoint"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """End-to-end (slow) tests first, so the two workers share them instead of one finishing alone."""
+    """Tests on trained fixtures count as slow; slow tests go first, so the two workers share them
+    instead of one finishing alone."""
+    for item in items:
+        if TRAINED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
