@@ -321,3 +321,23 @@ def test_training_starts_within_10_s_without_network(logger, tiny_cfg, tmp_path,
         assert "W&B: offline (W&B server not reachable)" in caplog.text
         assert "wandb sync" in caplog.text
         assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2  # the CV run and fold 0
+
+
+@pytest.mark.parametrize("hook", ["on_train_batch_end", "on_validation_batch_end", "on_train_epoch_end"])
+def test_sigterm_checkpoint_is_written_wherever_lightning_stops(hook, tmp_path):
+    """Lightning leaves fit after a training batch, a validation batch or an epoch (a signal during
+    the epoch's validation): each of those points writes interrupted.ckpt, once."""
+    from types import SimpleNamespace
+
+    from flakeseg.training.callbacks import CheckpointOnSigterm
+
+    saved = []
+    trainer = SimpleNamespace(received_sigterm=False, save_checkpoint=saved.append)
+    callback = CheckpointOnSigterm(tmp_path / "interrupted.ckpt")
+    args = {"on_train_epoch_end": (trainer, None)}.get(hook, (trainer, None, None, None, 0))
+    getattr(callback, hook)(*args)
+    assert saved == []  # no signal, no file
+    trainer.received_sigterm = True
+    getattr(callback, hook)(*args)
+    getattr(callback, hook)(*args)
+    assert saved == [tmp_path / "interrupted.ckpt"]

@@ -64,7 +64,18 @@ class CheckpointOnSigterm(pl.Callback):
         self.path = Path(path)
         self.saved = False
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+    def _save_if_stopping(self, trainer) -> None:
         if trainer.received_sigterm and not self.saved:
             trainer.save_checkpoint(self.path)
             self.saved = True
+
+    # Lightning stops after a training batch, after a validation batch, or at the end of an epoch
+    # (a signal that came during the epoch's validation): the state is saved at each of those points.
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self._save_if_stopping(trainer)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx=0):
+        self._save_if_stopping(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._save_if_stopping(trainer)
