@@ -66,6 +66,8 @@ def test_cv_validation_scores_what_the_predictor_gives(full_scale_run):
         module.validation_step((list(val.images), list(val.masks)), 0)
     values = module.val_metrics.compute()
     module.val_metrics.reset()
+    # the per-image matrices (metrics.json's `images`) add up to the fold's
+    assert np.sum(module._image_confmats, axis=0).tolist() == values["confmat"].tolist()
     predictor = Predictor.for_network(module.net, module.card)
     preds = [predictor.probabilities_at_model_scale(im).argmax(axis=0).astype(np.uint8) for im in val.images]
     expected = pixel_scores(preds, val.masks, metrics["class_names"], prefix="val")

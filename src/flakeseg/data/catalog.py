@@ -68,6 +68,22 @@ class FlakeImages:
             pairs=[self.pairs[i] for i in idx] if self.pairs else [],
         )
 
+    def center_cropped(self, size: int) -> FlakeImages:
+        """Each image and mask cut to its centre ``size x size`` (a side already shorter stays whole):
+        how the upstream code scored its CV (``cv.score_crop``, ``protocol=upstream``)."""
+
+        def crop(array: np.ndarray) -> np.ndarray:
+            top, left = max(0, (array.shape[0] - size) // 2), max(0, (array.shape[1] - size) // 2)
+            return array[top : top + size, left : left + size]
+
+        return FlakeImages(
+            ids=list(self.ids),
+            images=[crop(image) for image in self.images],
+            masks=[crop(mask) for mask in self.masks],
+            scheme=self.scheme,
+            pairs=list(self.pairs),
+        )
+
 
 def resolve_root(root: str | Path | None) -> Path:
     """The data root as a path; a missing root says how to get the data."""

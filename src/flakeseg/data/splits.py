@@ -49,6 +49,18 @@ def fold_ids(train_ids: Sequence[str], n_folds: int, fold: int, seed: int) -> tu
     return train, val
 
 
+#: what ``cv.pool`` may be: the training split, or every image of both splits
+CV_POOLS = ("train", "all")
+
+
+def cv_ids(split: Mapping[str, Sequence[str]], pool: str = "train") -> list[str]:
+    """The images a CV runs over: the training split (``cv.pool=train``), or every image of both splits
+    (``cv.pool=all``, the upstream code's CV: then no test split is held out)."""
+    if pool not in CV_POOLS:
+        raise ConfigError(f"cv.pool: must be one of {', '.join(CV_POOLS)}, got {pool!r}")
+    return list(split["train"]) + (list(split["test"]) if pool == "all" else [])
+
+
 def split_from_config(data_cfg: Mapping[str, Any]) -> dict[str, list[str]]:
     """The committed split of ``data.split``, checked to be disjoint."""
     split = data_cfg.get("split")

@@ -37,7 +37,7 @@ def summarize_folds(folds: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 def cv_table(
     folds: Sequence[Mapping[str, Any]], summary: Mapping[str, float], class_names: Sequence[str], title: str
 ) -> Table:
-    """A rich table: one row per fold, then mean +- std."""
+    """A rich table: one row per fold (``repeat.fold`` with repeated CV), then mean +- std."""
     table = Table(title=title, title_justify="left")
     table.add_column("fold", justify="right")
     columns = [
@@ -48,9 +48,10 @@ def cv_table(
     for label, _ in columns:
         table.add_column(label, justify="right")
     table.add_column("train s", justify="right")
+    repeated = any(fold.get("repeat") for fold in folds)
     for fold in folds:
         table.add_row(
-            str(fold["fold"]),
+            f"{fold.get('repeat', 0)}.{fold['fold']}" if repeated else str(fold["fold"]),
             *[f"{fold['val/' + key]:.3f}" for _, key in columns],
             f"{fold['train_seconds']:.0f}",
         )

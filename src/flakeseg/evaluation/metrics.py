@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -59,4 +60,40 @@ def flatten_metrics(
     for key, short in (("class_acc", "acc"), ("class_precision", "precision"), ("class_iou", "iou")):
         for name, value in zip(class_names, values[key].tolist(), strict=True):
             flat[f"{prefix}/{short}_{name}"] = float(value)
+    return flat
+
+
+def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
+    """``num_classes x num_classes`` pixel counts (rows: true class) over the labelled pixels of one
+    image (``target`` values ``IGNORE_INDEX`` are left out), as ``confmat`` counts them."""
+    keep = target != IGNORE_INDEX
+    flat = target[keep].astype(np.int64) * num_classes + pred[keep].astype(np.int64)
+    return np.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def confusion_scores(confmat: np.ndarray, class_names: Sequence[str], prefix: str) -> dict[str, float]:
+    """The headline and per-class scores of :func:`segmentation_metrics` from a confusion matrix (for
+    matrices summed over folds or repeats); the same rules: a class with no true and no predicted
+    pixel is left out of the macro means, a class never predicted has precision 0."""
+    counts = np.asarray(confmat, dtype=np.float64)
+    tp = np.diag(counts)
+    true, predicted = counts.sum(axis=1), counts.sum(axis=0)
+    seen = (true + predicted) > 0
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+    per_class = {
+        "acc": ratio(tp, true),
+        "precision": ratio(tp, predicted),
+        "iou": ratio(tp, true + predicted - tp),
+    }
+    flat = {
+        f"{prefix}/{key}": float(per_class[short][seen].mean()) if seen.any() else float("nan")
+        for key, short in zip(HEADLINE, ("acc", "precision", "iou"), strict=True)
+    }
+    for short, values in per_class.items():
+        flat.update(
+            {f"{prefix}/{short}_{name}": float(v) for name, v in zip(class_names, values, strict=True)}
+        )
     return flat

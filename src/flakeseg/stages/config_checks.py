@@ -7,6 +7,7 @@ import re
 
 from omegaconf import DictConfig, OmegaConf
 
+from flakeseg.data.splits import CV_POOLS
 from flakeseg.errors import ConfigError
 
 #: what ``stage=`` may be: k-fold CV on the training split, or training on it all and scoring the test split
@@ -86,11 +87,19 @@ def validate_config(cfg: DictConfig) -> None:
         fold = _number(cfg, "cv.fold", int)
         if not 0 <= fold < int(cfg.cv.folds):
             raise ConfigError(f"cv.fold: must be in 0..{int(cfg.cv.folds) - 1} or null, got {fold}")
+    repeats = _number(cfg, "cv.repeats", int) if cfg.cv.get("repeats") is not None else 1
+    if repeats < 1:
+        raise ConfigError(f"cv.repeats: must be at least 1, got {repeats}")
+    if cfg.cv.get("pool", "train") not in CV_POOLS:
+        raise ConfigError(f"cv.pool: must be one of {', '.join(CV_POOLS)}, got {cfg.cv.pool!r}")
+    if cfg.cv.get("score_crop") is not None and _number(cfg, "cv.score_crop", int) < 1:
+        raise ConfigError(f"cv.score_crop: a side in pixels (>= 1) or null, got {cfg.cv.score_crop}")
     if cfg.get("stage", "cv") not in STAGES:
         raise ConfigError(f"stage: must be one of {', '.join(STAGES)}, got {cfg.get('stage')!r}")
     from flakeseg.stages.evaluation_options import EvalOptions
 
     options = EvalOptions.from_config(cfg.get("evaluate"))  # one line naming a bad evaluate.* key
+
     if options.tta and cfg.get("model") is not None:
         from flakeseg.models import is_classical
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger
 
 from flakeseg.data import FlakeDataModule, FlakeImages, fold_ids, load_dataset
-from flakeseg.data.splits import split_from_config
+from flakeseg.data.splits import cv_ids, split_from_config
 from flakeseg.evaluation.folds import plot_learning_curves, print_cv_table, summarize_folds
+from flakeseg.evaluation.metrics import confusion_scores
 from flakeseg.inference.checkpoint import load_checkpoint
 from flakeseg.models import is_classical
 from flakeseg.stages.resume import METRICS_FILE, start_run
@@ -35,18 +38,49 @@ def eval_epochs(cfg: DictConfig) -> list[int]:
     return sorted({int(e) for e in (cfg.cv.get("eval_epochs") or [])})
 
 
+@dataclass(frozen=True)
+class FoldPlan:
+    """One fold of one repeat of the CV: repeat ``r`` assigns folds with seed ``cv.seed + r``."""
+
+    repeat: int
+    fold: int
+
+    @property
+    def name(self) -> str:
+        """Its folder (and log version): ``fold_K``, ``repeat_R_fold_K`` for repeats after the first."""
+        return f"fold_{self.fold}" if self.repeat == 0 else f"repeat_{self.repeat}_fold_{self.fold}"
+
+
+def fold_plans(cfg: DictConfig) -> list[FoldPlan]:
+    """The folds ``cv.folds``, ``cv.fold`` and ``cv.repeats`` ask for, in training order."""
+    repeats = int(cfg.cv.get("repeats") or 1)
+    folds = range(int(cfg.cv.folds)) if cfg.cv.get("fold") is None else [int(cfg.cv.fold)]
+    return [FoldPlan(r, k) for r in range(repeats) for k in folds]
+
+
 def train_fold(
-    cfg: DictConfig, images: FlakeImages, fold: int, output_dir: Path, tracker: WandbTracker | None = None
+    cfg: DictConfig,
+    images: FlakeImages,
+    plan: FoldPlan,
+    output_dir: Path,
+    tracker: WandbTracker | None = None,
 ) -> dict[str, Any]:
-    """Train and validate fold ``fold`` with a fresh model and Trainer; return its metrics entry.
+    """Train and validate one fold with a fresh model and Trainer; return its metrics entry.
 
     With ``cv.eval_epochs`` the fold is validated after exactly those epochs and the entry's
-    ``budgets`` holds the validation metrics of each.
+    ``budgets`` holds the validation metrics of each. With ``cv.score_crop`` the validation images
+    are their centre crops (the upstream code's scoring).
     """
-    train_ids, val_ids = fold_ids(images.ids, int(cfg.cv.folds), fold, int(cfg.cv.seed))
+    fold = plan.fold
+    train_ids, val_ids = fold_ids(images.ids, int(cfg.cv.folds), fold, int(cfg.cv.seed) + plan.repeat)
     train_data, val_data = images.subset(train_ids), images.subset(val_ids)
+    if cfg.cv.get("score_crop"):
+        val_data = val_data.center_cropped(round(int(cfg.cv.score_crop) * float(cfg.data.scale)))
     if is_classical(cfg.model):  # fitted in one go on the same fold, scored by the same metrics
-        return train_classical_fold(cfg, train_data, val_data, fold, output_dir)
+        return {
+            "repeat": plan.repeat,
+            **train_classical_fold(cfg, train_data, val_data, fold, output_dir / plan.name),
+        }
     scheme = images.scheme
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
@@ -54,8 +88,8 @@ def train_fold(
     weights = median_frequency_weights(counts).tolist()
     use_weights = uses_class_weights(cfg.loss)
     log.info(
-        "fold %d: %d train / %d val images; median-frequency class weights %s (%s)",
-        fold,
+        "%s: %d train / %d val images; median-frequency class weights %s (%s)",
+        plan.name.replace("_", " "),
         len(train_ids),
         len(val_ids),
         dict(zip(scheme.names, [round(w, 3) for w in weights], strict=True)),
@@ -67,34 +101,32 @@ def train_fold(
         val_data,
         OmegaConf.to_container(cfg.data, resolve=True),
         OmegaConf.to_container(cfg.augment, resolve=True),
-        seed=int(cfg.seed) + fold,
+        seed=int(cfg.seed) + fold + 1000 * plan.repeat,
     )
     budgets = eval_epochs(cfg)
     loggers = None
     if tracker is not None:  # W&B plus the local CSV log, the record of truth if the run is killed
         loggers = [
-            CSVLogger(
-                save_dir=str(output_dir), name="csv", version=f"fold_{fold}", flush_logs_every_n_steps=1
-            ),
+            CSVLogger(save_dir=str(output_dir), name="csv", version=plan.name, flush_logs_every_n_steps=1),
             tracker.fold_logger(fold, weights),
         ]
     trainer, checkpoint = build_trainer(
         cfg,
-        output_dir / f"fold_{fold}",
-        label=f"{fold + 1}/{cfg.cv.folds}",
-        version=f"fold_{fold}",
+        output_dir / plan.name,
+        label=f"{fold + 1}/{cfg.cv.folds}" + (f" (repeat {plan.repeat + 1})" if plan.repeat else ""),
+        version=plan.name,
         extra_callbacks=[ValidateAtEpochs(budgets)] if budgets else (),
         loggers=loggers,
     )
 
-    last = output_dir / f"fold_{fold}" / "checkpoints" / LAST_CHECKPOINT
+    last = output_dir / plan.name / "checkpoints" / LAST_CHECKPOINT
     resume_from = None
     if cfg.get("resume", True) and last.exists():
         epoch = load_checkpoint(last).get("epoch", 0)  # refuses a truncated or foreign file in one line
-        log.info("fold %d: resuming from %s (after epoch %d)", fold, last, epoch + 1)
+        log.info("%s: resuming from %s (after epoch %d)", plan.name.replace("_", " "), last, epoch + 1)
         resume_from = str(last)
     start = time.perf_counter()
-    fit(trainer, module, datamodule, resume_from, f"fold {fold}")
+    fit(trainer, module, datamodule, resume_from, plan.name.replace("_", " "))
     train_seconds = time.perf_counter() - start
     # Score the model as it is after the last epoch: the epoch count is a hyperparameter chosen by CV,
     # so picking the best epoch on the validation fold would bias the CV score upwards. With budgets,
@@ -104,6 +136,7 @@ def train_fold(
     best_score = checkpoint.best_model_score
     entry = {
         "fold": fold,
+        "repeat": plan.repeat,
         "train_ids": train_ids,
         "val_ids": val_ids,
         **module.last_val,
@@ -126,6 +159,27 @@ def train_fold(
             if h["epoch"] in budgets
         }
     return entry
+
+
+def pooled_scores(folds: Sequence[Mapping[str, Any]], class_names: Sequence[str]) -> dict[str, Any]:
+    """The out-of-fold confusion matrix pooled over every fold (of every repeat) and its scores, and
+    each held-out image's mean per-class accuracy (mean over the repeats that held it out): a fold's
+    score can be one image's, and this says which."""
+    confmat = np.sum([np.asarray(f["val/confmat"], dtype=np.int64) for f in folds], axis=0)
+    pooled = {
+        f"cv/pooled_{key.removeprefix('pooled/')}": value
+        for key, value in confusion_scores(confmat, class_names, "pooled").items()
+    }
+    per_image: dict[str, list[float]] = {}
+    for fold in folds:
+        for image_id, matrix in zip(fold["val_ids"], fold.get("val/image_confmats") or [], strict=False):
+            value = confusion_scores(np.asarray(matrix), class_names, "image")["image/mean_class_acc"]
+            per_image.setdefault(image_id, []).append(value)
+    return {
+        **pooled,
+        "cv/pooled_confmat": confmat.tolist(),
+        "images": {i: {"mean_class_acc": float(np.mean(v))} for i, v in sorted(per_image.items())},
+    }
 
 
 def summarize_budgets(folds: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
@@ -151,19 +205,24 @@ def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
         return previous
     data_cfg = config["data"]
     n_folds = int(cfg.cv.folds)
-    folds_to_run = list(range(n_folds)) if cfg.cv.get("fold") is None else [int(cfg.cv.fold)]
-    done = {f["fold"]: f for f in (previous or {}).get("folds", []) if f["fold"] in folds_to_run}
+    plans = fold_plans(cfg)
+    done = {
+        (f.get("repeat", 0), f["fold"]): f
+        for f in (previous or {}).get("folds", [])
+        if FoldPlan(f.get("repeat", 0), f["fold"]) in plans
+    }
     if done:
         log.info("resuming %s: folds %s already done", metrics_path, sorted(done))
 
     split = split_from_config(data_cfg)
-    images = load_dataset(data_cfg, ids=split["train"])
+    images = load_dataset(data_cfg, ids=cv_ids(split, str(cfg.cv.get("pool") or "train")))
     started = time.perf_counter() - float((previous or {}).get("wall_seconds", 0.0))
     payload: dict[str, Any] = {
         "complete": False,
         "data": data_cfg["name"],
         "class_names": list(images.scheme.names),
-        "folds_requested": folds_to_run,
+        "folds_requested": sorted({plan.fold for plan in plans}),
+        "repeats": int(cfg.cv.get("repeats") or 1),
         "device": describe_device(str(cfg.trainer.accelerator)),
         "versions": {"torch": torch.__version__, "pytorch_lightning": pl.__version__},
         "config": config,
@@ -174,10 +233,12 @@ def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
     use_wandb = bool(cfg.get("logger")) and cfg.logger.get("name") == "wandb"
     tracker = WandbTracker(config["logger"], output_dir, config, images.scheme.names) if use_wandb else None
     try:
-        for fold in folds_to_run:
-            entry = done[fold] if fold in done else train_fold(cfg, images, fold, output_dir, tracker)
+        for plan in plans:
+            key = (plan.repeat, plan.fold)
+            entry = done[key] if key in done else train_fold(cfg, images, plan, output_dir, tracker)
             payload["folds"].append(entry)
             payload.update(summarize_folds(payload["folds"]))
+            payload.update(pooled_scores(payload["folds"], list(images.scheme.names)))
             if eval_epochs(cfg):
                 payload["budgets"] = summarize_budgets(payload["folds"])
             payload["wall_seconds"] = time.perf_counter() - started
@@ -191,8 +252,9 @@ def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
     if tracker is not None:
         tracker.finish(payload)
 
+    repeats = f" x {payload['repeats']} repeats" if payload["repeats"] > 1 else ""
     title = (
-        f"{n_folds}-fold CV, {data_cfg['name']}, {cfg.model.name}, loss={cfg.loss.name}, "
+        f"{n_folds}-fold CV{repeats}, {data_cfg['name']}, {cfg.model.name}, loss={cfg.loss.name}, "
         f"augment={cfg.augment.name} ({payload['wall_seconds']:.0f} s)"
     )
     print_cv_table(payload["folds"], payload, list(images.scheme.names), title)

@@ -93,7 +93,7 @@ def collect_predictions(
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     from flakeseg.data import load_dataset
-    from flakeseg.data.splits import split_from_config
+    from flakeseg.data.splits import cv_ids, split_from_config
     from flakeseg.inference.checkpoint import load_classical
     from flakeseg.models import is_classical
 
@@ -104,7 +104,8 @@ def collect_predictions(
     names = list(metrics["class_names"])
     flake_classes = region_class_indices(data_cfg["classes"], names)
     split = split_from_config(data_cfg)
-    train = load_dataset(data_cfg, ids=split["train"], progress=False)
+    cv_config = config.get("cv") or {}
+    train = load_dataset(data_cfg, ids=cv_ids(split, cv_config.get("pool") or "train"), progress=False)
     test = load_dataset(data_cfg, ids=split["test"], progress=False)
     classical = is_classical(config["model"])
     if classical and tta:
@@ -123,6 +124,8 @@ def collect_predictions(
                 )
             predictor = load_predictor(path, device=device, tta=tta)
         val = train.subset(fold["val_ids"])
+        if cv_config.get("score_crop"):  # scored as the CV scored it
+            val = val.center_cropped(round(int(cv_config["score_crop"]) * float(data_cfg["scale"])))
         label = f"fold {number}" + (" (8 flips/rotations)" if tta else "")
         val_probs.append(_probabilities(predictor, val.images, f"{label}: held-out"))
         test_probs.append(_probabilities(predictor, test.images, f"{label}: test"))

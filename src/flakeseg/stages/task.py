@@ -52,10 +52,15 @@ def evaluate_fold_models(cfg: DictConfig, metrics: dict[str, Any]) -> dict[str, 
     options = EvalOptions.from_config(cfg.get("evaluate"))
     if not options.any:
         return None
+    skip = None
     if cfg.cv.get("fold") is not None:
-        log.info(
-            "evaluate.*: skipped, cv.fold=%s trains one fold (the evaluation needs every fold)", cfg.cv.fold
-        )
+        skip = f"cv.fold={cfg.cv.fold} trains one fold (the evaluation needs every fold)"
+    elif int(cfg.cv.get("repeats") or 1) > 1:
+        skip = f"cv.repeats={cfg.cv.repeats}: the evaluation scores one set of fold models"
+    elif cfg.cv.get("pool", "train") != "train":
+        skip = f"cv.pool={cfg.cv.pool} holds no test split out of the CV"
+    if skip:
+        log.info("evaluate.*: skipped, %s", skip)
         return None
     result = evaluate_cv_run(metrics, options)
     write_json_atomic(Path(cfg.paths.output_dir) / "evaluation.json", result)

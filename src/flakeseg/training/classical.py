@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from flakeseg.data.catalog import FlakeImages
 from flakeseg.errors import ConfigError
+from flakeseg.evaluation.metrics import confusion_matrix
 from flakeseg.inference.checkpoint import card_from_config
 from flakeseg.inference.predictor import ClassicalBackend, Predictor
 from flakeseg.models import build_model
@@ -53,9 +54,10 @@ def fit_classical(
 
 
 def train_classical_fold(
-    cfg: DictConfig, train_data: FlakeImages, val_data: FlakeImages, fold: int, output_dir: Path
+    cfg: DictConfig, train_data: FlakeImages, val_data: FlakeImages, fold: int, fold_dir: Path
 ) -> dict[str, Any]:
-    """Fit fold ``fold`` of a classical model and score its validation images; return the fold's entry."""
+    """Fit fold ``fold`` of a classical model and score its validation images; return the fold's entry
+    (the fitted model goes to ``fold_dir``)."""
     from flakeseg.evaluation.regions import pixel_scores
 
     scheme = train_data.scheme
@@ -76,7 +78,11 @@ def train_classical_fold(
         for image in val_data.images
     ]
     scores = pixel_scores(preds, val_data.masks, list(scheme.names), prefix="val")
-    model_file = output_dir / f"fold_{fold}" / MODEL_FILE
+    scores["val/image_confmats"] = [
+        confusion_matrix(pred, mask, scheme.num_classes).tolist()
+        for pred, mask in zip(preds, val_data.masks, strict=True)
+    ]
+    model_file = fold_dir / MODEL_FILE
     model.save(model_file)
     log.info(
         "fold %d: val mean class acc %.3f (%.1f s fit)", fold, scores["val/mean_class_acc"], train_seconds

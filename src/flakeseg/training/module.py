@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 
 from flakeseg.errors import ConfigError, NonFiniteError
-from flakeseg.evaluation.metrics import flatten_metrics, segmentation_metrics
+from flakeseg.evaluation.metrics import confusion_matrix, flatten_metrics, segmentation_metrics
 from flakeseg.inference.checkpoint import ModelCard, card_from_hparams
 from flakeseg.inference.predictor import Predictor
 from flakeseg.models import build_model, is_classical
@@ -100,12 +100,16 @@ class FlakeSegModule(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_predictor = self.predictor()
+        self._image_confmats: list[list[list[int]]] = []  # per validation image, in loader order
 
     def validation_step(self, batch: tuple[list[np.ndarray], list[np.ndarray]], batch_idx: int) -> None:
         """Whole prepared validation images (``H x W x 3`` uint8) and their masks, through the predictor."""
         losses = []
         for image, mask in zip(*batch, strict=True):
-            probs = torch.from_numpy(self._val_predictor.probabilities_at_model_scale(image)).to(self.device)
+            probs_np = self._val_predictor.probabilities_at_model_scale(image)
+            matrix = confusion_matrix(probs_np.argmax(axis=0), mask, len(self.class_names))
+            self._image_confmats.append(matrix.tolist())
+            probs = torch.from_numpy(probs_np).to(self.device)
             target = torch.from_numpy(mask.astype(np.int64)).to(self.device)[None]
             # the loss of log-probabilities is that of the logits they came from (softmax(log p) = p)
             losses.append(self.criterion(torch.log(probs.clamp_min(1e-7))[None], target))
@@ -119,7 +123,11 @@ class FlakeSegModule(pl.LightningModule):
         self.log(headline, flat[headline], prog_bar=True)
         self.log_dict({k: v for k, v in flat.items() if k != headline})
         self.val_metrics.reset()
-        self.last_val = {**flat, "val/confmat": values["confmat"].tolist()}
+        self.last_val = {
+            **flat,
+            "val/confmat": values["confmat"].tolist(),
+            "val/image_confmats": self._image_confmats,
+        }
         if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
             scalars = {k: v for k, v in self.last_val.items() if isinstance(v, float)}
             self.val_history.append({"epoch": self.current_epoch + 1, **scalars})
