@@ -57,9 +57,9 @@ def test_rerun_skips_complete_and_keeps_finished_folds(tiny_cfg, tmp_path, monke
     path.write_text(json.dumps(partial))
     trained = []
 
-    def only_missing(cfg_, images, fold, out, tracker=None):
-        trained.append(fold)
-        return first["folds"][fold]
+    def only_missing(cfg_, images, plan, out, tracker=None):
+        trained.append(plan.fold)
+        return first["folds"][plan.fold]
 
     monkeypatch.setattr(cv, "train_fold", only_missing)
     again = run_cross_validation(cfg)
