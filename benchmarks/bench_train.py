@@ -126,7 +126,6 @@ def bench_profile(
         images.subset(val_ids),
         data_cfg,
         OmegaConf.to_container(cfg.augment, resolve=True),
-        multiple=module.input_multiple,
         seed=int(cfg.seed),
     )
     batch_size = int(data_cfg["batch_size"])

@@ -174,3 +174,15 @@ def test_the_wheel_carries_conf_inside_the_package_and_the_package_finds_it(tmp_
     assert config_files._config_dir() == installed / "conf"
     # a checkout: conf/ beside src/
     assert PACKAGE.parents[1] / "conf" == config_files.CONFIG_DIR
+
+
+def test_benchmark_scripts_import_names_that_exist():
+    """``make bench`` and ``make bench-train`` run outside the tests: their imports at least resolve."""
+    import importlib
+
+    for script in sorted((PACKAGE.parents[1] / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("flakeseg"):
+                module = importlib.import_module(node.module)
+                missing = [a.name for a in node.names if not hasattr(module, a.name)]
+                assert not missing, f"{script.name}: {node.module} has no {missing}"
