@@ -21,7 +21,7 @@ from flakeseg.evaluation.folds import plot_learning_curves, print_cv_table, summ
 from flakeseg.evaluation.metrics import confusion_scores
 from flakeseg.inference.checkpoint import load_checkpoint
 from flakeseg.models import is_classical
-from flakeseg.stages.resume import METRICS_FILE, start_run
+from flakeseg.stages.resume import METRICS_FILE, RunStart, start_run
 from flakeseg.training.callbacks import ValidateAtEpochs
 from flakeseg.training.classical import train_classical_fold
 from flakeseg.training.losses import class_pixel_counts, median_frequency_weights, uses_class_weights
@@ -188,11 +188,12 @@ def summarize_budgets(folds: Sequence[Mapping[str, Any]]) -> dict[str, dict[str,
     return {e: summarize_folds([f["budgets"][e] for f in folds]) for e in sorted(common, key=int)}
 
 
-def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
+def run_cross_validation(cfg: DictConfig, started: RunStart | None = None) -> dict[str, Any]:
     """Run the cross-validation that ``cfg`` describes and write ``<paths.output_dir>/metrics.json``.
 
     With ``resume=true`` (the default) a complete ``metrics.json`` of the same config in the output
-    folder is returned without training, and the folds of an incomplete one are kept.
+    folder is returned without training, and the folds of an incomplete one are kept. ``started``: what
+    :func:`~flakeseg.stages.resume.start_run` already found for this config (the task checks first).
 
     Returns:
         the ``metrics.json`` content: ``cv/<metric>`` and ``cv/<metric>_std`` over folds, a ``folds``
@@ -200,7 +201,7 @@ def run_cross_validation(cfg: DictConfig) -> dict[str, Any]:
         with ``cv.eval_epochs`` also ``budgets``: the ``cv/`` summary of each epoch budget.
     """
     quiet_lightning()
-    output_dir, metrics_path, config, previous = start_run(cfg, METRICS_FILE)
+    output_dir, metrics_path, config, previous = started or start_run(cfg, METRICS_FILE)
     if previous is not None and previous.get("complete"):
         return previous
     data_cfg = config["data"]

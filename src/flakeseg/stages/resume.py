@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -72,7 +72,17 @@ def load_previous(path: Path, config: Mapping[str, Any]) -> dict[str, Any] | Non
     return payload
 
 
-def start_run(cfg: DictConfig, results_file: str) -> tuple[Path, Path, dict[str, Any], dict[str, Any] | None]:
+class RunStart(NamedTuple):
+    """What :func:`start_run` found: the output folder, the results file, the resolved config and the
+    earlier results of this config there (``None`` if none)."""
+
+    output_dir: Path
+    path: Path
+    config: dict[str, Any]
+    previous: dict[str, Any] | None
+
+
+def start_run(cfg: DictConfig, results_file: str) -> RunStart:
     """Check ``cfg``, make the output folder and read earlier results of the same config.
 
     Returns:
@@ -89,4 +99,4 @@ def start_run(cfg: DictConfig, results_file: str) -> tuple[Path, Path, dict[str,
     previous = load_previous(path, config) if cfg.get("resume", True) else None
     if previous is not None and previous.get("complete"):
         log.info("%s is complete for this config: nothing to train (resume=false retrains)", path)
-    return output_dir, path, config, previous
+    return RunStart(output_dir, path, config, previous)

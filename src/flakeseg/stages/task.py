@@ -89,21 +89,21 @@ def run_task(cfg: DictConfig) -> float:
         # Checked before the seconds of importing Lightning: a wrong value, a missing data root, or
         # complete results of this config (a rerun only reads them).
         stage = cfg.get("stage", "cv")
-        _, _, _, previous = start_run(cfg, TEST_METRICS_FILE if stage == "test" else METRICS_FILE)
-        done = previous if previous is not None and previous.get("complete") else None
+        started = start_run(cfg, TEST_METRICS_FILE if stage == "test" else METRICS_FILE)
+        done = started.previous if started.previous is not None and started.previous.get("complete") else None
         if done is None:
             resolve_root(cfg.data.get("root"))
         if stage == "test":
             if done is None:
                 from flakeseg.stages.test_split import run_test_stage
 
-                done = run_test_stage(cfg)
+                done = run_test_stage(cfg, started)
             score = float(done["test/mean_class_acc"])
         else:
             if done is None:
                 from flakeseg.stages.cv import run_cross_validation
 
-                done = run_cross_validation(cfg)
+                done = run_cross_validation(cfg, started)
             score = float(done["cv/mean_class_acc"])
             evaluate_fold_models(cfg, done)
     except Interrupted as exc:

@@ -26,7 +26,7 @@ from flakeseg.evaluation.regions import counted_regions, pixel_scores, region_ac
 from flakeseg.inference.checkpoint import card_from_config
 from flakeseg.inference.predictor import ClassicalBackend, Predictor
 from flakeseg.models import is_classical
-from flakeseg.stages.resume import TEST_METRICS_FILE, start_run
+from flakeseg.stages.resume import TEST_METRICS_FILE, RunStart, start_run
 from flakeseg.training.classical import MODEL_FILE, fit_classical
 from flakeseg.training.losses import class_pixel_counts, median_frequency_weights
 from flakeseg.training.progress import quiet_lightning
@@ -39,13 +39,14 @@ log = logging.getLogger(__name__)
 EXAMPLE_IMAGES = 4
 
 
-def run_test_stage(cfg: DictConfig) -> dict[str, Any]:
+def run_test_stage(cfg: DictConfig, started: RunStart | None = None) -> dict[str, Any]:
     """Train on the training split, evaluate on the test split; write and return ``test_metrics.json``.
 
     With ``resume=true`` a complete ``test_metrics.json`` of the same config is returned untouched.
+    ``started``: what :func:`~flakeseg.stages.resume.start_run` already found (the task checks first).
     """
     quiet_lightning()
-    output_dir, metrics_path, config, previous = start_run(cfg, TEST_METRICS_FILE)
+    output_dir, metrics_path, config, previous = started or start_run(cfg, TEST_METRICS_FILE)
     if previous is not None and previous.get("complete"):
         return previous
 
