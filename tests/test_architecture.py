@@ -151,6 +151,7 @@ def test_command_lines_parse_without_lightning_or_torch():
 
     probe = (
         "import sys, flakeseg, flakeseg.cli, flakeseg.cli.predict, flakeseg.cli.export, flakeseg.cli.train\n"
+        "import flakeseg.cli.evaluate\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'pytorch_lightning', 'lightning_fabric', "
         "'torchmetrics', 'torchvision', 'torch'}))"
     )

@@ -112,3 +112,61 @@ def test_load_predictor_and_for_network_agree(full_scale_run, data_root):
     loaded = load_predictor(path).probabilities(image)
     in_memory = Predictor.for_network(module.net.cpu(), module.card).probabilities(image)
     assert np.abs(loaded - in_memory).max() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def fitted_inputs_run(data_root, tmp_path_factory):
+    """Like ``full_scale_run``, with inputs fitted on training labels: the substrate chosen with their
+    flake contrasts and the contrast GMM's posteriors as three more channels."""
+    from flakeseg.stages.fold_inputs import prepare_fold_inputs
+
+    out = tmp_path_factory.mktemp("fitted_inputs")
+    overrides = [
+        "data.substrate_normalize=true",
+        "data.substrate_choice=fitted",
+        "data.gmm_channels=true",
+        f"data.root={data_root}",
+    ]
+    cfg = compose_train([*TINY, *overrides, f"paths.output_dir={out}"])
+    config = OmegaConf.to_container(cfg, resolve=True)
+    data_cfg = config["data"]
+    names = list(data_cfg["classes"]["names"])
+    train_ids = list(data_cfg["split"]["train"][2:8])
+    train = load_dataset(data_cfg, ids=train_ids, progress=False)
+    features, prepared, _, loader_cfg = prepare_fold_inputs(cfg, train, None, seed=0)
+    assert features.channels == 6 and prepared.images[0].shape[2] == 6
+    assert len(loader_cfg["mean"]) == len(loader_cfg["std"]) == 6
+    torch.manual_seed(0)
+    module = build_module(cfg, ClassScheme.from_config(data_cfg["classes"]), [1.0] * len(names), features)
+    path = out / "last.ckpt"
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
+    metrics = {
+        "complete": True,
+        "config": config,
+        "class_names": names,
+        "folds": [{"fold": 0, "val_ids": list(data_cfg["split"]["train"][:2]), "last_checkpoint": str(path)}],
+    }
+    return path, metrics
+
+
+def test_fitted_inputs_are_prepared_alike_by_fold_evaluation_and_predict(
+    fitted_inputs_run, data_root, tmp_path
+):
+    path, metrics = fitted_inputs_run
+    predictions = collect_predictions(metrics, device="cpu")
+    test_id = predictions.test_ids[0]
+    image = data_root / "data" / "ori" / f"or{test_id}.png"
+    assert predict_main([str(path), str(image), "--out", str(tmp_path), "--save-probabilities"]) in (0, 1)
+    predicted = np.load(tmp_path / "probabilities" / f"or{test_id}.npy")
+    predictor = load_predictor(path)
+    assert predictor.card.inputs is not None and predictor.card.model["in_channels"] == 6
+    assert predictor.prepare(np.zeros((40, 60, 3), np.uint8) + 150).shape == (10, 15, 6)
+    full = load_dataset(
+        {**metrics["config"]["data"], "scale": 1.0, "gmm_channels": False, "substrate_normalize": False},
+        ids=[test_id],
+        progress=False,
+    ).images[0]
+    # predict prepares the microscope image as the fold evaluation prepared the loaded one
+    direct = predictor.probabilities_at_model_scale(predictor.prepare(full))
+    assert np.abs(direct - predictions.test_probs[0][0]).max() < 1e-5
+    assert np.abs(predictor.probabilities(full) - predicted).max() < 1e-5

@@ -20,6 +20,10 @@ COMMANDS = {
         "flakeseg.cli.predict:main",
         "screen new images for flakes: flakes.csv, overlays, report.html",
     ),
+    "evaluate": (
+        "flakeseg.cli.evaluate:main",
+        "score a checkpoint or shipped model on a data set's test split",
+    ),
     "export": (
         "flakeseg.cli.export:main",
         "export a checkpoint to ONNX for fast inference (predict --backend onnx)",
@@ -31,6 +35,10 @@ COMMANDS = {
     "ablation": (
         "flakeseg.cli.studies:ablation_main",
         "the training recipe one step at a time by 3-fold CV",
+    ),
+    "leaderboard": (
+        "flakeseg.cli.studies:leaderboard_main",
+        "every model family on every protocol, one table (make leaderboard)",
     ),
     "reproduce": (
         "flakeseg.studies.reproduce:main",

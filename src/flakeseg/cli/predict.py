@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "examples:\n"
+            "  flakeseg predict --model mos2 new_images/ --out s0        (the shipped MoS2 model)\n"
             "  flakeseg predict outputs/train/runs/<time>/checkpoints/final.ckpt new_images/ --out s1\n"
             "  flakeseg predict model.onnx 'scans/**/*.tif' --out s2 --min-area 300 --min-confidence 0.8\n"
             "  flakeseg predict final.ckpt img.jpg --out s3 --pixel-size 0.1 --model-pixel-size 0.05\n\n"
@@ -35,10 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "checkpoint", type=Path, help="a .ckpt from train.py, or a .onnx from `flakeseg export`"
+        "checkpoint",
+        type=Path,
+        help="a .ckpt from train.py, or a .onnx from `flakeseg export` (with --model: the first input)",
     )
     parser.add_argument(
-        "inputs", nargs="+", help="image files, folders or glob patterns (PNG, JPEG, TIFF, BMP)"
+        "inputs", nargs="*", help="image files, folders or glob patterns (PNG, JPEG, TIFF, BMP)"
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a model shipped in the package (mos2, graphene) or a model file, instead of CHECKPOINT",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (created; reruns continue it)")
     parser.add_argument("--min-area", type=int, default=100, help="smallest flake kept, in pixels (100)")
@@ -97,10 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.model is None and not args.inputs:
+        parser.error("the following arguments are required: inputs (or name the model with --model)")
     console = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the width
     try:
         from flakeseg.screening.screen import run  # torch and the model code load after parsing
+
+        if args.model is not None:  # every positional is an input
+            from flakeseg.inference.shipped import resolve_model
+
+            args.inputs = [str(args.checkpoint), *args.inputs]
+            args.checkpoint = resolve_model(args.model)
 
         return run(args, console)
     except FlakesegError as exc:

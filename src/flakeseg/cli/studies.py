@@ -1,5 +1,5 @@
-"""``flakeseg compare`` and ``flakeseg ablation``: studies over the data sets of a profile
-(:func:`flakeseg.studies.common.profile_study_main`)."""
+"""``flakeseg compare``, ``flakeseg ablation`` and ``flakeseg leaderboard``: studies over the data sets
+of a profile (:func:`flakeseg.studies.common.profile_study_main`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from flakeseg.studies.common import profile_study_main
 
-__all__ = ["ablation_main", "compare_main"]
+__all__ = ["ablation_main", "compare_main", "leaderboard_main"]
 
 
 def compare_main(argv: Sequence[str] | None = None) -> int:
@@ -26,4 +26,38 @@ def ablation_main(argv: Sequence[str] | None = None) -> int:
     summary = ablation.__doc__.split("\n\n")[0]
     return profile_study_main(
         argv, "ablation", summary, ablation.AblationProfile.load, ablation.run_ablation, lambda r: r.step.name
+    )
+
+
+def leaderboard_main(argv: Sequence[str] | None = None) -> int:
+    """``flakeseg leaderboard`` (``make leaderboard``): the report in ``--out``, the runs (checkpoints,
+    logs) in ``--runs``."""
+    import logging
+    from pathlib import Path
+
+    from flakeseg.studies import leaderboard
+    from flakeseg.studies.common import run_study, study_parser
+
+    parser = study_parser(
+        "flakeseg leaderboard",
+        leaderboard.__doc__.split("\n\n")[0],
+        "leaderboard",
+        "cpu",
+        ("mos2", "graphene"),
+        Path("outputs/leaderboard"),
+        out_help="folder of leaderboard.md/.json/.png (default: outputs/leaderboard)",
+    )
+    parser.add_argument("--runs", type=Path, default=None, help="folder of the CV runs (default: <out>/runs)")
+    args = parser.parse_args(argv)
+
+    def start():
+        profile = leaderboard.LeaderboardProfile.load(args.profile)
+        datasets = profile.datasets if args.dataset == "all" else [args.dataset]
+        return leaderboard.run_leaderboard(profile, datasets, args.out, args.runs or args.out / "runs")
+
+    return run_study(
+        logging.getLogger("flakeseg.studies.leaderboard"),
+        start,
+        lambda r: f"{r.dataset} / {r.protocol} / {r.model.name}: {r.error}" if r.error else None,
+        lambda: args.out / "leaderboard.md",
     )

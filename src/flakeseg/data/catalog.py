@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from rich.progress import Progress
 
 from flakeseg.data.classes import ClassScheme
 from flakeseg.data.io import read_image, read_mask
-from flakeseg.data.preprocess import prepare_image
+from flakeseg.data.preprocess import prepare_image, uses_fitted_inputs
 from flakeseg.errors import ConfigError, DataError
 
 UPSTREAM_URL = "https://github.com/xinkent/mos2_segmentation"
@@ -66,6 +66,16 @@ class FlakeImages:
             masks=[self.masks[i] for i in idx],
             scheme=self.scheme,
             pairs=[self.pairs[i] for i in idx] if self.pairs else [],
+        )
+
+    def mapped(self, prepare: Callable[[np.ndarray], np.ndarray]) -> FlakeImages:
+        """The same images passed through ``prepare`` (e.g. a fold's fitted input features)."""
+        return FlakeImages(
+            ids=list(self.ids),
+            images=[prepare(image) for image in self.images],
+            masks=self.masks,
+            scheme=self.scheme,
+            pairs=self.pairs,
         )
 
     def center_cropped(self, size: int) -> FlakeImages:
@@ -174,13 +184,15 @@ def load_dataset(
         progress: show a progress bar while decoding.
 
     With ``data.substrate_normalize`` each image is white-balanced against its own substrate colour
-    after rescaling (:func:`flakeseg.data.substrate.normalize_substrate`).
+    after rescaling (:func:`flakeseg.data.substrate.normalize_substrate`), unless the inputs are fitted
+    on labels (:func:`~flakeseg.data.preprocess.uses_fitted_inputs`): then the stage does it per fold.
     """
     scheme = ClassScheme.from_config(data_cfg["classes"])
     scale = float(data_cfg.get("scale", 1.0))
     if not scale > 0:
         raise ConfigError(f"data.scale: must be > 0, got {scale}")
-    substrate = bool(data_cfg.get("substrate_normalize", False))
+    # inputs fitted on labels are prepared per fold by the stage (flakeseg.inference.inputs)
+    substrate = bool(data_cfg.get("substrate_normalize", False)) and not uses_fitted_inputs(data_cfg)
     pairs, problems = discover_pairs(data_cfg)
     if ids is not None:
         wanted = list(ids)

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from flakeseg.data.catalog import FlakeImages
+from flakeseg.data.copy_paste import FlakeBank
 from flakeseg.data.datasets import CropDataset, SampleSeedSampler, WholeImageDataset, list_collate
 from flakeseg.data.transforms import build_train_transform
 from flakeseg.errors import ConfigError
@@ -68,12 +69,33 @@ class FlakeDataModule(pl.LightningDataModule):
         classes = self.data_cfg.get("classes") or {}
         names = list(classes.get("names") or [])
         flakes = set(classes.get("region_classes") or names[1:])
+        background = [i for i, name in enumerate(names) if name not in flakes] or [0]
+        channels = self.train_data.images[0].shape[2]
         transform = build_train_transform(
-            self.augment_cfg,
-            int(self.data_cfg["crop_size"]),
-            background_values=[i for i, name in enumerate(names) if name not in flakes] or [0],
+            self.augment_cfg, int(self.data_cfg["crop_size"]), background_values=background, channels=channels
         )
-        dataset = CropDataset(self.train_data, transform, self.data_cfg["mean"], self.data_cfg["std"])
+        paste_p = float(self.augment_cfg.get("copy_paste_p") or 0.0)
+        if not 0.0 <= paste_p <= 1.0:
+            raise ConfigError(f"augment.copy_paste_p: must be in [0, 1], got {paste_p}")
+        bank = None
+        if paste_p > 0:
+            bank = FlakeBank(
+                self.train_data.images,
+                self.train_data.masks,
+                [i for i in range(len(names)) if i not in background],
+                background,
+                normalized=bool(self.data_cfg.get("substrate_normalize")),
+                max_side=int(self.data_cfg["crop_size"]),
+            )
+        dataset = CropDataset(
+            self.train_data,
+            transform,
+            self.data_cfg["mean"],
+            self.data_cfg["std"],
+            bank=bank,
+            paste_p=paste_p,
+            paste_count=int(self.augment_cfg.get("copy_paste_count") or 1),
+        )
         sampler = SampleSeedSampler(self.samples_per_epoch, self.seed)
         return DataLoader(
             dataset,

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from flakeseg.data.catalog import FlakeImages
+from flakeseg.data.copy_paste import FlakeBank
 from flakeseg.data.transforms import to_tensors
 
 
@@ -47,13 +48,25 @@ class CropDataset(Dataset):
     ``num_samples / len(images)`` crops an epoch (the paper: 40 per image).
     """
 
-    def __init__(self, data: FlakeImages, transform: A.Compose, mean: Sequence[float], std: Sequence[float]):
+    def __init__(
+        self,
+        data: FlakeImages,
+        transform: A.Compose,
+        mean: Sequence[float],
+        std: Sequence[float],
+        bank: FlakeBank | None = None,
+        paste_p: float = 0.0,
+        paste_count: int = 1,
+    ):
         if not data.images:
             raise ValueError("CropDataset needs at least one image")
         self.data = data
         self.transform = transform
         self.mean = list(mean)
         self.std = list(std)
+        #: copy-paste augmentation: with probability ``paste_p`` an image gets ``paste_count`` flakes of
+        #: other training images pasted on before it is augmented and cropped
+        self.bank, self.paste_p, self.paste_count = bank, float(paste_p), int(paste_count)
 
     def __len__(self) -> int:  # nominal; the sampler decides what an epoch holds
         return len(self.data.images)
@@ -62,7 +75,10 @@ class CropDataset(Dataset):
         rng = np.random.default_rng(sample_seed)
         index = int(rng.integers(len(self.data.images)))
         self.transform.set_random_seed(int(rng.integers(2**31 - 1)))
-        out = self.transform(image=self.data.images[index], mask=self.data.masks[index])
+        image, mask = self.data.images[index], self.data.masks[index]
+        if self.bank is not None and rng.random() < self.paste_p:
+            image, mask, _ = self.bank.paste(image, mask, index, rng, self.paste_count)
+        out = self.transform(image=image, mask=mask)
         return to_tensors(out["image"], out["mask"], self.mean, self.std)
 
 

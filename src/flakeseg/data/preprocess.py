@@ -3,12 +3,18 @@ resampling to the model's scale, then (optionally) white balance against its sub
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import cv2
 import numpy as np
 
 from flakeseg.data.substrate import normalize_substrate
 
-__all__ = ["prepare_image", "resize_image"]
+__all__ = ["SUBSTRATE_CHOICES", "prepare_image", "resize_image", "uses_fitted_inputs"]
+
+#: ``data.substrate_choice``: the densest colour, or a choice among colour peaks fitted on labels
+SUBSTRATE_CHOICES = ("densest", "fitted")
 
 
 def resize_image(image: np.ndarray, factor: float) -> np.ndarray:
@@ -25,3 +31,19 @@ def prepare_image(image: np.ndarray, scale: float, substrate_normalize: bool) ->
     ``substrate_normalize``, white-balanced against its own substrate (:mod:`flakeseg.data.substrate`)."""
     image = resize_image(image, scale)
     return normalize_substrate(image) if substrate_normalize else image
+
+
+def uses_fitted_inputs(data_cfg: Mapping[str, Any]) -> bool:
+    """Whether the network's inputs are fitted on training labels (``data.substrate_choice=fitted`` with
+    ``data.substrate_normalize``, or ``data.gmm_channels``; :mod:`flakeseg.inference.inputs`). The data
+    loader then leaves images resampled but otherwise as the microscope gave them, and each stage fits
+    and applies the inputs on its (fold's) training images."""
+    from flakeseg.errors import ConfigError
+
+    choice = str(data_cfg.get("substrate_choice") or "densest")
+    if choice not in SUBSTRATE_CHOICES:
+        raise ConfigError(
+            f"data.substrate_choice: must be one of {', '.join(SUBSTRATE_CHOICES)}, got {choice!r}"
+        )
+    fitted_substrate = choice == "fitted" and bool(data_cfg.get("substrate_normalize"))
+    return bool(data_cfg.get("gmm_channels")) or fitted_substrate

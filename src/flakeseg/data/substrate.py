@@ -6,46 +6,55 @@ against the substrate colour ``b``). Labs identify layers by that contrast, 2DMa
 MaskTerial feeds it to its network. :func:`normalize_substrate` rescales each channel so that the
 substrate becomes a fixed grey: every pixel then encodes its contrast (up to a constant scale), and
 images taken under different lighting look alike to a network.
+
+Everything rests on ``b``. The densest colour (:func:`estimate_background` without a prior, 2DMatGMM's
+and MaskTerial's histogram peak) is the substrate on most images, but not on an image that is mostly
+one flake: MoS2 00005 is 68 % monolayer and 5 % substrate, and its densest colour is the monolayer's.
+A :class:`SubstratePrior` (the flake contrasts seen on labelled images, :func:`fit_substrate_prior`)
+lets :func:`choose_substrate` pick among several colour peaks (:func:`colour_peaks`) the one that is
+not itself a known flake on another peak, and that explains the most pixels as substrate or known
+flakes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["SUBSTRATE_GREY", "estimate_background", "normalize_substrate"]
+__all__ = [
+    "SUBSTRATE_GREY",
+    "ColourPeak",
+    "SubstratePrior",
+    "choose_substrate",
+    "colour_peaks",
+    "estimate_background",
+    "fit_substrate_prior",
+    "normalize_substrate",
+]
 
 #: the level the substrate is mapped to: flakes up to twice as bright as the substrate stay unclipped
 SUBSTRATE_GREY = 128.0
 
 
-def estimate_background(
-    image: np.ndarray, bin_width: int = 4, radius: float = 10.0, max_pixels: int = 50_000
-) -> np.ndarray:
-    """The substrate colour (RGB, float, 0..255) of an ``H x W x 3`` image: its densest colour.
+@dataclass(frozen=True)
+class ColourPeak:
+    """A peak of an image's colour histogram: its colour (RGB, 0..255) and the share of pixels near it."""
 
-    Most pixels of a flake image are substrate, and the substrate is one uniform colour, so it is the
-    highest peak of the colour histogram (bins of ``bin_width`` levels, smoothed over 3 x 3 x 3 bins).
-    The peak is refined to the median of the pixels within ``radius`` RGB levels of it, three times (a
-    mode-seeking step). Thick flakes, often brighter and larger than the thin ones, spread over many
-    interference colours and make lower peaks. An image that is mostly one flake (MoS2 00005 is 68 %
-    monolayer) has that flake's colour as its peak: the method's known failure.
+    colour: np.ndarray
+    share: float
 
-    Args:
-        image: ``H x W x 3`` uint8 RGB image.
-        bin_width: histogram bin width in levels (256 must be a multiple of it).
-        radius: RGB distance of the pixels that refine the peak.
-        max_pixels: pixels used (an even subsample, deterministic).
-    """
+
+def _sample(image: np.ndarray, max_pixels: int) -> np.ndarray:
     pixels = image.reshape(-1, 3).astype(np.float64)
-    sample = pixels[:: max(1, len(pixels) // max_pixels)]
-    bins = 256 // bin_width
-    index = np.minimum((sample // bin_width).astype(np.int64), bins - 1)
-    histogram = np.bincount(np.ravel_multi_index(index.T, (bins,) * 3), minlength=bins**3)
-    density = ndimage.uniform_filter(
-        histogram.reshape((bins,) * 3).astype(np.float64), size=3, mode="constant"
-    )
-    colour = (np.array(np.unravel_index(density.argmax(), density.shape)) + 0.5) * bin_width
+    return pixels[:: max(1, len(pixels) // max_pixels)]
+
+
+def _refine(sample: np.ndarray, colour: np.ndarray, radius: float) -> np.ndarray:
+    """Three mode-seeking steps: the median of the pixels within ``radius`` RGB levels."""
     for _ in range(3):
         near = sample[((sample - colour) ** 2).sum(axis=1) <= radius**2]
         if len(near) == 0:
@@ -54,12 +63,177 @@ def estimate_background(
     return colour
 
 
-def normalize_substrate(image: np.ndarray, grey: float = SUBSTRATE_GREY) -> np.ndarray:
+def colour_peaks(
+    image: np.ndarray,
+    bin_width: int = 4,
+    radius: float = 10.0,
+    max_pixels: int = 50_000,
+    max_peaks: int = 6,
+    min_share: float = 0.01,
+) -> list[ColourPeak]:
+    """The main colours of an ``H x W x 3`` uint8 image, densest first.
+
+    The colour histogram (bins of ``bin_width`` levels, smoothed over 3 x 3 x 3 bins) has a peak per
+    uniform area: the substrate, each flake thickness, saturated white. Each local maximum is refined
+    to the median of the pixels within ``radius`` RGB levels of it (three mode-seeking steps); peaks
+    that end within ``radius`` of a denser one, or with under ``min_share`` of the pixels near them,
+    are dropped. The first peak is always the global maximum (what :func:`estimate_background`
+    returns without a prior).
+    """
+    sample = _sample(image, max_pixels)
+    bins = 256 // bin_width
+    index = np.minimum((sample // bin_width).astype(np.int64), bins - 1)
+    histogram = np.bincount(np.ravel_multi_index(index.T, (bins,) * 3), minlength=bins**3)
+    density = ndimage.uniform_filter(
+        histogram.reshape((bins,) * 3).astype(np.float64), size=3, mode="constant"
+    )
+    is_peak = (density == ndimage.maximum_filter(density, size=5, mode="constant")) & (density > 0)
+    where = np.argwhere(is_peak)
+    order = np.argsort(-density[is_peak], kind="stable")
+    # the global maximum first, exactly as the densest-colour estimate finds it
+    first = np.array(np.unravel_index(density.argmax(), density.shape))
+    starts = [first] + [where[i] for i in order[: 4 * max_peaks] if not np.array_equal(where[i], first)]
+    peaks: list[ColourPeak] = []
+    for start in starts:
+        colour = _refine(sample, (start + 0.5) * bin_width, radius)
+        share = float((((sample - colour) ** 2).sum(axis=1) <= radius**2).mean())
+        if peaks and (share < min_share or any(np.abs(colour - p.colour).max() < radius for p in peaks)):
+            continue
+        peaks.append(ColourPeak(colour, share))
+        if len(peaks) == max_peaks:
+            break
+    return peaks
+
+
+@dataclass(frozen=True)
+class SubstratePrior:
+    """What labelled images say about flake colours: the optical contrasts ``I / b - 1`` of their
+    flakes against their substrate.
+
+    Attributes:
+        contrasts: ``N x 3`` known flake contrasts (one per labelled image and flake class).
+        tolerance: how far (largest channel difference) a contrast may be from a known one to match.
+    """
+
+    contrasts: np.ndarray
+    tolerance: float = 0.05
+
+    def matches(self, contrast: np.ndarray) -> np.ndarray:
+        """Which of ``N x 3`` contrasts are within ``tolerance`` of a known flake contrast."""
+        if len(self.contrasts) == 0:
+            return np.zeros(len(contrast), dtype=bool)
+        gaps = np.abs(contrast[:, None, :] - self.contrasts[None, :, :]).max(axis=2)
+        return gaps.min(axis=1) <= self.tolerance
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"contrasts": np.round(self.contrasts, 5).tolist(), "tolerance": float(self.tolerance)}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> SubstratePrior:
+        contrasts = np.asarray(raw.get("contrasts") or [], dtype=np.float64).reshape(-1, 3)
+        return cls(contrasts, float(raw.get("tolerance", 0.05)))
+
+
+def fit_substrate_prior(
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    flake_classes: Sequence[int],
+    min_substrate_share: float = 0.3,
+    min_pixels: int = 50,
+    tolerance: float = 0.05,
+) -> SubstratePrior:
+    """The flake contrasts of labelled images (a fold's training images).
+
+    On each image where the non-flake pixels are at least ``min_substrate_share`` of the image, the
+    substrate is the densest colour of those pixels (thick flakes spread over many colours), and each
+    flake class with ``min_pixels`` pixels contributes the median contrast of its pixels. Images that
+    are mostly flake are skipped: their densest non-flake colour may be a thick flake.
+    """
+    flakes = list(flake_classes)
+    contrasts = []
+    for image, mask in zip(images, masks, strict=True):
+        is_flake = np.isin(mask, flakes)
+        background_pixels = image[~is_flake & (mask < 255)]
+        if len(background_pixels) < max(min_pixels, min_substrate_share * mask.size):
+            continue
+        substrate = np.maximum(colour_peaks(background_pixels.reshape(-1, 1, 3), max_peaks=1)[0].colour, 1.0)
+        for cls in flakes:
+            pixels = image[mask == cls]
+            if len(pixels) >= min_pixels:
+                contrasts.append(np.median(pixels.astype(np.float64), axis=0) / substrate - 1.0)
+    return SubstratePrior(np.asarray(contrasts, dtype=np.float64).reshape(-1, 3), tolerance)
+
+
+def choose_substrate(
+    peaks: Sequence[ColourPeak], prior: SubstratePrior, sample: np.ndarray | None = None
+) -> ColourPeak:
+    """The peak that is the substrate, given what flakes look like.
+
+    A peak whose contrast against another peak is a known flake contrast is that flake, not the
+    substrate (the monolayer of MoS2 00005 against its true substrate). Of the remaining peaks, the
+    one that explains the most pixels wins: those within ``tolerance`` of contrast 0 (substrate) or of
+    a known flake contrast against it. ``sample``: the image's pixels (``N x 3``); without it, the peak
+    shares stand for their pixels. Ties go to the denser peak.
+    """
+    if len(peaks) == 1 or len(prior.contrasts) == 0:
+        return peaks[0]
+    colours = np.stack([p.colour for p in peaks])
+    candidates = []
+    for i, peak in enumerate(peaks):
+        others = np.delete(colours, i, axis=0)
+        as_flake = peak.colour[None, :] / np.maximum(others, 1.0) - 1.0
+        if not prior.matches(as_flake).any():
+            candidates.append(i)
+    if not candidates:
+        candidates = list(range(len(peaks)))
+    points = sample if sample is not None else colours
+    weights = None if sample is not None else np.array([p.share for p in peaks])
+
+    def explained(i: int) -> float:
+        contrast = points / np.maximum(peaks[i].colour, 1.0) - 1.0
+        hit = (np.abs(contrast).max(axis=1) <= prior.tolerance) | prior.matches(contrast)
+        return float(hit.mean() if weights is None else (hit * weights).sum())
+
+    return peaks[max(candidates, key=lambda i: (explained(i), -i))]
+
+
+def estimate_background(
+    image: np.ndarray,
+    bin_width: int = 4,
+    radius: float = 10.0,
+    max_pixels: int = 50_000,
+    prior: SubstratePrior | None = None,
+) -> np.ndarray:
+    """The substrate colour (RGB, float, 0..255) of an ``H x W x 3`` uint8 image.
+
+    Without ``prior``: the densest colour (the highest peak of the colour histogram, refined by
+    mode seeking; see :func:`colour_peaks`). Thick flakes, often brighter and larger than the thin
+    ones, spread over many interference colours and make lower peaks. An image that is mostly one flake
+    has that flake's colour as its peak. With ``prior``: :func:`choose_substrate` among the peaks,
+    which finds the substrate of such images too.
+
+    Args:
+        image: ``H x W x 3`` uint8 RGB image.
+        bin_width: histogram bin width in levels (256 must be a multiple of it).
+        radius: RGB distance of the pixels that refine a peak.
+        max_pixels: pixels used (an even subsample, deterministic).
+        prior: known flake contrasts (:func:`fit_substrate_prior`), or ``None``.
+    """
+    if prior is None:
+        return colour_peaks(image, bin_width, radius, max_pixels, max_peaks=1)[0].colour
+    peaks = colour_peaks(image, bin_width, radius, max_pixels)
+    sample = _sample(image, max_pixels // 5)
+    return choose_substrate(peaks, prior, sample).colour
+
+
+def normalize_substrate(
+    image: np.ndarray, grey: float = SUBSTRATE_GREY, prior: SubstratePrior | None = None
+) -> np.ndarray:
     """White-balance ``image`` (``H x W x 3`` uint8) so its substrate becomes ``grey`` in each channel.
 
     Pixel ``I`` becomes ``grey * I / b``, so ``(pixel / grey) - 1`` is the optical contrast ``I / b - 1``
-    (quantised to ``1 / grey``, clipped at ``255 / grey - 1``).
+    (quantised to ``1 / grey``, clipped at ``255 / grey - 1``). ``prior``: see :func:`estimate_background`.
     """
-    background = np.maximum(estimate_background(image), 1.0)
+    background = np.maximum(estimate_background(image, prior=prior), 1.0)
     scaled = image.astype(np.float64) * (grey / background)
     return np.clip(np.round(scaled), 0, 255).astype(np.uint8)

@@ -20,6 +20,7 @@ def build_train_transform(
     ignore_index: int = IGNORE_INDEX,
     image_interpolation: int = cv2.INTER_LINEAR,
     background_values: Sequence[int] = (0,),
+    channels: int = 3,
 ) -> A.Compose:
     """The training pipeline of the paper: rotation, random crop, flips, then colour changes.
 
@@ -36,7 +37,17 @@ def build_train_transform(
             share of crops holds a flake pixel (a random one of the image's pixels of other classes,
             via albumentations' ``CropNonEmptyMaskIfExists``; images without flakes crop at random).
             Flakes cover about 6 % of the pixels, so most uniform crops hold none (nnU-Net: 1/3).
+        channels: image channels; beyond RGB (``data.gmm_channels``) only geometric steps and the
+            per-channel gain (which acts on RGB) apply, so hue, contrast and grayscale must be off.
     """
+    colour_steps = [
+        key for key in ("hue_shift", "contrast", "grayscale_p") if augment_cfg.get(key) not in (None, 0, 0.0)
+    ]
+    if channels > 3 and colour_steps:
+        raise ConfigError(
+            f"augment.{colour_steps[0]}: colour changes need RGB-only images, but the inputs have "
+            f"{channels} channels (data.gmm_channels); set it to 0/null, or use augment.gain_jitter"
+        )
     if crop_size < 1:
         raise ConfigError(f"data.crop_size: must be positive, got {crop_size}")
     steps: list[A.BasicTransform] = []
@@ -89,10 +100,36 @@ def build_train_transform(
                 p=float(augment_cfg.get("contrast_p", 1.0)),
             )
         )
+    gain = float(augment_cfg.get("gain_jitter") or 0)
+    if gain:
+        if not 0 < gain < 1:
+            raise ConfigError(f"augment.gain_jitter: must be in [0, 1), got {gain}")
+        steps.append(ChannelGain(gain))
     gray_p = float(augment_cfg.get("grayscale_p") or 0)
     if gray_p:
         steps.append(A.ToGray(num_output_channels=3, p=gray_p))
     return A.Compose(steps)
+
+
+class ChannelGain(A.ImageOnlyTransform):
+    """Each RGB channel multiplied by its own factor from ``[1 - limit, 1 + limit]``: a white-balance
+    error around the estimated substrate (what another lamp or camera setting does), which keeps
+    every pixel's optical contrast ``I / b - 1`` unlike a hue shift. Channels after RGB are kept."""
+
+    def __init__(self, limit: float = 0.1, p: float = 1.0):
+        super().__init__(p=p)
+        self.limit = float(limit)
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        return {"gains": self.random_generator.uniform(1 - self.limit, 1 + self.limit, size=3)}
+
+    def apply(self, img: np.ndarray, gains: np.ndarray, **params) -> np.ndarray:
+        out = img.copy()
+        out[..., :3] = np.clip(np.round(img[..., :3].astype(np.float32) * gains), 0, 255).astype(np.uint8)
+        return out
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("limit",)
 
 
 def _crop(crop_size: int, foreground_p: float, not_foreground: list[int]) -> A.BasicTransform:

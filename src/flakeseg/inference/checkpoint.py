@@ -72,6 +72,8 @@ class ModelCard:
         substrate_normalize: images are white-balanced against their substrate before the network
             (``data.substrate_normalize``, see :mod:`flakeseg.data.substrate`).
         input_multiple: input sides must be multiples of this (the network's stride).
+        inputs: the input features fitted on the training images (fitted substrate choice, GMM
+            channels; :class:`~flakeseg.inference.inputs.InputFeatures` as a dict), or ``None``.
         source: the file the card was read from.
     """
 
@@ -87,6 +89,7 @@ class ModelCard:
     input_multiple: int = 1
     data: str = ""
     substrate_normalize: bool = False
+    inputs: dict[str, Any] | None = None
     source: str = ""
 
     def to_json(self) -> str:
@@ -119,6 +122,7 @@ def card_from_hparams(
         input_multiple=int(getattr(net, "input_multiple", input_multiple)),
         data=str(inference.get("data", "")),
         substrate_normalize=bool(inference.get("substrate_normalize", False)),
+        inputs=inference.get("inputs") or None,
         source=source,
     )
 

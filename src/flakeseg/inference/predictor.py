@@ -16,6 +16,7 @@ needs: normalisation, training scale, substrate white balance). Backends:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,10 +24,11 @@ import cv2
 import numpy as np
 import torch
 
-from flakeseg.data.preprocess import prepare_image
+from flakeseg.data.preprocess import prepare_image, resize_image
 from flakeseg.errors import ConfigError
 from flakeseg.inference import BACKENDS
 from flakeseg.inference.checkpoint import ModelCard, load_torch_model
+from flakeseg.inference.inputs import InputFeatures
 from flakeseg.inference.tiling import predict_tiled
 from flakeseg.inference.tta import D4, apply, invert
 
@@ -204,9 +206,22 @@ class Predictor:
         std = np.asarray(self.card.std, np.float32)
         return ((image.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1).copy()
 
+    @cached_property
+    def input_features(self) -> InputFeatures | None:
+        """The card's fitted input features (substrate choice, GMM channels), or ``None``."""
+        return InputFeatures.from_dict(self.card.inputs)
+
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        """An image of the microscope as the model saw its training images (resampled, white-balanced)."""
-        return prepare_image(image, self.resample, self.card.substrate_normalize)
+        """An image of the microscope as the model saw its training images (resampled, white-balanced,
+        with its fitted input channels)."""
+        if self.input_features is None:
+            return prepare_image(image, self.resample, self.card.substrate_normalize)
+        return self.input_features.apply(resize_image(image, self.resample))
+
+    def prepare_loaded(self, image: np.ndarray) -> np.ndarray:
+        """An image as :func:`~flakeseg.data.catalog.load_dataset` loads it with the model's ``data``
+        config, made what the model saw in training (only fitted input features remain to apply)."""
+        return image if self.input_features is None else self.input_features.apply(image)
 
     def probabilities_at_model_scale(self, image: np.ndarray) -> np.ndarray:
         """``C x h x w`` float32 softmax probabilities of an image already :meth:`prepare`-d (as the

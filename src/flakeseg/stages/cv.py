@@ -21,6 +21,7 @@ from flakeseg.evaluation.folds import plot_learning_curves, print_cv_table, summ
 from flakeseg.evaluation.metrics import confusion_scores
 from flakeseg.inference.checkpoint import load_checkpoint
 from flakeseg.models import is_classical
+from flakeseg.stages.fold_inputs import prepare_fold_inputs
 from flakeseg.stages.resume import METRICS_FILE, RunStart, start_run
 from flakeseg.training.callbacks import ValidateAtEpochs
 from flakeseg.training.classical import train_classical_fold
@@ -74,13 +75,17 @@ def train_fold(
     fold = plan.fold
     train_ids, val_ids = fold_ids(images.ids, int(cfg.cv.folds), fold, int(cfg.cv.seed) + plan.repeat)
     train_data, val_data = images.subset(train_ids), images.subset(val_ids)
-    if cfg.cv.get("score_crop"):
-        val_data = val_data.center_cropped(round(int(cfg.cv.score_crop) * float(cfg.data.scale)))
     if is_classical(cfg.model):  # fitted in one go on the same fold, scored by the same metrics
+        if cfg.cv.get("score_crop"):
+            val_data = val_data.center_cropped(round(int(cfg.cv.score_crop) * float(cfg.data.scale)))
         return {
             "repeat": plan.repeat,
             **train_classical_fold(cfg, train_data, val_data, fold, output_dir / plan.name),
         }
+    # fitted on this fold's training images only; the substrate is found on whole images, then cropped
+    features, train_data, val_data, data_cfg = prepare_fold_inputs(cfg, train_data, val_data, int(cfg.seed))
+    if cfg.cv.get("score_crop"):
+        val_data = val_data.center_cropped(round(int(cfg.cv.score_crop) * float(cfg.data.scale)))
     scheme = images.scheme
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
@@ -95,11 +100,11 @@ def train_fold(
         dict(zip(scheme.names, [round(w, 3) for w in weights], strict=True)),
         "used by the loss" if use_weights else f"not used by loss={cfg.loss.name}",
     )
-    module = build_module(cfg, scheme, weights)
+    module = build_module(cfg, scheme, weights, features)
     datamodule = FlakeDataModule(
         train_data,
         val_data,
-        OmegaConf.to_container(cfg.data, resolve=True),
+        data_cfg,
         OmegaConf.to_container(cfg.augment, resolve=True),
         seed=int(cfg.seed) + fold + 1000 * plan.repeat,
     )

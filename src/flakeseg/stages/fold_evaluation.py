@@ -123,12 +123,15 @@ def collect_predictions(
                     f"checkpoint.save_last: fold {number} kept no last.ckpt, the model its CV score is of"
                 )
             predictor = load_predictor(path, device=device, tta=tta)
-        val = train.subset(fold["val_ids"])
+        # a model with inputs fitted on its fold's labels prepares them; the substrate on whole images
+        val = train.subset(fold["val_ids"]).mapped(predictor.prepare_loaded)
         if cv_config.get("score_crop"):  # scored as the CV scored it
             val = val.center_cropped(round(int(cv_config["score_crop"]) * float(data_cfg["scale"])))
         label = f"fold {number}" + (" (8 flips/rotations)" if tta else "")
         val_probs.append(_probabilities(predictor, val.images, f"{label}: held-out"))
-        test_probs.append(_probabilities(predictor, test.images, f"{label}: test"))
+        test_probs.append(
+            _probabilities(predictor, test.mapped(predictor.prepare_loaded).images, f"{label}: test")
+        )
         val_masks.append(list(val.masks))
     region_min_area = region_min_area_px(data_cfg.get("region_min_area"), data_cfg["scale"])
     return CVPredictions(

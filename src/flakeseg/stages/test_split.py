@@ -12,7 +12,6 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
@@ -20,12 +19,13 @@ from omegaconf import DictConfig
 from flakeseg.data import FlakeDataModule, load_dataset
 from flakeseg.data.classes import region_class_indices
 from flakeseg.data.splits import split_from_config
-from flakeseg.evaluation.curves import PAPER_PRECISION, curve_rows, one_vs_rest_curves, plot_curves
+from flakeseg.evaluation.curves import curve_rows, plot_curves
 from flakeseg.evaluation.plots import plot_confusion_matrix, plot_examples
-from flakeseg.evaluation.regions import counted_regions, pixel_scores, region_accuracy, region_min_area_px
+from flakeseg.evaluation.test_scores import score_test_split
 from flakeseg.inference.checkpoint import card_from_config
 from flakeseg.inference.predictor import ClassicalBackend, Predictor
 from flakeseg.models import is_classical
+from flakeseg.stages.fold_inputs import prepare_fold_inputs
 from flakeseg.stages.resume import TEST_METRICS_FILE, RunStart, start_run
 from flakeseg.training.classical import MODEL_FILE, fit_classical
 from flakeseg.training.losses import class_pixel_counts, median_frequency_weights
@@ -68,11 +68,12 @@ def run_test_stage(cfg: DictConfig, started: RunStart | None = None) -> dict[str
         model_path, epochs = output_dir / MODEL_FILE, None
         model.save(model_path)
     else:
-        module = build_module(cfg, scheme, weights)
+        features, train, test, loader_cfg = prepare_fold_inputs(cfg, train, test, int(cfg.seed))
+        module = build_module(cfg, scheme, weights, features)
         datamodule = FlakeDataModule(
             train,
             None,
-            data_cfg,
+            loader_cfg,
             config["augment"],
             seed=int(cfg.seed),
         )
@@ -85,13 +86,8 @@ def run_test_stage(cfg: DictConfig, started: RunStart | None = None) -> dict[str
         model_path = checkpoint.best_model_path or checkpoint.last_model_path
         epochs = int(trainer.current_epoch)
     probs = [predictor.probabilities_at_model_scale(image) for image in test.images]
-    preds = [p.argmax(axis=0).astype(np.uint8) for p in probs]
-    scores = pixel_scores(preds, test.masks, names)
-    # Label specks are not flakes: count regions from data.region_min_area pixels at full scale.
-    min_area = region_min_area_px(data_cfg.get("region_min_area"), data_cfg["scale"])
-    scored = list(zip(test.ids, preds, test.masks, strict=True))
-    regions, below_min_area = counted_regions(scored, regions_of, names, min_area)
-    curves = {names[c]: one_vs_rest_curves(probs, test.masks, c) for c in regions_of}
+    scored = score_test_split(probs, test.masks, test.ids, names, regions_of, data_cfg)
+    preds, regions, curves = scored.preds, scored.regions, scored.curves
 
     title = (
         f"test split, {data_cfg['name']}: {cfg.model.name}, loss={cfg.loss.name}, "
@@ -107,7 +103,9 @@ def run_test_stage(cfg: DictConfig, started: RunStart | None = None) -> dict[str
     )
     write_csv_atomic(output_dir / "roc_pr.csv", curve_rows(curves), ["class", "curve", "threshold", "x", "y"])
     plot_curves(curves, output_dir / "roc_pr.png", title)
-    plot_confusion_matrix(scores["test/confmat"], names, output_dir / "confusion_matrix.png", "test pixels")
+    plot_confusion_matrix(
+        scored.metrics["test/confmat"], names, output_dir / "confusion_matrix.png", "test pixels"
+    )
     shown = min(EXAMPLE_IMAGES, len(test.ids))
     plot_examples(
         test.images[:shown],
@@ -120,27 +118,8 @@ def run_test_stage(cfg: DictConfig, started: RunStart | None = None) -> dict[str
         title,
     )
 
-    per_class_regions = {
-        names[c]: region_accuracy([r for r in regions if r["true_class"] == names[c]]) for c in regions_of
-    }
     payload: dict[str, Any] = {
-        **{k: v for k, v in scores.items() if k != "test/confmat"},
-        "test/region_accuracy": region_accuracy(regions),
-        "test/regions": len(regions),
-        "test/region_min_area_px": min_area,
-        "test/regions_below_min_area": below_min_area,
-        "test/region_accuracy_per_class": per_class_regions,
-        "test/curves": {
-            name: {
-                "auc": c["auc"],
-                "average_precision": c["average_precision"],
-                f"recall_at_precision_{PAPER_PRECISION}": c["recall_at_precision"],
-                f"threshold_at_precision_{PAPER_PRECISION}": c["threshold_at_precision"],
-                "positive_pixels": c["positives"],
-            }
-            for name, c in curves.items()
-        },
-        "test/confmat": scores["test/confmat"],
+        **scored.metrics,
         "complete": True,
         "data": data_cfg["name"],
         "class_names": names,

@@ -18,6 +18,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from flakeseg.data.classes import ClassScheme
 from flakeseg.errors import ConfigError, Interrupted
 from flakeseg.inference.checkpoint import inference_fields
+from flakeseg.inference.inputs import InputFeatures
 from flakeseg.training.callbacks import CheckpointOnSigterm, StopOnNonFinite
 from flakeseg.training.losses import uses_class_weights
 from flakeseg.training.module import FlakeSegModule
@@ -47,20 +48,35 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def build_module(cfg: DictConfig, scheme: ClassScheme, weights: list[float] | None) -> FlakeSegModule:
-    """The LightningModule for ``cfg``: model, loss (given ``weights`` if it uses them), optimiser."""
+def build_module(
+    cfg: DictConfig,
+    scheme: ClassScheme,
+    weights: list[float] | None,
+    features: InputFeatures | None = None,
+) -> FlakeSegModule:
+    """The LightningModule for ``cfg``: model, loss (given ``weights`` if it uses them), optimiser.
+
+    ``features``: the input features fitted on the training images (their channels set the network's
+    ``in_channels``; the checkpoint keeps them for prediction)."""
     data_cfg = cfg.data
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    normalization = {"mean": list(data_cfg.mean), "std": list(data_cfg.std)}
+    inference = inference_fields(OmegaConf.to_container(data_cfg, resolve=True), list(scheme.names))
+    if features is not None:
+        model["in_channels"] = features.channels
+        normalization = features.normalization(data_cfg.mean, data_cfg.std)
+        inference["inputs"] = features.to_dict()
     module = FlakeSegModule(
-        model=OmegaConf.to_container(cfg.model, resolve=True),
+        model=model,
         class_names=list(scheme.names),
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
         class_weights=weights if uses_class_weights(cfg.loss) else None,
         class_colors=list(scheme.colors),
-        normalization={"mean": list(data_cfg.mean), "std": list(data_cfg.std)},
+        normalization=normalization,
         data_scale=float(data_cfg.scale),
         fast=[name for name, on in (cfg.get("fast") or {}).items() if on],
-        inference=inference_fields(OmegaConf.to_container(data_cfg, resolve=True), list(scheme.names)),
+        inference=inference,
     )
     if int(data_cfg.crop_size) % module.input_multiple:
         raise ConfigError(

@@ -28,7 +28,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from flakeseg.data.classes import IGNORE_INDEX
-from flakeseg.data.substrate import estimate_background
+from flakeseg.data.substrate import SubstratePrior, estimate_background
 from flakeseg.errors import ConfigError
 from flakeseg.models.classical.base import ClassicalModel, softmax
 from flakeseg.models.registry import register_model
@@ -117,10 +117,15 @@ class ContrastGMM(ClassicalModel):
         self.means = np.zeros((num_classes, most, 3))
         self.covariances = np.tile(np.eye(3), (num_classes, most, 1, 1))
         self.log_priors = np.full(num_classes, -np.log(num_classes))
+        #: known flake contrasts that choose the substrate among colour peaks (``None``: the densest
+        #: colour, 2DMatGMM's choice); set by the recipe's GMM input channels, not part of the file
+        self.substrate_prior: SubstratePrior | None = None
 
     def background(self, image: np.ndarray) -> np.ndarray:
         cfg = self.config
-        return estimate_background(image, cfg["background_bin"], cfg["background_radius"])
+        return estimate_background(
+            image, cfg["background_bin"], cfg["background_radius"], prior=self.substrate_prior
+        )
 
     def contrast(self, image: np.ndarray) -> np.ndarray:
         return contrast_image(image, self.background(image), self.config["blur_sigma"])

@@ -1,0 +1,97 @@
+"""Models that ship inside the package, ready to use with no training: ``flakeseg predict --model mos2``.
+
+Each is the winning CPU recipe (``experiment=best_cpu``) trained on its data set's whole training
+split (``stage=test``), written as a slim checkpoint (weights and model card, no optimiser state) to
+``flakeseg/inference/shipped/<name>.ckpt``, with the test metrics it scored when it was trained beside
+it (``<name>.json``, what ``flakeseg evaluate <name>`` must reproduce). ``make models`` remakes them:
+
+    python train.py experiment=best_cpu stage=test data=mos2 hydra.run.dir=outputs/models/mos2
+    python -m flakeseg.inference.shipped outputs/models/mos2 mos2
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from flakeseg.errors import ConfigError, DataError, FlakesegError
+
+__all__ = ["SHIPPED_DIR", "resolve_model", "ship", "shipped_names"]
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
+
+
+def shipped_names() -> list[str]:
+    """The names of the models in the package (``mos2``, ``graphene``)."""
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.ckpt"))
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """A shipped model's file for its name, else ``name_or_path`` as a file; neither is one line."""
+    text = str(name_or_path)
+    shipped = SHIPPED_DIR / f"{text}.ckpt"
+    if "/" not in text and shipped.is_file():
+        return shipped
+    path = Path(text)
+    if path.is_file():
+        return path
+    names = ", ".join(shipped_names()) or "none"
+    raise ConfigError(f"--model: {text!r} is neither a shipped model ({names}) nor a file")
+
+
+def ship(run_dir: Path, name: str, dest: Path = SHIPPED_DIR) -> Path:
+    """Write the model of a test-stage run (``run_dir/test_metrics.json``) as ``dest/<name>.ckpt``
+    (weights and hyperparameters only) and its test metrics as ``dest/<name>.json``."""
+    import torch
+
+    from flakeseg.inference.checkpoint import load_checkpoint
+    from flakeseg.utils.files import write_bytes_atomic, write_json_atomic
+
+    metrics_path = Path(run_dir) / "test_metrics.json"
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{metrics_path}: not a finished test-stage run ({exc})") from None
+    source = Path(metrics["checkpoint"])
+    checkpoint = load_checkpoint(source)
+    slim = {"state_dict": checkpoint["state_dict"], "hyper_parameters": checkpoint["hyper_parameters"]}
+    buffer = io.BytesIO()
+    torch.save(slim, buffer)
+    dest.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(dest / f"{name}.ckpt", buffer.getvalue())
+    card = {
+        "name": name,
+        "data": metrics["data"],
+        "trained_on": metrics["train_ids"],
+        "scored_on": metrics["test_ids"],
+        "epochs": metrics["epochs"],
+        "train_seconds": metrics["train_seconds"],
+        "device": metrics["device"],
+        "config": {k: metrics["config"][k] for k in ("data", "model", "loss", "optim", "augment", "trainer")},
+        **{k: v for k, v in metrics.items() if k.startswith("test/")},
+    }
+    write_json_atomic(dest / f"{name}.json", card)
+    return dest / f"{name}.ckpt"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m flakeseg.inference.shipped",
+        description="Write a test-stage run's model into the package as a shipped model.",
+    )
+    parser.add_argument("run_dir", type=Path, help="folder of a `train.py stage=test` run")
+    parser.add_argument("name", help="the shipped model's name (mos2, graphene, ...)")
+    args = parser.parse_args(argv)
+    try:
+        print(ship(args.run_dir, args.name))
+    except FlakesegError as exc:
+        print(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

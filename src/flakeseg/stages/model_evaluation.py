@@ -1,0 +1,87 @@
+"""The test metrics of any trained model: ``flakeseg evaluate MODEL --data mos2 --split test``.
+
+The model (a checkpoint, an ONNX export or a shipped model's name) predicts every image of the split
+through the one :class:`~flakeseg.inference.predictor.Predictor`, prepared as its card says (scale,
+substrate, fitted input channels); the scores are those of the test stage
+(:func:`~flakeseg.evaluation.test_scores.score_test_split`), so the output of a model trained with
+``stage=test`` equals its ``test_metrics.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from flakeseg.errors import ConfigError
+
+__all__ = ["SPLITS", "evaluate_model"]
+
+SPLITS = ("test", "train", "all")
+
+
+def data_config(name: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The resolved ``data`` node of ``conf/data/<name>.yaml`` (with ``data.*`` overrides)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    from flakeseg.utils.config_files import CONFIG_DIR
+
+    try:
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=[f"data={name}", *overrides])
+    except HydraException as exc:
+        raise ConfigError(f"--data: {str(exc).splitlines()[0]}") from None
+    return OmegaConf.to_container(cfg.data, resolve=True)
+
+
+def evaluate_model(
+    model: str,
+    data: str,
+    split: str = "test",
+    data_overrides: Sequence[str] = (),
+    device: str = "cpu",
+    **predictor_options: Any,
+) -> dict[str, Any]:
+    """The ``test/...`` metrics of ``model`` on the ``split`` images of data set ``data``."""
+    from flakeseg.data.catalog import load_dataset
+    from flakeseg.data.classes import region_class_indices
+    from flakeseg.data.splits import split_from_config
+    from flakeseg.evaluation.test_scores import score_test_split
+    from flakeseg.inference.predictor import load_predictor
+    from flakeseg.inference.shipped import resolve_model
+
+    if split not in SPLITS:
+        raise ConfigError(f"--split: must be one of {', '.join(SPLITS)}, got {split!r}")
+    path = resolve_model(model)
+    predictor = load_predictor(path, device=device, **predictor_options)
+    card = predictor.card
+    data_cfg = data_config(data, data_overrides)
+    if list(data_cfg["classes"]["names"]) != list(card.class_names):
+        raise ConfigError(
+            f"{path}: the model predicts {card.class_names}, data set {data} has classes "
+            f"{data_cfg['classes']['names']} (pick the data set, or data.classes, it was trained on)"
+        )
+    # loaded as the model's training images were: at its scale; white balance and fitted channels
+    # are then the predictor's (prepare_loaded)
+    data_cfg.update(
+        scale=card.data_scale,
+        substrate_normalize=card.substrate_normalize,
+        gmm_channels=card.inputs is not None,
+    )
+    ids = split_from_config(data_cfg)
+    wanted = [*ids["train"], *ids["test"]] if split == "all" else ids[split]
+    images = load_dataset(data_cfg, ids=wanted)
+    probs = [predictor.probabilities_at_model_scale(predictor.prepare_loaded(i)) for i in images.images]
+    names = list(card.class_names)
+    regions_of = region_class_indices(data_cfg["classes"], names)
+    scores = score_test_split(probs, images.masks, images.ids, names, regions_of, data_cfg)
+    return {
+        **scores.metrics,
+        "model": str(path),
+        "data": data_cfg["name"],
+        "split": split,
+        "ids": list(images.ids),
+        "class_names": names,
+    }

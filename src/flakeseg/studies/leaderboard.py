@@ -1,0 +1,222 @@
+"""Every model family on every protocol, one table: ``flakeseg leaderboard`` (``make leaderboard``).
+
+For each protocol of a profile (``conf/leaderboard/<name>.yaml``: ``protocol=paper`` on MoS2 and
+graphene, ``protocol=upstream`` on MoS2), each data set it names and each model (the best network
+recipe, the paper recipe, smp, the pixel-wise CNN, bag of visual words, the contrast GMM), the same
+``train.py`` config is composed and its cross-validation runs in this process into
+``<runs>/<dataset>/<protocol>/<model>/`` (exactly what ``python train.py ... hydra.run.dir=<that folder>``
+writes). On protocols with a held-out test split, the fold models are then scored on it as an
+ensemble, with the evaluation-time steps of the model's own config (``evaluation.json``): the test
+region accuracy. The report:
+
+- ``leaderboard.md``: per data set and protocol one row per model: CV mean per-class accuracy
+  (mean ± std over every fold of every repeat), pooled macro precision (of the summed out-of-fold
+  confusion matrix), mean IoU, test region accuracy, training seconds (all folds);
+- ``leaderboard.json``: ``{dataset: {protocol: {model: {"kind", "cv/mean_class_acc",
+  "cv/mean_class_acc_std", "cv/macro_precision", "cv/mean_iou", "test/region_accuracy", "train_s"}}}}``;
+- ``leaderboard.png``: the CV scores as bars with their fold-to-fold spread.
+
+Rerunning resumes: complete runs of the same config are not trained again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from flakeseg.errors import ConfigError, FlakesegError
+from flakeseg.studies.common import StudyProfile, require_distinct_names
+from flakeseg.studies.compare import compose, train_command
+
+log = logging.getLogger("flakeseg.studies.leaderboard")
+
+#: the leaderboard.json keys of each row, in order
+ROW_KEYS = (
+    "kind",
+    "cv/mean_class_acc",
+    "cv/mean_class_acc_std",
+    "cv/macro_precision",
+    "cv/mean_iou",
+    "test/region_accuracy",
+    "train_s",
+)
+
+
+@dataclass
+class BoardModel:
+    """One row of every table: folder name, label, ``network`` or ``classical``, its overrides."""
+
+    name: str
+    label: str
+    kind: str
+    overrides: list[str]
+
+
+@dataclass
+class BoardProtocol:
+    """One protocol: its name (``conf/protocol/<name>.yaml``) and the data sets it runs on."""
+
+    name: str
+    datasets: list[str]
+
+
+@dataclass
+class LeaderboardProfile(StudyProfile):
+    """A leaderboard profile (``conf/leaderboard/<name>.yaml``)."""
+
+    repeats: int = 1
+    protocols: list[BoardProtocol] = field(default_factory=list)
+    models: list[BoardModel] = field(default_factory=list)
+
+    study: ClassVar[str] = "leaderboard"
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        models = [
+            BoardModel(
+                str(m["name"]),
+                str(m.get("label") or m["name"]),
+                str(m["kind"]),
+                [str(o) for o in m["overrides"]],
+            )
+            for m in raw["models"]
+        ]
+        protocols = [
+            BoardProtocol(str(name), [str(d) for d in datasets])
+            for name, datasets in raw["protocols"].items()
+        ]
+        return {"repeats": int(raw.get("repeats", 1)), "protocols": protocols, "models": models}
+
+    def check(self, path: Path) -> None:
+        require_distinct_names(path, "models", [m.name for m in self.models])
+        for model in self.models:
+            if model.kind not in ("network", "classical"):
+                raise ConfigError(
+                    f"{path}: model {model.name}: kind must be network or classical, got {model.kind!r}"
+                )
+        if self.repeats < 1:
+            raise ConfigError(f"{path}: repeats must be at least 1, got {self.repeats}")
+
+    def overrides(self, dataset: str, protocol: str, model: BoardModel, run_dir: Path) -> list[str]:
+        """The ``train.py`` overrides of one job (``paths.output_dir`` is the job's folder)."""
+        return [
+            f"data={dataset}",
+            *self.common,
+            *model.overrides,
+            f"protocol={protocol}",
+            f"cv.folds={self.folds}",
+            f"cv.repeats={self.repeats}",
+            "task_name=leaderboard",
+            f"paths.output_dir={run_dir}",
+        ]
+
+
+@dataclass
+class BoardResult:
+    """One (data set, protocol, model) job."""
+
+    dataset: str
+    protocol: str
+    model: BoardModel
+    run_dir: Path
+    command: str
+    row: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def board_row(
+    model: BoardModel, metrics: dict[str, Any], evaluation: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The leaderboard.json row of a finished job (its ``metrics.json`` and ``evaluation.json``)."""
+    folds = metrics["folds"]
+    return {
+        "kind": model.kind,
+        "cv/mean_class_acc": float(metrics["cv/mean_class_acc"]),
+        "cv/mean_class_acc_std": float(metrics.get("cv/mean_class_acc_std", 0.0)),
+        # pooled: the out-of-fold confusion matrices summed over folds (one image cannot carry a fold)
+        "cv/macro_precision": float(metrics["cv/pooled_macro_precision"]),
+        "cv/mean_iou": float(metrics["cv/mean_iou"]),
+        "test/region_accuracy": float(evaluation["test/region_accuracy"]) if evaluation else None,
+        "train_s": float(sum(float(f.get("train_seconds") or 0.0) for f in folds)),
+    }
+
+
+def evaluate_on_test(cfg: Any, metrics: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
+    """The fold ensemble (of the first repeat) on the test split, with the config's evaluation steps;
+    ``None`` where the CV pool holds the test images (``protocol=upstream``)."""
+    from omegaconf import OmegaConf
+
+    from flakeseg.stages.evaluation_options import EvalOptions
+    from flakeseg.stages.fold_evaluation import evaluate_cv_run
+    from flakeseg.utils.files import write_json_atomic
+
+    if str(cfg.cv.get("pool") or "train") != "train":
+        return None
+    path = run_dir / "evaluation.json"
+    if path.exists():
+        import json
+
+        return json.loads(path.read_text())
+    options = dict(OmegaConf.to_container(cfg.evaluate, resolve=True))
+    if metrics["folds"] and metrics["folds"][0].get("model_file"):  # classical: no TTA or temperature
+        options.update(tta=False, temperature=False)
+    first = {**metrics, "folds": [f for f in metrics["folds"] if int(f.get("repeat", 0)) == 0]}
+    result = evaluate_cv_run(first, EvalOptions.from_config({**options, "ensemble": True}))
+    write_json_atomic(path, result)
+    return result
+
+
+def run_job(
+    profile: LeaderboardProfile, dataset: str, protocol: str, model: BoardModel, runs: Path
+) -> BoardResult:
+    from flakeseg.stages.cv import run_cross_validation
+
+    run_dir = runs / dataset / protocol / model.name
+    overrides = profile.overrides(dataset, protocol, model, run_dir.resolve())
+    result = BoardResult(dataset, protocol, model, run_dir, train_command(overrides, run_dir))
+    try:
+        cfg = compose(overrides)
+        metrics = run_cross_validation(cfg)
+        result.row = board_row(model, metrics, evaluate_on_test(cfg, metrics, run_dir))
+    except FlakesegError as exc:
+        result.error = str(exc).splitlines()[0]
+    except Exception as exc:  # one broken job must not cost the others' results
+        result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        log.exception("%s / %s / %s failed", dataset, protocol, model.name)
+    if result.error:
+        log.error("%s / %s / %s: %s", dataset, protocol, model.name, result.error)
+    return result
+
+
+def run_leaderboard(
+    profile: LeaderboardProfile, datasets: Sequence[str], out: Path, runs: Path
+) -> list[BoardResult]:
+    """Run every job of ``profile`` on ``datasets`` into ``runs`` and write the report into ``out``."""
+    from rich.console import Console
+
+    from flakeseg.studies.leaderboard_report import write_report
+
+    console = Console()
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    jobs = [
+        (dataset, protocol.name, model)
+        for protocol in profile.protocols
+        for dataset in protocol.datasets
+        if dataset in datasets
+        for model in profile.models
+    ]
+    results = []
+    for number, (dataset, protocol, model) in enumerate(jobs, start=1):
+        elapsed = time.perf_counter() - started
+        console.rule(
+            f"[bold][{number}/{len(jobs)}] {dataset}, protocol={protocol}: {model.label}[/] "
+            f"({elapsed:.0f} s so far)"
+        )
+        results.append(run_job(profile, dataset, protocol, model, runs))
+    write_report(profile, results, out, time.perf_counter() - started)
+    return results

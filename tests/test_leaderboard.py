@@ -1,0 +1,89 @@
+"""``flakeseg leaderboard``: the profile, the rows and the report on made-up results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flakeseg.errors import ConfigError
+from flakeseg.studies.leaderboard import ROW_KEYS, BoardModel, BoardResult, LeaderboardProfile, board_row
+from flakeseg.studies.leaderboard_report import write_report
+
+
+def _metrics(acc: float, pooled_precision: float) -> dict:
+    return {
+        "cv/mean_class_acc": acc,
+        "cv/mean_class_acc_std": 0.05,
+        "cv/macro_precision": pooled_precision - 0.1,  # the fold mean: not what the board shows
+        "cv/pooled_macro_precision": pooled_precision,
+        "cv/mean_iou": 0.5,
+        "folds": [{"train_seconds": 10.0}, {"train_seconds": 12.5}, {"train_seconds": 11.0}],
+    }
+
+
+def test_the_cpu_profile_has_every_family_and_protocol():
+    profile = LeaderboardProfile.load("cpu")
+    assert {m.kind for m in profile.models} == {"network", "classical"}
+    assert [m.name for m in profile.models][:2] == ["best_network", "paper_recipe"]
+    assert {p.name: p.datasets for p in profile.protocols} == {
+        "paper": ["mos2", "graphene"],
+        "upstream": ["mos2"],
+    }
+    model = profile.models[0]
+    overrides = profile.overrides("mos2", "upstream", model, Path("/r"))
+    assert "protocol=upstream" in overrides and "cv.repeats=1" in overrides
+
+
+def test_a_bad_kind_is_one_line_naming_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "datasets: [mos2]\nprotocols: {paper: [mos2]}\nmodels:\n  - {name: a, kind: deep, overrides: []}\n"
+    )
+    with pytest.raises(ConfigError, match=r"bad.yaml: model a: kind must be network or classical"):
+        LeaderboardProfile.load(str(path))
+
+
+def test_row_keys_sum_of_training_and_pooled_precision():
+    model = BoardModel("gmm", "GMM", "classical", [])
+    row = board_row(model, _metrics(0.9, 0.8), {"test/region_accuracy": 0.75})
+    assert tuple(row) == ROW_KEYS
+    assert row["cv/macro_precision"] == 0.8 and row["train_s"] == pytest.approx(33.5)
+    assert board_row(model, _metrics(0.9, 0.8), None)["test/region_accuracy"] is None
+
+
+def test_report_json_has_the_documented_shape(tmp_path):
+    profile = LeaderboardProfile.load("cpu")
+    best, gmm = profile.models[0], profile.models[-1]
+    results = [
+        BoardResult(
+            "mos2",
+            "paper",
+            best,
+            tmp_path,
+            "cmd1",
+            row=board_row(best, _metrics(0.82, 0.77), {"test/region_accuracy": 0.9}),
+        ),
+        BoardResult(
+            "mos2",
+            "paper",
+            gmm,
+            tmp_path,
+            "cmd2",
+            row=board_row(gmm, _metrics(0.6, 0.5), {"test/region_accuracy": 0.5}),
+        ),
+        BoardResult(
+            "mos2", "upstream", best, tmp_path, "cmd3", row=board_row(best, _metrics(0.86, 0.8), None)
+        ),
+        BoardResult("mos2", "upstream", gmm, tmp_path, "cmd4", error="boom"),
+    ]
+    path = write_report(profile, results, tmp_path, 12.0)
+    board = json.loads((tmp_path / "leaderboard.json").read_text())
+    assert set(board) == {"mos2"} and set(board["mos2"]) == {"paper", "upstream"}
+    assert set(board["mos2"]["paper"]) == {"best_network", "contrast_gmm"}
+    assert set(board["mos2"]["paper"]["best_network"]) == set(ROW_KEYS)
+    assert board["mos2"]["upstream"]["best_network"]["test/region_accuracy"] is None
+    text = path.read_text()
+    assert "**0.820 ± 0.050**" in text and "failed: boom" in text and "`cmd3`" in text
+    assert (tmp_path / "leaderboard.png").stat().st_size > 0
