@@ -10,7 +10,7 @@ export FLAKESEG_DATA
 PYTEST_ARGS ?= -n 2 --dist worksteal
 RUN := $(UV) run --frozen
 
-.PHONY: help install train test test-fast lint format data clean bench bench-train browser reproduce reproduce-quick compare ablation leaderboard
+.PHONY: help install train test test-fast lint format data clean bench bench-train browser reproduce reproduce-quick compare ablation leaderboard models
 
 help:  ## show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,12 @@ ablation: install  ## the training recipe step by step, 3-fold CV, CPU size, ~45
 leaderboard: install  ## every model family x protocol (paper, upstream), 3-fold CV, CPU size, ~70 min on 2 cores -> docs/results/leaderboard_cpu/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
 	$(RUN) flakeseg leaderboard --profile cpu --dataset $(DATASET) --out docs/results/leaderboard_cpu --runs outputs/leaderboard
+
+models: install  ## retrain the shipped models (best_cpu on each whole training split, ~5 min each) -> src/flakeseg/inference/shipped/
+	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
+	for d in mos2 graphene; do \
+	  $(RUN) python train.py experiment=best_cpu stage=test data=$$d hydra.run.dir=outputs/models/$$d && \
+	  $(RUN) python -m flakeseg.inference.shipped outputs/models/$$d $$d || exit 1; done
 
 test: install browser  ## run the test suite (uses the real data at FLAKESEG_DATA); what CI runs
 	$(RUN) pytest $(PYTEST_ARGS)

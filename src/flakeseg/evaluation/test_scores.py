@@ -12,11 +12,11 @@ import numpy as np
 from flakeseg.evaluation.curves import PAPER_PRECISION, one_vs_rest_curves
 from flakeseg.evaluation.regions import counted_regions, pixel_scores, region_accuracy, region_min_area_px
 
-__all__ = ["TestScores", "score_test_split"]
+__all__ = ["SplitScores", "score_test_split"]
 
 
 @dataclass
-class TestScores:
+class SplitScores:
     """``metrics``: the ``test/...`` keys; ``regions`` (a row per counted ground-truth region),
     ``curves`` (ROC/PR per flake class) and ``preds`` (class maps) for the stage's files and plots."""
 
@@ -33,7 +33,7 @@ def score_test_split(
     names: Sequence[str],
     regions_of: Sequence[int],
     data_cfg: Mapping[str, Any],
-) -> TestScores:
+) -> SplitScores:
     """Pixel scores, region accuracy (ground-truth regions of at least ``data.region_min_area`` pixels
     at full scale: label specks are not flakes) and ROC/PR curves of ``C x H x W`` probabilities."""
     names = list(names)
@@ -65,4 +65,4 @@ def score_test_split(
         },
         "test/confmat": scores["test/confmat"],
     }
-    return TestScores(metrics, regions, curves, preds)
+    return SplitScores(metrics, regions, curves, preds)

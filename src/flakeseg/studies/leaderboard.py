@@ -218,5 +218,7 @@ def run_leaderboard(
             f"({elapsed:.0f} s so far)"
         )
         results.append(run_job(profile, dataset, protocol, model, runs))
+        # after every job, so a stopped run leaves the report of what finished
+        write_report(profile, results, out, time.perf_counter() - started, log_invocation=False)
     write_report(profile, results, out, time.perf_counter() - started)
     return results

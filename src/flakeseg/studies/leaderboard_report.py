@@ -90,13 +90,17 @@ def plot_board(board: Mapping[str, Any], labels: Mapping[str, str], path: Path) 
     save_figure_atomic(fig, path)
 
 
-def write_report(profile: Any, results: Sequence[Any], out: Path, wall_seconds: float) -> Path:
-    """``leaderboard.md``, ``leaderboard.json``, ``leaderboard.png`` and the invocation log in ``out``."""
+def write_report(
+    profile: Any, results: Sequence[Any], out: Path, wall_seconds: float, log_invocation: bool = True
+) -> Path:
+    """``leaderboard.md``, ``leaderboard.json``, ``leaderboard.png`` and (``log_invocation``, once the
+    run is over) its line in ``invocations.json``, in ``out``."""
     labels = {m.name: m.label for m in profile.models}
     board = board_json(results)
     write_json_atomic(out / "leaderboard.json", board)
     plot_board(board, labels, out / "leaderboard.png")
-    runs = append_invocation(out, wall_seconds, profile=profile.name, wall_seconds=round(wall_seconds, 1))
+    if log_invocation:
+        append_invocation(out, wall_seconds, profile=profile.name, wall_seconds=round(wall_seconds, 1))
     lines = [
         f"# Leaderboard (`flakeseg leaderboard --profile {profile.name}`)",
         "",
@@ -104,8 +108,8 @@ def write_report(profile: Any, results: Sequence[Any], out: Path, wall_seconds: 
         "mean ± std over every fold of every repeat; macro precision is that of the pooled out-of-fold "
         "confusion matrix; test region accuracy is the fold models' ensemble on the held-out test split "
         "with the row's own evaluation steps (— under `protocol=upstream`, whose CV pool holds the test "
-        f"images); train s sums the folds' training. This invocation: {wall_seconds:.0f} s wall "
-        f"({len(runs)} invocation(s) logged in invocations.json).",
+        f"images); train s sums the folds' training. This invocation: {wall_seconds:.0f} s wall so far "
+        "(every finished invocation is logged in invocations.json).",
         "",
         *markdown_tables(results, labels),
         "## Commands",

@@ -1,0 +1,59 @@
+"""The models shipped in the package: they load, predict, and score what their cards claim."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from flakeseg.errors import ConfigError
+from flakeseg.inference.shipped import SHIPPED_DIR, resolve_model, shipped_names
+
+
+def test_mos2_and_graphene_ship_with_their_cards():
+    assert shipped_names() == ["graphene", "mos2"]
+    for name in shipped_names():
+        card = json.loads((SHIPPED_DIR / f"{name}.json").read_text())
+        assert card["data"] == name and "test/region_accuracy" in card
+        assert (SHIPPED_DIR / f"{name}.ckpt").stat().st_size < 5_000_000  # small: weights and card only
+
+
+@pytest.mark.parametrize("name", ["mos2", "graphene"])
+def test_shipped_model_loads_and_predicts_the_right_shape(name):
+    from flakeseg.inference.predictor import load_predictor
+
+    predictor = load_predictor(resolve_model(name))
+    rng = np.random.default_rng(0)
+    image = np.clip(rng.normal(170, 5, (90, 130, 3)), 0, 255).astype(np.uint8)
+    probs = predictor.probabilities(image)
+    assert probs.shape == (len(predictor.card.class_names), 90, 130)
+    assert np.allclose(probs.sum(axis=0), 1.0, atol=1e-4)
+
+
+def test_unknown_model_name_is_one_line():
+    with pytest.raises(ConfigError, match=r"--model: 'hbn' is neither a shipped model \(graphene, mos2\)"):
+        resolve_model("hbn")
+
+
+@pytest.mark.parametrize("name", ["mos2", "graphene"])
+def test_evaluate_reproduces_the_committed_test_numbers(name, data_root, tmp_path):
+    from flakeseg.cli.evaluate import main
+
+    out = tmp_path / "metrics.json"
+    assert main([name, "--data", name, "--out", str(out), "--set", f"data.root={data_root}"]) == 0
+    measured = json.loads(out.read_text())
+    claimed = json.loads((SHIPPED_DIR / f"{name}.json").read_text())
+    for key in ("test/region_accuracy", "test/mean_class_acc", "test/macro_precision", "test/mean_iou"):
+        assert measured[key] == pytest.approx(claimed[key], abs=1e-6), key
+    assert measured["test/confmat"] == claimed["test/confmat"]
+
+
+def test_predict_with_a_shipped_model_on_a_real_image(data_root, tmp_path):
+    from flakeseg.cli.predict import main
+
+    image = data_root / "data" / "ori" / "or00000.png"
+    assert main(["--model", "mos2", str(image), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "flakes.csv").exists() and (tmp_path / "overlays" / "or00000.png").exists()
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["settings"]["checkpoint"].endswith("mos2.ckpt")
