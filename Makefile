@@ -31,6 +31,7 @@ train: install  ## 3-fold CV of the CPU preset on MoS2 (add ARGS="data=graphene 
 	$(RUN) python train.py $(ARGS)
 
 DATASET ?= all
+ABLATION ?= cpu
 reproduce: install  ## the paper's protocol at paper size, GPU work (DATASET=mos2|graphene|all) -> outputs/reproduce/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
 	$(RUN) flakeseg reproduce --profile paper --dataset $(DATASET) --out outputs/reproduce
@@ -45,7 +46,7 @@ compare: install  ## every model family by 3-fold CV, CPU size, ~25 min on 2 cor
 
 ablation: install  ## the training recipe step by step, 3-fold CV, CPU size, ~45 min on 2 cores (DATASET=...) -> outputs/ablation/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
-	$(RUN) flakeseg ablation --profile cpu --dataset $(DATASET) --out outputs/ablation
+	$(RUN) flakeseg ablation --profile $(ABLATION) --dataset $(DATASET) --out outputs/ablation
 
 leaderboard: install  ## every model family x protocol (paper, upstream), 3-fold CV, CPU size, ~70 min on 2 cores -> docs/results/leaderboard_cpu/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }

@@ -71,9 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlakesegError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 1
-    table = Table(
-        title=f"{metrics['model']} on {metrics['data']} {metrics['split']} ({len(metrics['ids'])} images)"
-    )
+    model = Path(metrics["model"]).name
+    table = Table(title=f"{model} on {metrics['data']} {metrics['split']} ({len(metrics['ids'])} images)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, label in HEADLINE:
