@@ -18,6 +18,7 @@ from tests.conftest import compose_train
 
 #: a tiny real-data CV fold for any model (the shared TINY list sets a U-Net width, not used here)
 TINY_ANY_MODEL = [
+    "experiment=cpu_quick",
     "data.scale=0.15",
     "data.crop_size=32",
     "data.samples_per_epoch=8",
