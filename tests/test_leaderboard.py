@@ -87,3 +87,14 @@ def test_report_json_has_the_documented_shape(tmp_path):
     text = path.read_text()
     assert "**0.820 ± 0.050**" in text and "failed: boom" in text and "`cmd3`" in text
     assert (tmp_path / "leaderboard.png").stat().st_size > 0
+
+
+def test_report_only_trains_nothing_and_says_which_rows_did_not_run(tmp_path):
+    from flakeseg.studies.leaderboard import run_leaderboard
+
+    profile = LeaderboardProfile.load("cpu")
+    results = run_leaderboard(profile, ["mos2"], tmp_path / "out", tmp_path / "runs", report_only=True)
+    assert len(results) == 2 * len(profile.models)  # paper and upstream on MoS2
+    assert all(r.row is None and r.error.startswith("not run") for r in results)
+    assert not (tmp_path / "runs").exists()
+    assert json.loads((tmp_path / "out" / "leaderboard.json").read_text()) == {}

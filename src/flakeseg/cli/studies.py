@@ -48,12 +48,18 @@ def leaderboard_main(argv: Sequence[str] | None = None) -> int:
         out_help="folder of leaderboard.md/.json/.png (default: outputs/leaderboard)",
     )
     parser.add_argument("--runs", type=Path, default=None, help="folder of the CV runs (default: <out>/runs)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the report from the complete runs in --runs; train nothing (rows without one: not run)",
+    )
     args = parser.parse_args(argv)
 
     def start():
         profile = leaderboard.LeaderboardProfile.load(args.profile)
         datasets = profile.datasets if args.dataset == "all" else [args.dataset]
-        return leaderboard.run_leaderboard(profile, datasets, args.out, args.runs or args.out / "runs")
+        runs = args.runs or args.out / "runs"
+        return leaderboard.run_leaderboard(profile, datasets, args.out, runs, args.report_only)
 
     return run_study(
         logging.getLogger("flakeseg.studies.leaderboard"),

@@ -171,13 +171,24 @@ def evaluate_on_test(cfg: Any, metrics: dict[str, Any], run_dir: Path) -> dict[s
 
 
 def run_job(
-    profile: LeaderboardProfile, dataset: str, protocol: str, model: BoardModel, runs: Path
+    profile: LeaderboardProfile,
+    dataset: str,
+    protocol: str,
+    model: BoardModel,
+    runs: Path,
+    report_only: bool = False,
 ) -> BoardResult:
+    """Cross-validate one row (resuming) and score its fold models on the test split; with
+    ``report_only`` a row without a complete run is reported as not run instead of trained."""
     from flakeseg.stages.cv import run_cross_validation
+    from flakeseg.stages.resume import METRICS_FILE
 
     run_dir = runs / dataset / protocol / model.name
     overrides = profile.overrides(dataset, protocol, model, run_dir.resolve())
     result = BoardResult(dataset, protocol, model, run_dir, train_command(overrides, run_dir))
+    if report_only and not _complete(run_dir / METRICS_FILE):
+        result.error = f"not run (no complete {run_dir / METRICS_FILE})"
+        return result
     try:
         cfg = compose(overrides)
         metrics = run_cross_validation(cfg)
@@ -192,10 +203,20 @@ def run_job(
     return result
 
 
+def _complete(path: Path) -> bool:
+    import json
+
+    try:
+        return bool(json.loads(path.read_text()).get("complete"))
+    except (OSError, ValueError):
+        return False
+
+
 def run_leaderboard(
-    profile: LeaderboardProfile, datasets: Sequence[str], out: Path, runs: Path
+    profile: LeaderboardProfile, datasets: Sequence[str], out: Path, runs: Path, report_only: bool = False
 ) -> list[BoardResult]:
-    """Run every job of ``profile`` on ``datasets`` into ``runs`` and write the report into ``out``."""
+    """Run every job of ``profile`` on ``datasets`` into ``runs`` and write the report into ``out``
+    (``report_only``: from the complete runs already there, training nothing)."""
     from rich.console import Console
 
     from flakeseg.studies.leaderboard_report import write_report
@@ -217,7 +238,7 @@ def run_leaderboard(
             f"[bold][{number}/{len(jobs)}] {dataset}, protocol={protocol}: {model.label}[/] "
             f"({elapsed:.0f} s so far)"
         )
-        results.append(run_job(profile, dataset, protocol, model, runs))
+        results.append(run_job(profile, dataset, protocol, model, runs, report_only))
         # after every job, so a stopped run leaves the report of what finished
         write_report(profile, results, out, time.perf_counter() - started, log_invocation=False)
     write_report(profile, results, out, time.perf_counter() - started)

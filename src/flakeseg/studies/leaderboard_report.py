@@ -27,6 +27,10 @@ def board_json(results: Sequence[Any]) -> dict[str, dict[str, dict[str, dict[str
     return board
 
 
+def _why(error: str) -> str:
+    return error if error.startswith("not run") else f"failed: {error}"
+
+
 def _number(value: Any, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -58,7 +62,7 @@ def markdown_tables(results: Sequence[Any], labels: Mapping[str, str]) -> list[s
                     f"{row['train_s']:.0f} |"
                 )
             lines += [
-                f"| {labels.get(m, m)} | failed: {error} | | | | | |"
+                f"| {labels.get(m, m)} | {_why(error)} | | | | | |"
                 for (d, p, m), error in failed.items()
                 if (d, p) == (dataset, protocol)
             ]
