@@ -10,7 +10,7 @@ export FLAKESEG_DATA
 PYTEST_ARGS ?= -n 2 --dist worksteal
 RUN := $(UV) run --frozen
 
-.PHONY: help install train test test-fast lint format data clean bench bench-train browser reproduce reproduce-quick compare ablation leaderboard models
+.PHONY: help install train test test-fast lint format data clean bench bench-train browser reproduce reproduce-quick compare ablation leaderboard fewshot models
 
 help:  ## show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ ablation: install  ## the training recipe step by step, 3-fold CV, CPU size, ~45
 leaderboard: install  ## every model family x protocol (paper, upstream), 3-fold CV, CPU size, ~70 min on 2 cores -> docs/results/leaderboard_cpu/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
 	$(RUN) flakeseg leaderboard --profile cpu --dataset $(DATASET) --out docs/results/leaderboard_cpu --runs outputs/leaderboard
+
+fewshot: install  ## k = 1, 3, 5, 10, all graphene images: fine-tuned from the shipped MoS2 model vs scratch, ~55 min on 2 cores -> docs/results/fewshot_cpu/
+	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
+	$(RUN) flakeseg fewshot --profile cpu --out docs/results/fewshot_cpu --runs outputs/fewshot
 
 models: install  ## retrain the shipped models (best_cpu on each whole training split, ~5 min each) -> src/flakeseg/inference/shipped/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }

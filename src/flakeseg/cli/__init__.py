@@ -24,6 +24,10 @@ COMMANDS = {
         "flakeseg.cli.evaluate:main",
         "score a checkpoint or shipped model on a data set's test split",
     ),
+    "import-labels": (
+        "flakeseg.cli.import_labels:main",
+        "annotations (COCO, Labelme, colour masks) to a data set: train.py data=<name>",
+    ),
     "export": (
         "flakeseg.cli.export:main",
         "export a checkpoint to ONNX for fast inference (predict --backend onnx)",
@@ -39,6 +43,10 @@ COMMANDS = {
     "leaderboard": (
         "flakeseg.cli.studies:leaderboard_main",
         "every model family on every protocol, one table (make leaderboard)",
+    ),
+    "fewshot": (
+        "flakeseg.cli.studies:fewshot_main",
+        "how many labelled images a new material needs: fine-tuned vs scratch (make fewshot)",
     ),
     "reproduce": (
         "flakeseg.studies.reproduce:main",

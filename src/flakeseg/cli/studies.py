@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from flakeseg.studies.common import profile_study_main
 
-__all__ = ["ablation_main", "compare_main", "leaderboard_main"]
+__all__ = ["ablation_main", "compare_main", "fewshot_main", "leaderboard_main"]
 
 
 def compare_main(argv: Sequence[str] | None = None) -> int:
@@ -66,4 +66,37 @@ def leaderboard_main(argv: Sequence[str] | None = None) -> int:
         start,
         lambda r: f"{r.dataset} / {r.protocol} / {r.model.name}: {r.error}" if r.error else None,
         lambda: args.out / "leaderboard.md",
+    )
+
+
+def fewshot_main(argv: Sequence[str] | None = None) -> int:
+    """``flakeseg fewshot`` (``make fewshot``): the report in ``--out``, the runs in ``--runs``."""
+    import logging
+    from pathlib import Path
+
+    from flakeseg.studies import fewshot
+    from flakeseg.studies.common import run_study, study_parser
+
+    parser = study_parser(
+        "flakeseg fewshot",
+        fewshot.__doc__.split("\n\n")[0],
+        "fewshot",
+        "cpu",
+        ("mos2", "graphene"),
+        Path("outputs/fewshot"),
+        out_help="folder of fewshot.md/.json/.png (default: outputs/fewshot)",
+    )
+    parser.add_argument("--runs", type=Path, default=None, help="folder of the runs (default: <out>/runs)")
+    args = parser.parse_args(argv)
+
+    def start():
+        profile = fewshot.FewshotProfile.load(args.profile)
+        datasets = profile.datasets if args.dataset == "all" else [args.dataset]
+        return fewshot.run_fewshot(profile, datasets, args.out, args.runs or args.out / "runs")
+
+    return run_study(
+        logging.getLogger("flakeseg.studies.fewshot"),
+        start,
+        lambda r: f"{r.dataset} / {r.arm} / k={r.k} / draw {r.draw}: {r.error}" if r.error else None,
+        lambda: args.out / "fewshot.md",
     )

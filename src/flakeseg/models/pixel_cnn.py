@@ -60,6 +60,10 @@ class PixelCNN(nn.Module):
 
     input_multiple = 1
 
+    #: parameter-name prefixes of the class scores and of the encoder (fine-tuning: model.init_from)
+    head_prefixes = ("fc2.",)
+    encoder_prefixes = ("convs.",)
+
     def __init__(
         self,
         num_classes: int,

@@ -93,7 +93,8 @@ def build_smp(
 
     Returns:
         the network, with ``input_multiple`` set to its encoder's output stride (32; 16 for
-        ``DeepLabV3Plus``/``DeepLabV3``, whose encoders are dilated).
+        ``DeepLabV3Plus``/``DeepLabV3``, whose encoders are dilated), and ``head_prefixes`` /
+        ``encoder_prefixes`` (what fine-tuning rebuilds and freezes).
     """
     if arch not in ARCHITECTURES:
         raise ConfigError(f"model.arch: unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}")
@@ -121,4 +122,7 @@ def build_smp(
             "or set model.encoder_weights=null"
         ) from None
     net.input_multiple = int(net.encoder.output_stride)
+    # parameter-name prefixes of the class scores and of the encoder (fine-tuning: model.init_from)
+    net.head_prefixes = ("segmentation_head.",)
+    net.encoder_prefixes = ("encoder.",)
     return net

@@ -49,6 +49,10 @@ class NormUNet(nn.Module):
         dropout: dropout before the last 1x1 convolution (0: none).
     """
 
+    #: parameter-name prefixes of the class scores and of the encoder (fine-tuning: model.init_from)
+    head_prefixes = ("head.",)
+    encoder_prefixes = ("down.", "bottom.")
+
     def __init__(self, num_classes: int, in_channels=3, base_channels=16, depth=4, norm="batch", dropout=0.0):
         super().__init__()
         if norm not in NORMS:

@@ -40,6 +40,9 @@ class PaperUNet(nn.Module):
 
     depth = 4
     input_multiple = 2**depth
+    #: parameter-name prefixes of the class scores and of the encoder (fine-tuning: model.init_from)
+    head_prefixes = ("head.",)
+    encoder_prefixes = ("down.", "bottom.")
 
     def __init__(self, num_classes: int, in_channels=3, base_channels=64, dropout=0.5, init="he"):
         super().__init__()

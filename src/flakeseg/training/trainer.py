@@ -20,6 +20,7 @@ from flakeseg.errors import ConfigError, Interrupted
 from flakeseg.inference.checkpoint import inference_fields
 from flakeseg.inference.inputs import InputFeatures
 from flakeseg.training.callbacks import CheckpointOnSigterm, StopOnNonFinite
+from flakeseg.training.init_from import FreezeEncoder, load_initial_weights, split_fine_tuning
 from flakeseg.training.losses import uses_class_weights
 from flakeseg.training.module import FlakeSegModule
 from flakeseg.training.progress import CompactProgressBar
@@ -59,7 +60,8 @@ def build_module(
     ``features``: the input features fitted on the training images (their channels set the network's
     ``in_channels``; the checkpoint keeps them for prediction)."""
     data_cfg = cfg.data
-    model = OmegaConf.to_container(cfg.model, resolve=True)
+    # init_from / freeze_encoder_epochs say how training starts; the checkpoint keeps the network only
+    model, init_from, _ = split_fine_tuning(OmegaConf.to_container(cfg.model, resolve=True))
     normalization = {"mean": list(data_cfg.mean), "std": list(data_cfg.std)}
     inference = inference_fields(OmegaConf.to_container(data_cfg, resolve=True), list(scheme.names))
     if features is not None:
@@ -83,6 +85,8 @@ def build_module(
             f"data.crop_size: {data_cfg.crop_size} is not a multiple of {module.input_multiple}, "
             f"which model {cfg.model.name} needs"
         )
+    if init_from is not None:
+        load_initial_weights(module.net, init_from, model, list(scheme.names))
     return module
 
 
@@ -105,6 +109,9 @@ def build_trainer(
         loggers: Lightning loggers to use instead of instantiating ``cfg.logger``.
         overrides: replace ``trainer`` config values (the benchmark uses them to shorten runs).
     """
+    _, _, freeze_epochs = split_fine_tuning(cfg.model)
+    if freeze_epochs:
+        extra_callbacks = [FreezeEncoder(freeze_epochs), *extra_callbacks]
     state_callbacks: list[pl.Callback] = [
         RandomStateCheckpoint(),
         CheckpointOnSigterm(run_dir / "checkpoints" / "interrupted.ckpt"),

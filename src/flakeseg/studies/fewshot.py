@@ -1,0 +1,175 @@
+"""How many labelled images a new material needs: ``flakeseg fewshot`` (``make fewshot``).
+
+For each k of a profile (``conf/fewshot/<name>.yaml``: k = 1, 3, 5, 10 and all training images of the
+data set standing in for a new material) and each of ``draws`` random sets of k training images, every
+arm (``finetuned``: ``model.init_from=mos2``; ``scratch``: random weights) is trained on that set with
+``stage=test`` and scored on the data set's fixed test split. Both arms see the same image sets and the
+same training budget. Each run is the ``train.py`` job ``<runs>/<arm>/k<k>/draw<d>/`` (resumed when
+complete). The report:
+
+- ``fewshot.md``: per arm and k the mean ± std over draws of test region accuracy, macro precision and
+  mean per-class pixel accuracy, and the training seconds;
+- ``fewshot.json``: ``{arm: {k: {"test/region_accuracy", "test/macro_precision", "test/mean_class_acc",
+  each with a "_std" key, "train_s", "train_s_std", "draws"}}}``;
+- ``fewshot.png``: each metric against k, one curve per arm with its spread over draws.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from flakeseg.errors import ConfigError, FlakesegError
+from flakeseg.studies.common import StudyProfile, require_distinct_names
+from flakeseg.studies.compare import compose, train_command
+
+log = logging.getLogger("flakeseg.studies.fewshot")
+
+#: the metrics of every (arm, k) cell, as test_metrics.json names them
+METRICS = ("test/region_accuracy", "test/macro_precision", "test/mean_class_acc")
+ALL = "all"
+
+
+@dataclass
+class FewshotProfile(StudyProfile):
+    """A few-shot profile (``conf/fewshot/<name>.yaml``)."""
+
+    ks: list[str] = field(default_factory=list)
+    draws: int = 3
+    seed: int = 0
+    arms: dict[str, list[str]] = field(default_factory=dict)
+
+    study: ClassVar[str] = "fewshot"
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ks": [str(k) for k in raw["ks"]],
+            "draws": int(raw.get("draws", 3)),
+            "seed": int(raw.get("seed", 0)),
+            "arms": {str(name): [str(o) for o in overrides or []] for name, overrides in raw["arms"].items()},
+        }
+
+    def check(self, path: Path) -> None:
+        require_distinct_names(path, "arms", list(self.arms))
+        require_distinct_names(path, "ks", self.ks)
+        for k in self.ks:
+            if k != ALL and not (k.isdigit() and int(k) >= 1):
+                raise ConfigError(f"{path}: ks: {k!r} is neither a positive number of images nor 'all'")
+        if len(self.datasets) != 1:
+            raise ConfigError(f"{path}: datasets: one data set per few-shot profile, got {self.datasets}")
+        if self.draws < 1:
+            raise ConfigError(f"{path}: draws must be at least 1, got {self.draws}")
+
+
+def draw_sets(
+    train_ids: Sequence[str], ks: Sequence[str], draws: int, seed: int
+) -> dict[str, list[list[str]]]:
+    """Per k, the image sets of its draws (``all``: one set, every id); draw d of every k uses the
+    generator ``default_rng(seed + d)``, so a set is the same for every arm and every rerun."""
+    ordered = sorted(train_ids)
+    sets: dict[str, list[list[str]]] = {}
+    for k in ks:
+        if k == ALL:
+            sets[k] = [ordered]
+            continue
+        if int(k) > len(ordered):
+            raise ConfigError(f"fewshot: k={k} is more than the {len(ordered)} training images")
+        sets[k] = [
+            sorted(np.random.default_rng(seed + d).choice(ordered, size=int(k), replace=False).tolist())
+            for d in range(draws)
+        ]
+    return sets
+
+
+@dataclass
+class FewshotRun:
+    """One (arm, k, draw) job."""
+
+    dataset: str
+    arm: str
+    k: str
+    draw: int
+    ids: list[str]
+    run_dir: Path
+    command: str
+    scores: dict[str, float] | None = None
+    error: str | None = None
+
+
+def run_job(profile: FewshotProfile, dataset: str, arm: str, k: str, draw: int, ids: list[str], runs: Path):
+    """Train one arm on one image set (resuming a complete run) and keep its test scores."""
+    from flakeseg.stages.resume import start_run
+    from flakeseg.stages.test_split import run_test_stage
+
+    run_dir = runs / dataset / arm / f"k{k}" / f"draw{draw}"
+    overrides = [
+        f"data={dataset}",
+        *profile.common,
+        *profile.arms[arm],
+        "stage=test",
+        f"data.split.train={json.dumps(ids, separators=(',', ':'))}",  # quoted: ids like 007 stay strings
+        "task_name=fewshot",
+        f"paths.output_dir={run_dir.resolve()}",
+    ]
+    result = FewshotRun(dataset, arm, k, draw, ids, run_dir, train_command(overrides, run_dir))
+    try:
+        cfg = compose(overrides)
+        from flakeseg.stages.resume import TEST_METRICS_FILE
+
+        metrics = run_test_stage(cfg, start_run(cfg, TEST_METRICS_FILE))
+        result.scores = {m: float(metrics[m]) for m in METRICS} | {"train_s": float(metrics["train_seconds"])}
+    except FlakesegError as exc:
+        result.error = str(exc).splitlines()[0]
+    except Exception as exc:  # one broken job must not cost the others' results
+        result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        log.exception("%s / %s / k=%s / draw %d failed", dataset, arm, k, draw)
+    if result.error:
+        log.error("%s / %s / k=%s / draw %d: %s", dataset, arm, k, draw, result.error)
+    return result
+
+
+def run_fewshot(profile: FewshotProfile, datasets: Sequence[str], out: Path, runs: Path) -> list[FewshotRun]:
+    """Every job of ``profile`` on ``datasets`` into ``runs``; the report into ``out`` after each job."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from rich.console import Console
+
+    from flakeseg.data.splits import split_from_config
+    from flakeseg.studies.fewshot_report import write_report
+    from flakeseg.utils.config_files import CONFIG_DIR
+
+    console = Console()
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    jobs = []
+    for dataset in datasets:
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            data_cfg = hydra_compose("train", overrides=[f"data={dataset}"]).data
+        sets = draw_sets(split_from_config(data_cfg)["train"], profile.ks, profile.draws, profile.seed)
+        # draw by draw, so a stopped study has every k and arm of its first draws
+        depth = max(len(v) for v in sets.values())
+        jobs += [
+            (dataset, arm, k, d, sets[k][d])
+            for d in range(depth)
+            for k in profile.ks
+            if d < len(sets[k])
+            for arm in profile.arms
+        ]
+    results: list[FewshotRun] = []
+    for number, (dataset, arm, k, draw, ids) in enumerate(jobs, start=1):
+        elapsed = time.perf_counter() - started
+        console.rule(
+            f"[bold][{number}/{len(jobs)}] {dataset}: {arm}, k={k}, draw {draw}[/] ({elapsed:.0f} s so far)"
+        )
+        results.append(run_job(profile, dataset, arm, k, draw, ids, runs))
+        write_report(profile, results, out, time.perf_counter() - started, log_invocation=False)
+    write_report(profile, results, out, time.perf_counter() - started)
+    return results
