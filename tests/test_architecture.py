@@ -145,13 +145,14 @@ def test_the_checks_catch_an_upward_import_and_a_cycle(toy_package: Path):
 
 def test_command_lines_parse_without_lightning_or_torch():
     """``import flakeseg``, ``flakeseg predict --help`` and ``train.py --help`` answer in a second: what
-    they import holds no Lightning, no torchmetrics and not even torch."""
+    they import holds no Lightning, no torchmetrics and not even torch (nor does all of
+    ``flakeseg import-labels``)."""
     import subprocess
     import sys
 
     probe = (
         "import sys, flakeseg, flakeseg.cli, flakeseg.cli.predict, flakeseg.cli.export, flakeseg.cli.train\n"
-        "import flakeseg.cli.evaluate\n"
+        "import flakeseg.cli.evaluate, flakeseg.cli.import_labels, flakeseg.data.importing\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'pytorch_lightning', 'lightning_fabric', "
         "'torchmetrics', 'torchvision', 'torch'}))"
     )

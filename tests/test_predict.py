@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from flakeseg.evaluation.flakes import FLAKE_COLUMNS, find_flakes
 from flakeseg.inference.checkpoint import ModelCard, load_torch_model
 from flakeseg.inference.predictor import Predictor, TorchBackend, load_predictor
 from flakeseg.inference.tiling import plan_tiles, predict_tiled
+from flakeseg.screening.html_report import GALLERY_LIMIT
 from flakeseg.screening.screen import collect_inputs, output_names
 from tests.conftest import REPO_ROOT, TINY, compose_train
 
@@ -72,6 +74,7 @@ def test_predict_writes_every_output_and_never_touches_inputs(checkpoint, images
     out = tmp_path / "out"
     before = _digests(images)
     argv = [str(checkpoint), str(images[0].parent), "--out", str(out), "--save-probabilities"]
+    argv += ["--coco", str(out / "flakes.json")]
     code = main([*argv, "--min-area", "0", "--min-confidence", "0", "--pixel-size", "0.1"])
     assert code == 0
     assert _digests(images) == before
@@ -99,11 +102,40 @@ def test_predict_writes_every_output_and_never_touches_inputs(checkpoint, images
         assert 0.0 <= float(row["confidence"]) <= 1.0
     page = (out / "report.html").read_text()
     assert page.count('<tr class="flake"') == len(rows)
+    # the gallery: every flake's crop, surest first
+    shown = [float(c) for c in re.findall(r'<figure class="crop"[^>]*data-confidence="([0-9.]+)"', page)]
+    assert len(shown) == min(len(rows), GALLERY_LIMIT) and shown == sorted(shown, reverse=True)
     assert page.count('<tr class="ranked"') == len(names)
     assert "http://" not in page and "https://" not in page  # self-contained
     run = json.loads((out / "run.json").read_text())
     assert run["flakes"] == len(rows) and run["problems"] == []
     assert not list(out.rglob(".*.tmp"))
+    _check_coco(out / "flakes.json", rows, images, card)
+
+
+def _check_coco(path: Path, rows: list[dict[str, str]], images: list[Path], card) -> None:
+    """--coco: pycocotools reads it; one instance per flake of flakes.csv with its class, confidence
+    and area; importing it back gives the predicted flakes as a mask."""
+    from pycocotools.coco import COCO
+
+    from flakeseg.data.label_formats import read_coco
+
+    coco = COCO(str(path))
+    assert sorted(c["name"] for c in coco.loadCats(coco.getCatIds())) == sorted(card.flake_classes)
+    by_flake = {(r["image"], int(r["flake_id"])): r for r in rows}
+    assert len(coco.getAnnIds()) == len(rows)
+    for ann in coco.loadAnns(coco.getAnnIds()):
+        image = coco.loadImgs(ann["image_id"])[0]
+        row = by_flake[(Path(image["file_name"]).stem, ann["attributes"]["flake_id"])]
+        assert coco.annToMask(ann).sum() == ann["area"] == int(row["area_px"])
+        assert coco.loadCats(ann["category_id"])[0]["name"] == row["class_name"]
+        assert ann["score"] == pytest.approx(float(row["confidence"]), abs=1e-4)
+    root = Path(json.loads(path.read_text())["info"]["image_root"])
+    assert root == images[0].parent.resolve()
+    imported = read_coco(path, root, allow_empty=True)
+    for labelled in imported.images:
+        flakes = [r for r in rows if r["image"] == labelled.id]
+        assert int((labelled.mask > 0).sum()) == sum(int(r["area_px"]) for r in flakes)
 
 
 def test_rerun_skips_finished_images_and_other_settings_redo_them(checkpoint, images, tmp_path, capsys):

@@ -23,14 +23,16 @@ def build_parser() -> argparse.ArgumentParser:
             "Find monolayer and bilayer flakes in new optical-microscope images with a trained model.\n"
             "Writes to --out: flakes.csv (one row per flake of every image), overlays/<image>.png\n"
             "(flakes tinted in their class colour and numbered), report.html (images ranked by their\n"
-            "candidates, with thumbnails; opens offline), run.json, and records/ (rerun skips done images)."
+            "candidates, a gallery of every flake by confidence; opens offline), run.json, records/\n"
+            "(rerun skips done images) and, with --coco, the flakes as COCO instances."
         ),
         epilog=(
             "examples:\n"
             "  flakeseg predict --model mos2 new_images/ --out s0        (the shipped MoS2 model)\n"
             "  flakeseg predict outputs/train/runs/<time>/checkpoints/final.ckpt new_images/ --out s1\n"
             "  flakeseg predict model.onnx 'scans/**/*.tif' --out s2 --min-area 300 --min-confidence 0.8\n"
-            "  flakeseg predict final.ckpt img.jpg --out s3 --pixel-size 0.1 --model-pixel-size 0.05\n\n"
+            "  flakeseg predict final.ckpt img.jpg --out s3 --pixel-size 0.1 --model-pixel-size 0.05\n"
+            "  flakeseg predict --model hbn.ckpt new/ --out s4 --coco s4/flakes.json   (correct in CVAT)\n\n"
             "Exit status: 0 when every input was screened, 1 when an input was skipped (each named in\n"
             "one line) or nothing could be screened."
         ),
@@ -95,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--save-probabilities",
         action="store_true",
         help="also write probabilities/<image>.npy (C x H x W float32) and an 8-bit PNG per flake class",
+    )
+    parser.add_argument(
+        "--coco",
+        type=Path,
+        default=None,
+        help="also write the flakes as COCO instances (RLE mask, class, score, area) to this .json, for "
+        "labelling tools to load and correct; file_name relative to the images' common folder",
     )
     parser.add_argument("--recursive", action="store_true", help="also take images in sub-folders")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")

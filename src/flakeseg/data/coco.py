@@ -67,7 +67,8 @@ def mask_instances(
         classes: the class indices that are instances (the flake classes; background is not one).
         scores: per instance id of ``instance_ids``, its confidence (predictions carry ``score``).
         instance_ids: ``H x W`` instance ids (0: none) that say which pixels make one instance, e.g.
-            :func:`flakeseg.evaluation.flakes.find_flakes`'s map; default: the connected regions.
+            :func:`flakeseg.evaluation.flakes.find_flakes`'s map (each instance then carries
+            ``attributes.flake_id``); default: the connected regions.
     """
     instances = []
     for cls in classes:
@@ -87,8 +88,10 @@ def mask_instances(
                 "bbox": [float(x), float(y), float(w), float(h)],
                 "iscrowd": 0,
             }
-            if scores is not None and instance is not None:
-                item["score"] = round(float(scores[instance]), 4)
+            if instance is not None:  # which of the given instances (CVAT reads attributes)
+                item["attributes"] = {"flake_id": instance}
+                if scores is not None:
+                    item["score"] = round(float(scores[instance]), 4)
             instances.append(item)
     return instances
 

@@ -11,7 +11,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["rank_images", "render_report"]
+__all__ = ["GALLERY_LIMIT", "gallery_flakes", "rank_images", "render_report"]
 
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -24,7 +24,13 @@ img.thumb { display: block; max-width: 320px; }
           vertical-align: middle; margin-right: 0.3em; }
 details { margin: 0.8em 0; } summary { cursor: pointer; font-weight: 600; }
 .none { color: #888; } .problem { color: #a00; }
+#gallery { display: flex; flex-wrap: wrap; gap: 8px; }
+figure.crop { margin: 0; width: 112px; font-size: 11px; line-height: 1.25; }
+figure.crop img { display: block; width: 112px; height: 112px; border: 3px solid #888; }
 """
+
+#: the most flake crops the gallery shows (the surest first); flakes.csv lists every one
+GALLERY_LIMIT = 200
 
 
 def rank_images(
@@ -39,6 +45,19 @@ def rank_images(
         return (*(-counts.get(c, 0) for c in flake_classes), -area, record["name"])
 
     return sorted(records, key=key)
+
+
+def gallery_flakes(records: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """Every ``(record, flake)`` with a crop, the most confident first (ties: larger first)."""
+    pairs = [
+        (record, flake)
+        for record in records
+        for flake in record.get("flakes", [])
+        if str(flake["flake_id"]) in (record.get("crops") or {})
+    ]
+    return sorted(
+        pairs, key=lambda p: (-p[1]["confidence"], -p[1]["area_px"], p[0]["name"], p[1]["flake_id"])
+    )
 
 
 def _swatch(color: str) -> str:
@@ -116,6 +135,32 @@ def render_report(
             + f"<td>{_fmt(largest)}</td><td>{_fmt(best)}</td></tr>"
         )
     parts.append("</table>")
+
+    gallery = gallery_flakes(records)
+    if gallery:
+        shown = gallery[:GALLERY_LIMIT]
+        parts.append(
+            "<h2>Flakes by confidence</h2><p>Every candidate cut from its overlay, the surest first"
+            + (
+                f" ({len(shown)} of {len(gallery)}; flakes.csv lists all)"
+                if len(gallery) > len(shown)
+                else ""
+            )
+            + '.</p><div id="gallery">'
+        )
+        for record, flake in shown:
+            cls = flake["class_name"]
+            name = record["name"]
+            parts.append(
+                f'<figure class="crop" data-image="{html.escape(name)}" data-class="{html.escape(cls)}" '
+                f'data-confidence="{flake["confidence"]}"><a href="#{_anchor(name)}">'
+                f'<img alt="{html.escape(cls)} {flake["flake_id"]} of {html.escape(name)}" '
+                f'style="border-color:{html.escape(class_colors.get(cls, "#888"))}" '
+                f'src="{record["crops"][str(flake["flake_id"])]}"></a>'
+                f"<figcaption>{html.escape(cls)} {_fmt(flake['confidence'])}<br>{html.escape(name)} "
+                f"#{flake['flake_id']}, {flake['area_px']} px</figcaption></figure>"
+            )
+        parts.append("</div>")
 
     columns = ["flake_id", "class_name", "area_px", "area_um2", "confidence", "bbox", "centroid"]
     for record in ranked:

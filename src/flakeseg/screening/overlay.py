@@ -13,7 +13,7 @@ from scipy import ndimage
 from flakeseg.evaluation.flakes import Flake
 from flakeseg.utils.colors import hex_to_rgb
 
-__all__ = ["draw_overlay", "probability_map", "thumbnail_data_uri"]
+__all__ = ["draw_overlay", "flake_crop_uri", "probability_map", "thumbnail_data_uri"]
 
 
 def draw_overlay(
@@ -73,3 +73,17 @@ def thumbnail_data_uri(picture: Image.Image, width: int = 320, quality: int = 82
     buffer = io.BytesIO()
     small.convert("RGB").save(buffer, format="JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def flake_crop_uri(overlay: Image.Image, flake: Flake, side: int = 112, margin: float = 0.3) -> str:
+    """A square crop of the overlay around one flake (its box and ``margin`` of its size on each side,
+    at least 24 px) as a ``side``-px JPEG data URI: the report's gallery of candidates."""
+    width, height = overlay.size
+    box_w, box_h = flake.bbox_x1 - flake.bbox_x0, flake.bbox_y1 - flake.bbox_y0
+    half = max(box_w, box_h) * (0.5 + margin)
+    half = max(half, 12.0)
+    cx, cy = (flake.bbox_x0 + flake.bbox_x1) / 2, (flake.bbox_y0 + flake.bbox_y1) / 2
+    left, top = max(0, round(cx - half)), max(0, round(cy - half))
+    right, bottom = min(width, round(cx + half)), min(height, round(cy + half))
+    crop = overlay.crop((left, top, right, bottom)).resize((side, side), Image.Resampling.LANCZOS)
+    return thumbnail_data_uri(crop, width=side)

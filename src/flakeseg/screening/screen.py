@@ -27,12 +27,13 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from flakeseg.data.coco import CocoImage, coco_document, mask_instances
 from flakeseg.data.io import read_image
 from flakeseg.errors import ConfigError, FlakesegError
 from flakeseg.evaluation.flakes import FLAKE_COLUMNS, find_flakes
 from flakeseg.inference.predictor import Predictor, class_indices, load_predictor
 from flakeseg.screening.html_report import render_report
-from flakeseg.screening.overlay import draw_overlay, probability_map, thumbnail_data_uri
+from flakeseg.screening.overlay import draw_overlay, flake_crop_uri, probability_map, thumbnail_data_uri
 from flakeseg.utils.files import (
     save_image_atomic,
     write_bytes_atomic,
@@ -44,7 +45,7 @@ from flakeseg.utils.files import (
 __all__ = ["IMAGE_SUFFIXES", "ScreenSettings", "collect_inputs", "run", "screen_images"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: records hold each flake's RLE mask (--coco) and crop (report gallery)
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,13 @@ def screen_one(
             save_image_atomic(probability_map(probs[card.class_names.index(cls)]), target)
             maps.append(str(target.relative_to(out)))
     counts = {c: sum(f.class_name == c for f in flakes) for c in card.flake_classes}
+    # each flake's own pixels as COCO RLE, for `--coco` (labelling tools load them for correction)
+    instances = mask_instances(
+        probs.argmax(axis=0),
+        class_indices(card, card.flake_classes),
+        scores={f.flake_id: f.confidence for f in flakes},
+        instance_ids=flake_ids,
+    )
     return {
         "version": RECORD_VERSION,
         "name": name,
@@ -189,6 +197,8 @@ def screen_one(
         "counts": counts,
         "flakes": [f.row() for f in flakes],
         "overlay": str(overlay_path.relative_to(out)),
+        "instances": instances,
+        "crops": {str(f.flake_id): flake_crop_uri(overlay, f) for f in flakes},
         "probability_maps": maps,
         "thumbnail": thumbnail_data_uri(overlay),
         "seconds": round(time.perf_counter() - start, 3),
@@ -255,11 +265,45 @@ def screen_images(
     }
 
 
+def coco_predictions(
+    records: Sequence[dict[str, Any]], class_names: Sequence[str], flake_classes: Sequence[int]
+):
+    """The predicted flakes of ``records`` as a COCO document: one instance per flake (RLE mask,
+    ``category_id`` its class index, ``score`` its confidence, ``area`` in pixels, ``attributes.flake_id``
+    its row in flakes.csv); ``file_name`` relative to the images' common folder (``info.image_root``)."""
+    import os
+
+    sources = [Path(r["source"]).resolve() for r in records]
+    root = Path(os.path.commonpath([p.parent for p in sources])) if sources else Path.cwd()
+    document = coco_document(
+        [
+            CocoImage(str(p.relative_to(root)), int(r["height"]), int(r["width"]))
+            for p, r in zip(sources, records, strict=True)
+        ],
+        [r.get("instances") or [] for r in records],
+        class_names,
+        flake_classes,
+        "flake candidates predicted by flakeseg predict",
+    )
+    document["info"]["image_root"] = str(root)
+    return document
+
+
 def write_run_outputs(
-    out: Path, summary: dict[str, Any], predictor: Predictor, settings: dict[str, Any]
+    out: Path,
+    summary: dict[str, Any],
+    predictor: Predictor,
+    settings: dict[str, Any],
+    coco: Path | None = None,
 ) -> None:
-    """``flakes.csv``, ``report.html`` and ``run.json`` of a run, from its image records."""
+    """``flakes.csv``, ``report.html``, ``run.json`` and (``coco``) the COCO file of a run, from its
+    image records."""
     card = predictor.card
+    if coco is not None:
+        document = coco_predictions(
+            summary["records"], card.class_names, class_indices(card, card.flake_classes)
+        )
+        write_text_atomic(coco, json.dumps(document))
     rows = [
         {"image": r["name"], "source": r["source"], **{k: f.get(k) for k in FLAKE_COLUMNS}}
         for r in summary["records"]
@@ -345,12 +389,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     summary = screen_images(predictor, paths, args.out, settings, problems, console)
-    write_run_outputs(args.out, summary, predictor, shown)
+    write_run_outputs(args.out, summary, predictor, shown, coco=args.coco)
     counts = {c: sum(r["counts"].get(c, 0) for r in summary["records"]) for c in predictor.card.flake_classes}
     console.print(
         f"{len(summary['records'])} images ({summary['done']} screened, {summary['skipped']} already done), "
         + ", ".join(f"{n} {c}" for c, n in counts.items())
-        + f" candidates; {summary['failed']} inputs skipped. Report: {args.out / 'report.html'}",
+        + f" candidates; {summary['failed']} inputs skipped. Report: {args.out / 'report.html'}"
+        + (f"; COCO: {args.coco}" if args.coco else ""),
         highlight=False,
     )
     return 0 if summary["records"] and not summary["problems"] else 1

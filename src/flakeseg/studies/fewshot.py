@@ -1,7 +1,8 @@
 """How many labelled images a new material needs: ``flakeseg fewshot`` (``make fewshot``).
 
 For each k of a profile (``conf/fewshot/<name>.yaml``: k = 1, 3, 5, 10 and all training images of the
-data set standing in for a new material) and each of ``draws`` random sets of k training images, every
+data set standing in for a new material) and each of ``draws`` random sets of k training images (drawn
+among those that show a flake: a lab labels images with flakes on them; ``all`` is every one), every
 arm (``finetuned``: ``model.init_from=mos2``; ``scratch``: random weights) is trained on that set with
 ``stage=test`` and scored on the data set's fixed test split. Both arms see the same image sets and the
 same training budget. Each run is the ``train.py`` job ``<runs>/<arm>/k<k>/draw<d>/`` (resumed when
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,26 @@ log = logging.getLogger("flakeseg.studies.fewshot")
 #: the metrics of every (arm, k) cell, as test_metrics.json names them
 METRICS = ("test/region_accuracy", "test/macro_precision", "test/mean_class_acc")
 ALL = "all"
+#: which training images the k are drawn from: those whose labels show a flake (a lab labels images
+#: with flakes on them), or every one; ``all`` is always every training image
+POOLS = ("with_flakes", "any")
+
+
+def images_with_flakes(data_cfg: Any, ids: Sequence[str]) -> list[str]:
+    """The ids among ``ids`` whose mask holds a pixel of a flake class (``region_classes``)."""
+    from flakeseg.data.catalog import discover_pairs
+    from flakeseg.data.classes import ClassScheme, region_class_indices
+    from flakeseg.data.io import read_mask
+
+    scheme = ClassScheme.from_config(data_cfg["classes"])
+    flakes = region_class_indices(data_cfg["classes"], list(scheme.names))
+    pairs = {p.id: p for p in discover_pairs(data_cfg)[0]}
+    return [
+        i
+        for i in ids
+        if i in pairs
+        and np.isin(scheme.encode(read_mask(pairs[i].mask_path), str(pairs[i].mask_path)), flakes).any()
+    ]
 
 
 @dataclass
@@ -42,6 +64,7 @@ class FewshotProfile(StudyProfile):
     """A few-shot profile (``conf/fewshot/<name>.yaml``)."""
 
     ks: list[str] = field(default_factory=list)
+    pool: str = "with_flakes"
     draws: int = 3
     seed: int = 0
     arms: dict[str, list[str]] = field(default_factory=dict)
@@ -52,6 +75,7 @@ class FewshotProfile(StudyProfile):
     def parse(cls, raw: dict[str, Any]) -> dict[str, Any]:
         return {
             "ks": [str(k) for k in raw["ks"]],
+            "pool": str(raw.get("pool", "with_flakes")),
             "draws": int(raw.get("draws", 3)),
             "seed": int(raw.get("seed", 0)),
             "arms": {str(name): [str(o) for o in overrides or []] for name, overrides in raw["arms"].items()},
@@ -63,6 +87,8 @@ class FewshotProfile(StudyProfile):
         for k in self.ks:
             if k != ALL and not (k.isdigit() and int(k) >= 1):
                 raise ConfigError(f"{path}: ks: {k!r} is neither a positive number of images nor 'all'")
+        if self.pool not in POOLS:
+            raise ConfigError(f"{path}: pool must be one of {', '.join(POOLS)}, got {self.pool!r}")
         if len(self.datasets) != 1:
             raise ConfigError(f"{path}: datasets: one data set per few-shot profile, got {self.datasets}")
         if self.draws < 1:
@@ -70,22 +96,30 @@ class FewshotProfile(StudyProfile):
 
 
 def draw_sets(
-    train_ids: Sequence[str], ks: Sequence[str], draws: int, seed: int
+    train_ids: Sequence[str], ks: Sequence[str], draws: int, seed: int, pool: Sequence[str] | None = None
 ) -> dict[str, list[list[str]]]:
-    """Per k, the image sets of its draws (``all``: one set, every id); draw d of every k uses the
-    generator ``default_rng(seed + d)``, so a set is the same for every arm and every rerun."""
-    ordered = sorted(train_ids)
+    """Per k, the image sets of its draws, drawn from ``pool`` (default: every id; ``all``: one set,
+    every id); draw d of every k uses the generator ``default_rng(seed + d)`` (drawing again while its
+    set equals an earlier draw's), so a set is the same for every arm and every rerun."""
+    everything = sorted(train_ids)
+    ordered = sorted(pool) if pool is not None else everything
     sets: dict[str, list[list[str]]] = {}
     for k in ks:
         if k == ALL:
-            sets[k] = [ordered]
+            sets[k] = [everything]
             continue
         if int(k) > len(ordered):
-            raise ConfigError(f"fewshot: k={k} is more than the {len(ordered)} training images")
-        sets[k] = [
-            sorted(np.random.default_rng(seed + d).choice(ordered, size=int(k), replace=False).tolist())
-            for d in range(draws)
-        ]
+            raise ConfigError(f"fewshot: k={k} is more than the {len(ordered)} training images to draw from")
+        if math.comb(len(ordered), int(k)) < draws:
+            raise ConfigError(f"fewshot: fewer than {draws} distinct sets of {k} among {len(ordered)} images")
+        sets[k] = []
+        for d in range(draws):
+            rng = np.random.default_rng(seed + d)
+            while True:  # the draws of one k are distinct sets (k=1 would often repeat an image)
+                chosen = sorted(rng.choice(ordered, size=int(k), replace=False).tolist())
+                if chosen not in sets[k]:
+                    break
+            sets[k].append(chosen)
     return sets
 
 
@@ -153,7 +187,9 @@ def run_fewshot(profile: FewshotProfile, datasets: Sequence[str], out: Path, run
     for dataset in datasets:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             data_cfg = hydra_compose("train", overrides=[f"data={dataset}"]).data
-        sets = draw_sets(split_from_config(data_cfg)["train"], profile.ks, profile.draws, profile.seed)
+        train_ids = split_from_config(data_cfg)["train"]
+        pool = images_with_flakes(data_cfg, train_ids) if profile.pool == "with_flakes" else None
+        sets = draw_sets(train_ids, profile.ks, profile.draws, profile.seed, pool)
         # draw by draw, so a stopped study has every k and arm of its first draws
         depth = max(len(v) for v in sets.values())
         jobs += [
