@@ -28,6 +28,10 @@ COMMANDS = {
         "flakeseg.cli.import_labels:main",
         "annotations (COCO, Labelme, colour masks) to a data set: train.py data=<name>",
     ),
+    "export-labels": (
+        "flakeseg.cli.export_labels:main",
+        "a data set's masks as COCO instances, for labelling tools to show and correct",
+    ),
     "export": (
         "flakeseg.cli.export:main",
         "export a checkpoint to ONNX for fast inference (predict --backend onnx)",

@@ -16,8 +16,9 @@ import json
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -29,7 +30,7 @@ from flakeseg.data.splits import make_split
 from flakeseg.errors import ConfigError
 from flakeseg.utils.files import write_text_atomic
 
-__all__ = ["IMAGE_PATTERN", "draw_split", "write_dataset"]
+__all__ = ["IMAGE_PATTERN", "dataset_coco", "draw_split", "export_coco", "write_dataset"]
 
 #: the imported layout's ``data.image_pattern``: any id, the importers' image suffixes
 IMAGE_PATTERN = r"(?P<id>.+)\.(?i:" + "|".join(s.lstrip(".") for s in IMAGE_SUFFIXES) + ")"
@@ -160,3 +161,36 @@ def write_dataset(
         shutil.rmtree(retired, ignore_errors=True)
     write_text_atomic(config_path, config_text)
     return out, config_path
+
+
+def export_coco(data_cfg: Mapping[str, Any], ids: Sequence[str] | None = None) -> dict:
+    """The masks of a data config (``ids``, default every pair) as a COCO document: ``file_name``
+    relative to ``data.image_dir`` (``info.image_root``), one instance per connected region of each
+    flake class (``region_classes``), categories by class index. ``flakeseg export-labels``."""
+    from flakeseg.data.catalog import discover_pairs, resolve_root
+    from flakeseg.data.classes import ClassScheme, region_class_indices
+    from flakeseg.data.io import read_mask
+    from flakeseg.errors import DataError
+
+    scheme = ClassScheme.from_config(data_cfg["classes"])
+    names = list(scheme.names)
+    flakes = region_class_indices(data_cfg["classes"], names)
+    pairs, problems = discover_pairs(data_cfg)
+    by_id = {p.id: p for p in pairs}
+    wanted = list(ids) if ids is not None else sorted(by_id)
+    problems += [
+        f"{data_cfg['name']}: id {i!r} has no complete image/mask pair" for i in wanted if i not in by_id
+    ]
+    if problems:
+        raise DataError(problems)
+    images, instances = [], []
+    for image_id in wanted:
+        pair = by_id[image_id]
+        mask = scheme.encode(read_mask(pair.mask_path), str(pair.mask_path))
+        images.append(CocoImage(pair.image_path.name, *mask.shape))
+        instances.append(mask_instances(mask, flakes))
+    document = coco_document(
+        images, instances, names, flakes, f"{data_cfg['name']} labels, by flakeseg export-labels"
+    )
+    document["info"]["image_root"] = str(resolve_root(data_cfg.get("root")) / str(data_cfg["image_dir"]))
+    return document
