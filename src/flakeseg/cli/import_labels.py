@@ -6,7 +6,7 @@ Examples:
     flakeseg import-labels masks --images photos/ --masks painted/ --name hbn \\
         --colors '#000000=substrate,#ff0000=monolayer,#00ff00=bilayer'
 
-Then ``python train.py data=hbn model.init_from=mos2`` fine-tunes the shipped MoS2 model on it.
+Then `python train.py data=hbn model.init_from=mos2` fine-tunes the shipped MoS2 model on it.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ from typing import Any
 from flakeseg.errors import ConfigError
 
 ModelBuilder = Callable[..., Any]
+#: ``model`` keys that say how training starts (:mod:`flakeseg.training.init_from`), not what the
+#: network is: never passed to a builder, never stored in a checkpoint's model config
+FINE_TUNING_KEYS = ("init_from", "freeze_encoder_epochs")
 #: what a registered model is: trained by Lightning, or fitted by :mod:`flakeseg.training.classical`
 KINDS = ("network", "classical")
 _REGISTRY: dict[str, tuple[ModelBuilder, str]] = {}
@@ -63,9 +66,10 @@ def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> Any:
 
     A network maps ``N x C x H x W`` images to ``N x num_classes x H x W`` logits and has an
     ``input_multiple`` attribute: input sides must be multiples of it. A classical model has
-    ``fit``/``predict_proba`` (see :class:`flakeseg.models.classical.base.ClassicalModel`).
+    ``fit``/``predict_proba`` (see :class:`flakeseg.models.classical.base.ClassicalModel`). The
+    fine-tuning keys (:data:`FINE_TUNING_KEYS`) are not the builder's and are left out.
     """
-    options = dict(model_cfg)
+    options = {k: v for k, v in model_cfg.items() if k not in FINE_TUNING_KEYS}
     builder, _ = _entry(options.pop("name", None))
     try:
         return builder(num_classes=num_classes, **options)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from flakeseg.data import FlakeDataModule, load_dataset
 from flakeseg.data.classes import region_class_indices
 from flakeseg.data.splits import split_from_config
+from flakeseg.errors import ConfigError
 from flakeseg.evaluation.curves import curve_rows, plot_curves
 from flakeseg.evaluation.plots import plot_confusion_matrix, plot_examples
 from flakeseg.evaluation.test_scores import score_test_split
@@ -52,6 +53,11 @@ def run_test_stage(cfg: DictConfig, started: RunStart | None = None) -> dict[str
 
     data_cfg = config["data"]
     split = split_from_config(data_cfg)
+    if not split["test"]:
+        raise ConfigError(
+            "data.split.test: empty, so stage=test has nothing to score; hold images out (e.g. "
+            "`flakeseg import-labels ... --test-fraction 0.25`) or cross-validate (stage=cv)"
+        )
     train = load_dataset(data_cfg, ids=split["train"])
     test = load_dataset(data_cfg, ids=split["test"])
     scheme = train.scheme

@@ -21,14 +21,12 @@ from torch import nn
 
 from flakeseg.errors import ConfigError, FlakesegError
 from flakeseg.inference.checkpoint import load_checkpoint
+from flakeseg.models.registry import FINE_TUNING_KEYS
 
 __all__ = ["FINE_TUNING_KEYS", "FreezeEncoder", "InitReport", "load_initial_weights", "split_fine_tuning"]
 
 log = logging.getLogger(__name__)
 
-#: ``model`` keys that say how training starts, not what the network is (not passed to the builder,
-#: not stored in the checkpoint's model config)
-FINE_TUNING_KEYS = ("init_from", "freeze_encoder_epochs")
 
 
 def split_fine_tuning(model_cfg: Mapping[str, Any]) -> tuple[dict[str, Any], str | None, int]:
