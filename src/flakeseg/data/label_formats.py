@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from flakeseg.data.coco import decode_rle, polygons_mask
 from flakeseg.errors import ConfigError, DataError
@@ -67,8 +67,6 @@ def _image_size(path: Path) -> tuple[int, int] | None:
     """``(height, width)`` of an image file as stored (Pillow reads only its header), or ``None``."""
     try:
         with Image.open(path) as image:
-            from PIL import ImageOps
-
             return tuple(ImageOps.exif_transpose(image).size[::-1])  # type: ignore[return-value]
     except (OSError, ValueError, SyntaxError):
         return None

@@ -162,7 +162,8 @@ def load_initial_weights(
 
 class FreezeEncoder(pl.Callback):
     """Keep the network's encoder (its ``encoder_prefixes`` parameters) frozen for the first ``epochs``
-    epochs, so a rebuilt head and the decoder adapt before the pretrained features move."""
+    epochs, so a rebuilt head and the decoder adapt before the pretrained features move. Batch-norm
+    statistics of the encoder still follow the new images (they are buffers, not parameters)."""
 
     def __init__(self, epochs: int):
         self.epochs = int(epochs)
