@@ -98,7 +98,9 @@ def write_report(
         f"# Few-shot curve (`flakeseg fewshot --profile {profile.name}`)",
         "",
         f"Data set standing in for a new material: {', '.join(datasets)}. For each k, {profile.draws} random "
-        "sets of k training images (one set for `all`), the same for every arm; each run trains on its set "
+        "sets of k training images"
+        + (" drawn among those whose labels show a flake" if profile.pool == "with_flakes" else "")
+        + " (one set for `all`: every training image), the same for every arm; each run trains on its set "
         "with the overrides below and is scored on the fixed test split (pixel scores over all test "
         "pixels, region accuracy over ground-truth flakes). Cells: mean ± std over draws. "
         f"This invocation: {wall_seconds:.0f} s wall so far.",

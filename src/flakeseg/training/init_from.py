@@ -28,7 +28,6 @@ __all__ = ["FINE_TUNING_KEYS", "FreezeEncoder", "InitReport", "load_initial_weig
 log = logging.getLogger(__name__)
 
 
-
 def split_fine_tuning(model_cfg: Mapping[str, Any]) -> tuple[dict[str, Any], str | None, int]:
     """``model_cfg`` without the fine-tuning keys, its ``init_from`` (``None``: from scratch) and its
     ``freeze_encoder_epochs``; a bad value is one line naming the key."""
