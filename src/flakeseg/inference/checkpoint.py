@@ -29,6 +29,7 @@ __all__ = [
     "inference_fields",
     "load_checkpoint",
     "load_torch_model",
+    "network_weights",
 ]
 
 
@@ -157,6 +158,13 @@ def card_from_config(config: Mapping[str, Any], input_multiple: int = 1) -> Mode
     return card_from_hparams(hparams, None, source="", input_multiple=input_multiple)
 
 
+def network_weights(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The network's own weights of a Lightning ``state_dict`` (``net.`` keys, prefix dropped)."""
+    weights = {k.removeprefix("net."): v for k, v in state_dict.items() if k.startswith("net.")}
+    # torch.compile wraps modules as `_orig_mod`; compiled training keeps plain keys (nn.Module.compile)
+    return {k.replace("_orig_mod.", ""): v for k, v in weights.items()}
+
+
 def load_torch_model(path: Path | str) -> tuple[torch.nn.Module, ModelCard]:
     """The network (eval mode, CPU) and card of a training checkpoint, loaded without running pickles.
 
@@ -177,9 +185,7 @@ def load_torch_model(path: Path | str) -> tuple[torch.nn.Module, ModelCard]:
         net = build_model(dict(hparams["model"]), num_classes=len(names))
     except ConfigError as exc:
         raise DataError(f"{path}: cannot rebuild its model ({exc})") from None
-    weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    # torch.compile wraps modules as `_orig_mod`; compiled training keeps plain keys (nn.Module.compile)
-    weights = {k.replace("_orig_mod.", ""): v for k, v in weights.items()}
+    weights = network_weights(state)
     try:
         net.load_state_dict(weights)
     except RuntimeError as exc:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from flakeseg.errors import ConfigError, FlakesegError
-from flakeseg.inference.checkpoint import load_checkpoint
+from flakeseg.inference.checkpoint import load_checkpoint, network_weights
 from flakeseg.models.registry import FINE_TUNING_KEYS
 
 __all__ = ["FINE_TUNING_KEYS", "FreezeEncoder", "InitReport", "load_initial_weights", "split_fine_tuning"]
@@ -100,8 +100,7 @@ def load_initial_weights(
             f"model.init_from: {path} holds another network than this run builds ({shown}); "
             "set the same model config (its training config is in the checkpoint) or train from scratch"
         )
-    weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    weights = {k.replace("_orig_mod.", ""): v for k, v in weights.items()}
+    weights = network_weights(state)
     source_names = list(hparams.get("class_names") or [])
     target_names = list(class_names)
     same_scheme = source_names == target_names
