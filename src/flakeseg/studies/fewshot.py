@@ -31,11 +31,10 @@ import numpy as np
 from flakeseg.errors import ConfigError, FlakesegError
 from flakeseg.studies.common import StudyProfile, require_distinct_names
 from flakeseg.studies.compare import compose, train_command
+from flakeseg.studies.fewshot_report import METRICS, write_report
 
 log = logging.getLogger("flakeseg.studies.fewshot")
 
-#: the metrics of every (arm, k) cell, as test_metrics.json names them
-METRICS = ("test/region_accuracy", "test/macro_precision", "test/mean_class_acc")
 ALL = "all"
 #: which training images the k are drawn from: those whose labels show a flake (a lab labels images
 #: with flakes on them), or every one; ``all`` is always every training image
@@ -140,7 +139,7 @@ class FewshotRun:
 
 def run_job(profile: FewshotProfile, dataset: str, arm: str, k: str, draw: int, ids: list[str], runs: Path):
     """Train one arm on one image set (resuming a complete run) and keep its test scores."""
-    from flakeseg.stages.resume import start_run
+    from flakeseg.stages.resume import TEST_METRICS_FILE, start_run
     from flakeseg.stages.test_split import run_test_stage
 
     run_dir = runs / dataset / arm / f"k{k}" / f"draw{draw}"
@@ -156,8 +155,6 @@ def run_job(profile: FewshotProfile, dataset: str, arm: str, k: str, draw: int, 
     result = FewshotRun(dataset, arm, k, draw, ids, run_dir, train_command(overrides, run_dir))
     try:
         cfg = compose(overrides)
-        from flakeseg.stages.resume import TEST_METRICS_FILE
-
         metrics = run_test_stage(cfg, start_run(cfg, TEST_METRICS_FILE))
         result.scores = {m: float(metrics[m]) for m in METRICS} | {"train_s": float(metrics["train_seconds"])}
     except FlakesegError as exc:
@@ -177,7 +174,6 @@ def run_fewshot(profile: FewshotProfile, datasets: Sequence[str], out: Path, run
     from rich.console import Console
 
     from flakeseg.data.splits import split_from_config
-    from flakeseg.studies.fewshot_report import write_report
     from flakeseg.utils.config_files import CONFIG_DIR
 
     console = Console()

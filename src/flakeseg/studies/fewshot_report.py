@@ -15,6 +15,7 @@ import numpy as np
 from flakeseg.utils.files import append_invocation, write_json_atomic, write_text_atomic
 from flakeseg.utils.plotting import pyplot, save_figure_atomic
 
+#: the metrics of every (arm, k) cell, as test_metrics.json names them
 METRICS = ("test/region_accuracy", "test/macro_precision", "test/mean_class_acc")
 LABELS = {
     "test/region_accuracy": "test region accuracy",
