@@ -10,7 +10,7 @@ export FLAKESEG_DATA
 PYTEST_ARGS ?= -n 2 --dist worksteal
 RUN := $(UV) run --frozen
 
-.PHONY: help install train test test-fast lint format data clean bench bench-train browser reproduce reproduce-quick compare ablation leaderboard fewshot models
+.PHONY: help install train test test-fast lint format data clean bench bench-train browser reproduce reproduce-quick compare ablation leaderboard fewshot models predict
 
 help:  ## show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,11 @@ install: .venv/.synced  ## create .venv with the locked dependencies (uv sync)
 train: install  ## 3-fold CV of the CPU preset on MoS2 (add ARGS="data=graphene ..." for overrides)
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
 	$(RUN) python train.py $(ARGS)
+
+MODEL ?= mos2
+predict: install  ## screen images for flakes: IMAGES=<files/folders> OUT=<folder> [MODEL=mos2|graphene|<.ckpt>]
+	@test -n "$(IMAGES)" -a -n "$(OUT)" || { echo "error: usage: make predict IMAGES=<files or folders> OUT=<folder> [MODEL=mos2]" >&2; exit 2; }
+	$(RUN) flakeseg predict --model $(MODEL) $(IMAGES) --out $(OUT)
 
 DATASET ?= all
 ABLATION ?= cpu

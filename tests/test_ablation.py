@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flakeseg.errors import ConfigError
-from flakeseg.evaluation.postprocess import choose_min_area, drop_small_regions
+from flakeseg.evaluation.postprocess import choose_postprocess, drop_small_regions, postprocessed_map
 from flakeseg.stages.fold_evaluation import (
     CVPredictions,
     EvalOptions,
@@ -31,17 +31,36 @@ def test_small_flake_regions_are_dropped_and_big_ones_and_background_kept():
     assert drop_small_regions(pred, 5, [1])[0, 9] == 2
 
 
-def test_min_area_choice_takes_the_best_score_and_the_smallest_area_on_ties():
-    best, scores = choose_min_area(lambda a: {0: 0.5, 10: 0.7, 25: 0.7, 50: 0.6}[a], [50, 25, 10, 0])
-    assert best == 10 and list(scores) == [0, 10, 25, 50]
+def test_postprocess_choice_takes_the_best_score_and_the_least_dropped_on_ties():
+    table = {0: 0.5, 10: 0.7, 25: 0.7, 50: 0.6}
+    best, scores = choose_postprocess(
+        lambda a, c: table[a] + (0.1 if c == 0.6 else 0.0), [50, 25, 10, 0], [0.6, 0.5]
+    )
+    assert best == (10, 0.6) and list(scores)[:2] == [(0, 0.5), (0, 0.6)]
+    best, _ = choose_postprocess(lambda a, c: table[a], [50, 25, 10, 0], [0.7, 0.5])
+    assert best == (10, 0.5)  # a tie in confidence: the lower, which drops less
     with pytest.raises(ValueError):
-        choose_min_area(lambda a: 0.0, [])
+        choose_postprocess(lambda a, c: 0.0, [], [0.5])
+
+
+def test_postprocessed_map_drops_what_predict_would_not_list():
+    probs = np.zeros((3, 10, 10), np.float32)
+    probs[0] = 1.0
+    probs[:, 0:2, 0:2] = np.array([0.0, 1.0, 0.0])[:, None, None]  # 4 px monolayer, sure
+    probs[:, 5:10, 5:10] = np.array([0.0, 0.0, 1.0])[:, None, None]  # 25 px bilayer, sure
+    probs[:, 5:10, 0:4] = np.array([0.4, 0.6, 0.0])[:, None, None]  # 20 px monolayer, unsure
+    shown = postprocessed_map(probs, ["other", "monolayer", "bilayer"], [1, 2], 5, 0.7)
+    assert shown[0:2, 0:2].max() == 0 and (shown[5:10, 0:4] == 0).all()
+    assert (shown[5:10, 5:10] == 2).all()
 
 
 def test_eval_options_from_config_refuse_bad_values_by_key():
-    assert EvalOptions.from_config({"tta": True, "min_areas": [0, 5]}) == EvalOptions(
-        tta=True, min_areas=(0, 5)
-    )
+    assert EvalOptions.from_config(
+        {"tta": True, "min_areas": [0, 5], "min_confidences": [0.5, 1]}
+    ) == EvalOptions(tta=True, min_areas=(0, 5), min_confidences=(0.5, 1.0))
+    for bad in ([1.5], [], "0.5", [True]):
+        with pytest.raises(ConfigError, match=r"evaluate\.min_confidences"):
+            EvalOptions.from_config({"min_confidences": bad})
     with pytest.raises(ConfigError, match=r"evaluate\.tta: must be true or false"):
         EvalOptions.from_config({"tta": "yes"})
     with pytest.raises(ConfigError, match=r"evaluate\.bogus: unknown key"):
@@ -113,9 +132,11 @@ def _synthetic_predictions(seed: int = 0, fold_confidence=(0.99, 0.99, 0.99)) ->
         flake_classes=[1, 2],
         val_masks=val_masks,
         val_probs=val_probs,
+        val_stored_masks=val_masks,
         test_ids=["a", "b"],
         test_masks=test_masks,
         test_probs=test_probs,
+        test_stored_masks=test_masks,
         region_min_area=10,
     )
 
@@ -128,8 +149,11 @@ def test_evaluation_steps_do_what_they_claim_on_synthetic_predictions():
     assert plain["test/models"] == "each fold model" and len(plain["temperatures"]) == 3
     # the specks are the only bilayer: the macro precision suffers until post-processing drops them
     post = evaluate_predictions(preds, EvalOptions(postprocess=True))
-    assert post["postprocess_min_area"] > 1
+    assert post["postprocess_min_area"] >= 100 and post["postprocess"]["min_confidence"] >= 0.5
     assert post["cv/macro_precision"] > plain["cv/macro_precision"]
+    # the flake scores: one big flake per image, found in every held-out image
+    assert post["cv/flake_recall_monolayer"] == 1.0 and post["cv/flake_tp_monolayer"] == 9
+    assert post["test/flake_f1_monolayer"] == 1.0
     # temperature fitted on the other folds flattens the over-confident probabilities
     calibrated = evaluate_predictions(preds, EvalOptions(temperature=True))
     assert all(t > 1.5 for t in calibrated["temperatures"]) and calibrated["test_temperature"] > 1.5
@@ -144,6 +168,40 @@ def test_evaluation_steps_do_what_they_claim_on_synthetic_predictions():
     assert ensemble["test/mean_class_acc"] > plain["test/mean_class_acc"]
     with pytest.raises(ValueError, match="tta"):
         evaluate_predictions(preds, EvalOptions(tta=True))
+
+
+def test_test_labels_change_no_choice_made_on_cv():
+    """Swapping the test split's labels changes no CV-chosen setting and no fitted parameter: only the
+    test scores move."""
+    preds = _synthetic_predictions()
+    options = EvalOptions(postprocess=True, temperature=True, min_confidences=(0.5, 0.99, 1.0))
+    before = evaluate_predictions(preds, options)
+    swapped = [np.where(m == 1, 2, m).astype(np.uint8) for m in preds.test_masks]
+    preds.test_masks, preds.test_stored_masks = swapped, swapped
+    after = evaluate_predictions(preds, options)
+    for key in ("postprocess", "postprocess_scores", "temperatures", "test_temperature"):
+        assert after[key] == before[key], key
+    cv_keys = [k for k in before if k.startswith("cv/")]
+    assert [json.dumps(after[k]) for k in cv_keys] == [json.dumps(before[k]) for k in cv_keys]
+    assert after["test/flake_f1_monolayer"] != before["test/flake_f1_monolayer"]
+
+
+def test_fold_models_are_never_scored_on_test_images_they_trained_on():
+    from omegaconf import OmegaConf
+
+    from flakeseg.stages.fold_evaluation import collect_predictions
+    from tests.conftest import compose_train
+
+    cfg = compose_train(["protocol=upstream"])
+    config = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "cv", "model")}
+    metrics = {
+        "complete": True,
+        "config": config,
+        "class_names": config["data"]["classes"]["names"],
+        "folds": [],
+    }
+    with pytest.raises(ConfigError, match=r"^cv\.pool=all: the CV pool holds 11 test images"):
+        collect_predictions(metrics)
 
 
 def test_each_fold_temperature_is_fitted_on_the_other_folds_only():

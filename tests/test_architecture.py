@@ -21,7 +21,7 @@ LAYERS = (
     ("stages",),
     ("screening",),
     ("studies",),
-    ("cli",),
+    ("cli", "__main__"),  # __main__: `python -m flakeseg`, the command line's other door
 )
 
 

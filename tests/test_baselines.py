@@ -81,7 +81,9 @@ def test_registry_says_which_models_are_classical():
         "classical",
         "classical",
     ]
-    with pytest.raises(ConfigError, match="^model.name: unknown model 'nope'; available: bovw, contrast_gmm"):
+    with pytest.raises(
+        ConfigError, match="^model.name: unknown model 'nope'; available: bovw, constant, contrast_gmm"
+    ):
         model_kind({"name": "nope"})
 
 

@@ -12,8 +12,17 @@ from flakeseg.studies.leaderboard import ROW_KEYS, BoardModel, BoardResult, Lead
 from flakeseg.studies.leaderboard_report import write_report
 
 
-def _metrics(acc: float, pooled_precision: float) -> dict:
+def _metrics(acc: float, pooled_precision: float, flake_f1: float = 0.5) -> dict:
+    flakes = {
+        f"cv/flake_{k}_{n}{s}": flake_f1
+        for k in ("f1", "precision", "recall")
+        for n in ("monolayer", "bilayer")
+        for s in ("", "_device")
+    }
     return {
+        **flakes,
+        "cv/flake_ap50_monolayer": flake_f1,
+        "cv/flake_ap50_bilayer": flake_f1,
         "cv/mean_class_acc": acc,
         "cv/mean_class_acc_std": 0.05,
         "cv/macro_precision": pooled_precision - 0.1,  # the fold mean: not what the board shows
@@ -27,6 +36,8 @@ def test_the_cpu_profile_has_every_family_and_protocol():
     profile = LeaderboardProfile.load("cpu")
     assert {m.kind for m in profile.models} == {"network", "classical"}
     assert [m.name for m in profile.models][:2] == ["best_network", "paper_recipe"]
+    # the trivial rows that show what each number rewards
+    assert {"constant_monolayer", "constant_bilayer"} <= {m.name for m in profile.models}
     assert {p.name: p.datasets for p in profile.protocols} == {
         "paper": ["mos2", "graphene"],
         "upstream": ["mos2"],
@@ -47,15 +58,16 @@ def test_a_bad_kind_is_one_line_naming_the_file(tmp_path):
 
 def test_row_keys_sum_of_training_and_pooled_precision():
     model = BoardModel("gmm", "GMM", "classical", [])
-    row = board_row(model, _metrics(0.9, 0.8), {"test/region_accuracy": 0.75})
-    assert tuple(row) == ROW_KEYS
+    row = board_row(model, _metrics(0.9, 0.8), {"test/region_accuracy": 0.75, "test/flake_f1_monolayer": 0.4})
+    assert tuple(row)[: len(ROW_KEYS)] == ROW_KEYS
+    assert row["cv/flake_f1_monolayer_device"] == 0.5 and row["test/flake_f1_monolayer"] == 0.4
     assert row["cv/macro_precision"] == 0.8 and row["train_s"] == pytest.approx(33.5)
     assert board_row(model, _metrics(0.9, 0.8), None)["test/region_accuracy"] is None
 
 
 def test_report_json_has_the_documented_shape(tmp_path):
     profile = LeaderboardProfile.load("cpu")
-    best, gmm = profile.models[0], profile.models[-1]
+    best, gmm = profile.models[0], next(m for m in profile.models if m.name == "contrast_gmm")
     results = [
         BoardResult(
             "mos2",
@@ -63,7 +75,7 @@ def test_report_json_has_the_documented_shape(tmp_path):
             best,
             tmp_path,
             "cmd1",
-            row=board_row(best, _metrics(0.82, 0.77), {"test/region_accuracy": 0.9}),
+            row=board_row(best, _metrics(0.82, 0.77, flake_f1=0.91), {"test/region_accuracy": 0.9}),
         ),
         BoardResult(
             "mos2",
@@ -82,10 +94,14 @@ def test_report_json_has_the_documented_shape(tmp_path):
     board = json.loads((tmp_path / "leaderboard.json").read_text())
     assert set(board) == {"mos2"} and set(board["mos2"]) == {"paper", "upstream"}
     assert set(board["mos2"]["paper"]) == {"best_network", "contrast_gmm"}
-    assert set(board["mos2"]["paper"]["best_network"]) == set(ROW_KEYS)
+    assert set(ROW_KEYS) <= set(board["mos2"]["paper"]["best_network"])
+    assert board["mos2"]["paper"]["best_network"]["cv/flake_f1_bilayer_device"] == 0.91
     assert board["mos2"]["upstream"]["best_network"]["test/region_accuracy"] is None
     text = path.read_text()
     assert "**0.820 ± 0.050**" in text and "failed: boom" in text and "`cmd3`" in text
+    header = next(line for line in text.splitlines() if line.startswith("| model |"))
+    assert header.index("flake F1 monolayer >= 600 px") < header.index("CV mean per-class acc")
+    assert "| **0.910** | **0.910** |" in text  # the best flake F1, monolayer and bilayer
     assert (tmp_path / "leaderboard.png").stat().st_size > 0
 
 

@@ -6,9 +6,10 @@ so ``flakeseg predict --help`` starts in about a second.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 from collections.abc import Sequence
+
+from flakeseg.utils.command_line import ArgumentParser
 
 #: subcommand -> (where its ``main(argv) -> int`` is, what it does)
 COMMANDS = {
@@ -64,7 +65,7 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="flakeseg",
         description="Find monolayer and bilayer flakes of 2D crystals in optical-microscope images.",
     )

@@ -13,21 +13,75 @@ from rich.console import Console
 from rich.table import Table
 
 from flakeseg.errors import FlakesegError
+from flakeseg.utils.command_line import ArgumentParser
 
 __all__ = ["build_parser", "main"]
 
 HEADLINE = (
-    ("test/region_accuracy", "region accuracy"),
     ("test/mean_class_acc", "mean per-class accuracy"),
     ("test/macro_precision", "macro precision"),
     ("test/mean_iou", "mean IoU"),
+    ("test/region_accuracy", "region accuracy (the paper's measure)"),
 )
 
 
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "—" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def flake_table(metrics: dict, title: str) -> Table:
+    """Flake precision / recall / F1 (with TP, FP, misses) and AP50 per flake class and size floor."""
+    table = Table(title=title, title_justify="left")
+    for column in (
+        "class",
+        "flakes",
+        "precision",
+        "recall",
+        "F1",
+        "F1 95 % interval",
+        "found / false / missed",
+        "AP50",
+    ):
+        table.add_column(column, justify="left" if column in ("class", "flakes") else "right")
+    names = [n for n in metrics["class_names"] if f"test/flake_f1_{n}" in metrics]
+    for suffix, label in (("_device", ">= 600 px"), ("", ">= 100 px")):
+        for name in names:
+            tail = f"{name}{suffix}"
+            table.add_row(
+                name,
+                label,
+                *(_cell(metrics[f"test/flake_{k}_{tail}"]) for k in ("precision", "recall", "f1")),
+                "{} - {}".format(
+                    *(_cell(v) for v in metrics.get(f"test/flake_f1_{tail}_ci95", [math.nan] * 2))
+                ),
+                " / ".join(str(metrics[f"test/flake_{k}_{tail}"]) for k in ("tp", "fp", "fn")),
+                _cell(metrics[f"test/flake_ap50_{tail}"]),
+            )
+    return table
+
+
+def pixel_table(metrics: dict, title: str) -> Table:
+    """Per-class pixel accuracy (recall), precision and IoU, then the headline means."""
+    table = Table(title=title, title_justify="left")
+    for column in ("class", "accuracy", "precision", "IoU"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name in metrics["class_names"]:
+        table.add_row(name, *(_cell(metrics[f"test/{k}_{name}"]) for k in ("acc", "precision", "iou")))
+    table.add_section()
+    for key, label in HEADLINE:
+        table.add_row(label, _cell(metrics[key]), "", "")
+    return table
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="flakeseg evaluate",
-        description="Score a trained model on a data set's split (region accuracy, pixel scores, ROC/PR).",
+        description=(
+            "Score a trained model on a data set's split: flake precision, recall, F1 and AP50 (one-to-one "
+            "IoU matching), per-class pixel scores, region accuracy, ROC/PR."
+        ),
         epilog=(
             "examples:\n"
             "  flakeseg evaluate mos2 --data mos2 --split test\n"
@@ -56,30 +110,44 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True, soft_wrap=True)
+    from flakeseg.errors import ConfigError, DataError
+    from flakeseg.inference.model_files import checkpoint_problem
+    from flakeseg.inference.shipped import resolve_model
+
+    try:  # the quick checks first: a wrong name or file answers before torch and Lightning load
+        bad = [o for o in args.overrides if not o.startswith("data.")]
+        if bad:
+            raise ConfigError(f"--set {bad[0]}: only data.* keys can be set")
+        problem = checkpoint_problem(resolve_model(args.model))
+        if problem:
+            raise DataError(problem)
+    except FlakesegError as exc:
+        console.print(f"error: {exc}", highlight=False, markup=False)
+        return 2 if isinstance(exc, ConfigError) else 1
     try:
         from flakeseg.stages.model_evaluation import evaluate_model
         from flakeseg.utils.files import write_json_atomic
 
-        bad = [o for o in args.overrides if not o.startswith("data.")]
-        if bad:
-            raise FlakesegError(f"--set {bad[0]}: only data.* keys can be set")
         metrics = evaluate_model(
             args.model, args.data, args.split, args.overrides, device=args.device, tta=args.tta
         )
         if args.out is not None:
             write_json_atomic(args.out, metrics)
     except FlakesegError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"error: {str(exc).splitlines()[0]}", highlight=False, markup=False)
         return 1
     model = Path(metrics["model"]).name
-    table = Table(title=f"{model} on {metrics['data']} {metrics['split']} ({len(metrics['ids'])} images)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, label in HEADLINE:
-        value = metrics[key]
-        table.add_row(label, "—" if isinstance(value, float) and math.isnan(value) else f"{value:.4f}")
-    table.add_row("regions counted", str(metrics["test/regions"]))
-    Console().print(table)
+    where = f"{model} on {metrics['data']} {metrics['split']} ({len(metrics['ids'])} images)"
+    post = metrics["test/flake_postprocess"]
+    out = Console()
+    out.print(
+        flake_table(
+            metrics,
+            f"{where}: flakes matched one-to-one at IoU >= 0.5 (predicted flakes from "
+            f"{post['min_area']} px, confidence >= {post['min_confidence']})",
+        )
+    )
+    out.print(pixel_table(metrics, f"{where}: pixels ({metrics['test/regions']} regions counted)"))
     if args.out is not None:
         console.print(f"written: {args.out}")
     return 0

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flakeseg.errors import FlakesegError
+from flakeseg.errors import DataError, FlakesegError
+from flakeseg.inference.model_files import checkpoint_problem
+from flakeseg.utils.command_line import ArgumentParser
 
 __all__ = ["build_parser", "main"]
 
@@ -14,7 +17,7 @@ FORMATS = ("onnx",)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="flakeseg export",
         description=(
             "Export a training checkpoint for fast inference. The ONNX file carries the model card "
@@ -33,13 +36,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     target = args.out or args.checkpoint.with_suffix(".onnx")
     try:
+        problem = checkpoint_problem(args.checkpoint)  # before torch loads: a wrong file answers at once
+        if problem is not None:
+            raise DataError(problem)
         from flakeseg.inference.checkpoint import load_torch_model
         from flakeseg.inference.onnx import export_onnx
 
         net, card = load_torch_model(args.checkpoint)
         export_onnx(net, card, target, args.opset)
     except FlakesegError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB; classes {', '.join(card.class_names)})")
     return 0

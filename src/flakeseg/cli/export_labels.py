@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flakeseg.errors import FlakesegError
+from flakeseg.utils.command_line import ArgumentParser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="flakeseg export-labels",
         description=(
             "Write the masks of a data config (conf/data/<name>.yaml) as COCO instances: one RLE instance "

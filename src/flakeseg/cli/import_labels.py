@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flakeseg.errors import FlakesegError
+from flakeseg.utils.command_line import ArgumentParser
 from flakeseg.utils.config_files import CONFIG_DIR
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="flakeseg import-labels",
         description=(
             "Turn annotations (COCO JSON, Labelme JSON or colour-coded mask PNGs) into an image folder, "

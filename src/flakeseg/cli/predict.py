@@ -1,5 +1,6 @@
-"""``flakeseg predict``: the command line of :mod:`flakeseg.screening.screen`. Parsing needs no torch,
-so ``--help`` and option errors answer at once."""
+"""``flakeseg predict``: the command line of :mod:`flakeseg.screening.screen`. Parsing and the checks of
+the model file and the inputs need no torch, so ``--help`` and a mistake are answered at once, in one
+line (exit status 2 for a usage mistake, 1 for a bad file)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from flakeseg.errors import FlakesegError
+from flakeseg.errors import ConfigError, DataError, FlakesegError
 from flakeseg.inference import BACKENDS
+from flakeseg.utils.command_line import ArgumentParser
 
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="flakeseg predict",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
@@ -38,12 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "checkpoint",
-        type=Path,
-        help="a .ckpt from train.py, or a .onnx from `flakeseg export` (with --model: the first input)",
-    )
-    parser.add_argument(
-        "inputs", nargs="*", help="image files, folders or glob patterns (PNG, JPEG, TIFF, BMP)"
+        "paths",
+        nargs="*",
+        metavar="[CHECKPOINT] INPUT",
+        help="a .ckpt from train.py or a .onnx from `flakeseg export` (unless --model names the model), "
+        "then image files, folders or glob patterns (PNG, JPEG, TIFF, BMP)",
     )
     parser.add_argument(
         "--model",
@@ -51,12 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="a model shipped in the package (mos2, graphene) or a model file, instead of CHECKPOINT",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (created; reruns continue it)")
-    parser.add_argument("--min-area", type=int, default=100, help="smallest flake kept, in pixels (100)")
+    parser.add_argument(
+        "--min-area",
+        type=int,
+        default=None,
+        help="smallest flake kept, in pixels (default: the model card's, chosen on CV; else 100)",
+    )
     parser.add_argument(
         "--min-confidence",
         type=float,
-        default=0.5,
-        help="smallest mean class probability of a kept flake (0.5); higher: fewer, surer candidates",
+        default=None,
+        help="smallest mean class probability of a kept flake (default: the model card's, chosen on CV; "
+        "else 0.5); higher: fewer, surer candidates",
     )
     parser.add_argument(
         "--scale",
@@ -113,24 +120,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _model_hint() -> str:
+    """``--model mos2 (or graphene)``: the shipped models, MoS2's (the default data set's) first."""
+    from flakeseg.inference.shipped import shipped_names
+
+    names = sorted(shipped_names(), key=lambda name: name != "mos2")
+    if not names:
+        return "--model MODEL"
+    return f"--model {names[0]}" + (f" (or {', '.join(names[1:])})" if names[1:] else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.model is None and not args.inputs:
-        parser.error("the following arguments are required: inputs (or name the model with --model)")
     console = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the width
     try:
-        from flakeseg.screening.screen import run  # torch and the model code load after parsing
+        # the model file and the inputs are checked before torch loads: a slip is answered at once
+        from flakeseg.data.io import image_problem
+        from flakeseg.inference.model_files import checkpoint_problem
+        from flakeseg.inference.shipped import resolve_model
+        from flakeseg.screening.inputs import collect_inputs
 
         if args.model is not None:  # every positional is an input
-            from flakeseg.inference.shipped import resolve_model
+            try:
+                args.checkpoint, args.inputs = resolve_model(args.model), list(args.paths)
+            except ConfigError as exc:  # no such shipped model nor file: a usage mistake
+                parser.error(str(exc))
+        elif not args.paths:
+            parser.error(
+                f"no model and no images given; e.g. flakeseg predict {_model_hint()} IMAGES --out DIR"
+            )
+        else:
+            args.checkpoint, args.inputs = Path(args.paths[0]), list(args.paths[1:])
+        problem = checkpoint_problem(args.checkpoint)
+        if problem is not None and args.model is None and problem.endswith("an image, not a model"):
+            parser.error(f"{problem}; did you mean {_model_hint()}?")  # the model was forgotten
+        if problem is not None:
+            raise DataError(problem)
+        if not args.inputs:
+            parser.error("no images given: name image files, folders or glob patterns after the model")
+        paths, problems = collect_inputs(args.inputs, exclude=args.out, recursive=args.recursive)
+        unreadable = {p: line for p in paths if (line := image_problem(p))}
+        paths = [p for p in paths if p not in unreadable]
+        problems = [*problems, *unreadable.values()]
+        if not paths:  # nothing to screen: each input that named nothing is its own line
+            raise DataError(problems)
+        for line in problems:
+            console.print(f"[red]skipped[/red] {line}", highlight=False)
 
-            args.inputs = [str(args.checkpoint), *args.inputs]
-            args.checkpoint = resolve_model(args.model)
+        from flakeseg.screening.screen import run  # torch and the model code load from here on
 
-        return run(args, console)
+        return run(args, paths, problems, console)
     except FlakesegError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        for line in str(exc).splitlines():
+            console.print(f"[red]error:[/red] {line}", highlight=False)
         return 1
 
 

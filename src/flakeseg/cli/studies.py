@@ -1,5 +1,6 @@
 """``flakeseg compare``, ``flakeseg ablation`` and ``flakeseg leaderboard``: studies over the data sets
-of a profile (:func:`flakeseg.studies.common.profile_study_main`)."""
+of a profile (:func:`flakeseg.studies.common.profile_study_main`). Each parses its arguments before
+importing its study, so ``--help`` and usage errors answer without torch."""
 
 from __future__ import annotations
 
@@ -12,20 +13,15 @@ __all__ = ["ablation_main", "compare_main", "fewshot_main", "leaderboard_main"]
 
 def compare_main(argv: Sequence[str] | None = None) -> int:
     """``flakeseg compare`` (``make compare``)."""
-    from flakeseg.studies import compare
-
-    summary = compare.__doc__.split("\n\n")[0]  # the module's first paragraph says what it does
     job = lambda r: r.model.name  # noqa: E731
-    return profile_study_main(argv, "compare", summary, compare.CompareProfile.load, compare.compare, job)
+    return profile_study_main(argv, "compare", "flakeseg.studies.compare", "CompareProfile", "compare", job)
 
 
 def ablation_main(argv: Sequence[str] | None = None) -> int:
     """``flakeseg ablation`` (``make ablation``)."""
-    from flakeseg.studies import ablation
-
-    summary = ablation.__doc__.split("\n\n")[0]
+    job = lambda r: r.step.name  # noqa: E731
     return profile_study_main(
-        argv, "ablation", summary, ablation.AblationProfile.load, ablation.run_ablation, lambda r: r.step.name
+        argv, "ablation", "flakeseg.studies.ablation", "AblationProfile", "run_ablation", job
     )
 
 
@@ -35,12 +31,11 @@ def leaderboard_main(argv: Sequence[str] | None = None) -> int:
     import logging
     from pathlib import Path
 
-    from flakeseg.studies import leaderboard
-    from flakeseg.studies.common import run_study, study_parser
+    from flakeseg.studies.common import run_study, study_parser, study_summary
 
     parser = study_parser(
         "flakeseg leaderboard",
-        leaderboard.__doc__.split("\n\n")[0],
+        study_summary("flakeseg.studies.leaderboard"),
         "leaderboard",
         "cpu",
         ("mos2", "graphene"),
@@ -54,6 +49,7 @@ def leaderboard_main(argv: Sequence[str] | None = None) -> int:
         help="write the report from the complete runs in --runs; train nothing (rows without one: not run)",
     )
     args = parser.parse_args(argv)
+    from flakeseg.studies import leaderboard  # after parsing: --help and usage errors need none of it
 
     def start():
         profile = leaderboard.LeaderboardProfile.load(args.profile)
@@ -74,12 +70,11 @@ def fewshot_main(argv: Sequence[str] | None = None) -> int:
     import logging
     from pathlib import Path
 
-    from flakeseg.studies import fewshot
-    from flakeseg.studies.common import run_study, study_parser
+    from flakeseg.studies.common import run_study, study_parser, study_summary
 
     parser = study_parser(
         "flakeseg fewshot",
-        fewshot.__doc__.split("\n\n")[0],
+        study_summary("flakeseg.studies.fewshot"),
         "fewshot",
         "cpu",
         ("mos2", "graphene"),
@@ -88,6 +83,7 @@ def fewshot_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=Path, default=None, help="folder of the runs (default: <out>/runs)")
     args = parser.parse_args(argv)
+    from flakeseg.studies import fewshot
 
     def start():
         profile = fewshot.FewshotProfile.load(args.profile)

@@ -78,21 +78,31 @@ class FlakeImages:
             pairs=self.pairs,
         )
 
+    def stored_masks(self, crop: int | None = None) -> list[np.ndarray]:
+        """The class masks as stored on disk, at the files' own resolution whatever ``data.scale``
+        loaded them at (flake scores are measured there); with ``crop``, their centre ``crop x crop``
+        as :meth:`center_cropped` cuts the loaded ones."""
+        if len(self.pairs) != len(self.ids):
+            raise DataError("stored masks: these images were not loaded from files")
+        masks = [self.scheme.encode(read_mask(p.mask_path), str(p.mask_path)) for p in self.pairs]
+        return [_center_crop(mask, crop) for mask in masks] if crop else masks
+
     def center_cropped(self, size: int) -> FlakeImages:
         """Each image and mask cut to its centre ``size x size`` (a side already shorter stays whole):
         how the upstream code scored its CV (``cv.score_crop``, ``protocol=upstream``)."""
 
-        def crop(array: np.ndarray) -> np.ndarray:
-            top, left = max(0, (array.shape[0] - size) // 2), max(0, (array.shape[1] - size) // 2)
-            return array[top : top + size, left : left + size]
-
         return FlakeImages(
             ids=list(self.ids),
-            images=[crop(image) for image in self.images],
-            masks=[crop(mask) for mask in self.masks],
+            images=[_center_crop(image, size) for image in self.images],
+            masks=[_center_crop(mask, size) for mask in self.masks],
             scheme=self.scheme,
             pairs=list(self.pairs),
         )
+
+
+def _center_crop(array: np.ndarray, size: int) -> np.ndarray:
+    top, left = max(0, (array.shape[0] - size) // 2), max(0, (array.shape[1] - size) // 2)
+    return array[top : top + size, left : left + size]
 
 
 def resolve_root(root: str | Path | None) -> Path:

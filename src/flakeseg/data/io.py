@@ -31,6 +31,19 @@ def _open(path: Path) -> Image.Image:
     return image
 
 
+def image_problem(path: Path | str) -> str | None:
+    """``<path>: problem`` when ``path`` is not an image Pillow can open (read from its header only, so
+    a whole folder is checked in moments), else ``None``; a truncated image passes and fails in
+    :func:`read_image`."""
+    try:
+        with Image.open(path):
+            return None
+    except FileNotFoundError:
+        return f"{path}: file not found"
+    except _DECODE_ERRORS as exc:
+        return f"{path}: not an image Pillow can read ({type(exc).__name__})"
+
+
 def to_rgb_uint8(image: Image.Image, path: Path | str = "<image>") -> np.ndarray:
     """Convert a Pillow image of any common mode to an ``H x W x 3`` uint8 array.
 

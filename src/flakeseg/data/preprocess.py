@@ -11,7 +11,7 @@ import numpy as np
 
 from flakeseg.data.substrate import normalize_substrate
 
-__all__ = ["SUBSTRATE_CHOICES", "prepare_image", "resize_image", "uses_fitted_inputs"]
+__all__ = ["SUBSTRATE_CHOICES", "prepare_image", "resize_image", "resize_probabilities", "uses_fitted_inputs"]
 
 #: ``data.substrate_choice``: the densest colour, or a choice among colour peaks fitted on labels
 SUBSTRATE_CHOICES = ("densest", "fitted")
@@ -24,6 +24,16 @@ def resize_image(image: np.ndarray, factor: float) -> np.ndarray:
     height, width = image.shape[:2]
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+
+
+def resize_probabilities(probs: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``C x h x w`` class probabilities resampled (bilinear) onto ``height x width`` pixels, summing
+    to 1 again: how a model's output at its working scale goes back onto the image's own pixels."""
+    if probs.shape[1:] == (height, width):
+        return probs
+    planes = [cv2.resize(p, (width, height), interpolation=cv2.INTER_LINEAR) for p in probs]
+    out = np.stack(planes)
+    return out / np.clip(out.sum(axis=0, keepdims=True), 1e-6, None)
 
 
 def prepare_image(image: np.ndarray, scale: float, substrate_normalize: bool) -> np.ndarray:

@@ -97,3 +97,15 @@ def confusion_scores(confmat: np.ndarray, class_names: Sequence[str], prefix: st
             {f"{prefix}/{short}_{name}": float(v) for name, v in zip(class_names, values, strict=True)}
         )
     return flat
+
+
+def present_class_accuracy(confmat: np.ndarray) -> float:
+    """Mean per-class accuracy of one image over the classes its labels hold: a class absent from
+    the truth has no accuracy to average (counting it as 0 would punish a few stray pixels of it as
+    if a whole class were missed); ``nan`` for an image without labelled pixels."""
+    counts = np.asarray(confmat, dtype=np.float64)
+    true = counts.sum(axis=1)
+    present = true > 0
+    if not present.any():
+        return float("nan")
+    return float((np.diag(counts)[present] / true[present]).mean())

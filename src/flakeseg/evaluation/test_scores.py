@@ -9,10 +9,46 @@ from typing import Any
 
 import numpy as np
 
+from flakeseg.data.catalog import FlakeImages
+from flakeseg.data.classes import region_class_indices
+from flakeseg.data.preprocess import resize_probabilities
 from flakeseg.evaluation.curves import PAPER_PRECISION, one_vs_rest_curves
+from flakeseg.evaluation.flake_scores import FlakeScores
+from flakeseg.evaluation.postprocess import PREDICT_DEFAULTS, Postprocess
 from flakeseg.evaluation.regions import counted_regions, pixel_scores, region_accuracy, region_min_area_px
 
-__all__ = ["SplitScores", "score_test_split"]
+__all__ = ["SplitScores", "flake_scores", "held_out_flake_matches", "score_test_split"]
+
+
+def flake_scores(
+    probs: Sequence[np.ndarray],
+    stored_masks: Sequence[np.ndarray],
+    names: Sequence[str],
+    flake_classes: Sequence[int],
+    postprocess: Postprocess = PREDICT_DEFAULTS,
+) -> FlakeScores:
+    """The flake matches of model-scale probabilities, put back onto the pixels of the masks as stored
+    (as ``predict`` puts them back onto the image's)."""
+    scores = FlakeScores(names, flake_classes, postprocess.min_area, postprocess.min_confidence)
+    for prob, mask in zip(probs, stored_masks, strict=True):
+        scores.update(resize_probabilities(prob, *mask.shape), mask)
+    return scores
+
+
+def held_out_flake_matches(
+    probs: Sequence[np.ndarray],
+    images: FlakeImages,
+    classes_cfg: Mapping[str, Any],
+    crop: int | None = None,
+    postprocess: Postprocess = PREDICT_DEFAULTS,
+) -> dict[str, Any]:
+    """A CV fold's flake matches (plain JSON, to pool over folds with
+    :meth:`~flakeseg.evaluation.flake_scores.FlakeScores.pooled`) of model-scale probabilities of its
+    held-out ``images``, on their masks as stored; ``crop``: ``cv.score_crop``, as the fold was scored."""
+    names = list(images.scheme.names)
+    stored = images.stored_masks(int(crop) if crop else None)
+    flakes = flake_scores(probs, stored, names, region_class_indices(classes_cfg, names), postprocess)
+    return flakes.to_dict()
 
 
 @dataclass
@@ -33,9 +69,13 @@ def score_test_split(
     names: Sequence[str],
     regions_of: Sequence[int],
     data_cfg: Mapping[str, Any],
+    stored_masks: Sequence[np.ndarray],
+    postprocess: Postprocess = PREDICT_DEFAULTS,
 ) -> SplitScores:
     """Pixel scores, region accuracy (ground-truth regions of at least ``data.region_min_area`` pixels
-    at full scale: label specks are not flakes) and ROC/PR curves of ``C x H x W`` probabilities."""
+    at full scale: label specks are not flakes), ROC/PR curves of ``C x H x W`` probabilities, and flake
+    precision, recall, F1 and AP50 against ``stored_masks`` (the masks at the files' resolution),
+    predicted flakes kept as ``postprocess`` says."""
     names = list(names)
     preds = [p.argmax(axis=0).astype(np.uint8) for p in probs]
     scores = pixel_scores(preds, masks, names)
@@ -46,8 +86,15 @@ def score_test_split(
     per_class_regions = {
         names[c]: region_accuracy([r for r in regions if r["true_class"] == names[c]]) for c in regions_of
     }
+    flakes = flake_scores(probs, stored_masks, names, regions_of, postprocess)
     metrics = {
         **{k: v for k, v in scores.items() if k != "test/confmat"},
+        **flakes.compute("test"),
+        **flakes.intervals("test"),
+        "test/flake_postprocess": {
+            "min_area": postprocess.min_area,
+            "min_confidence": postprocess.min_confidence,
+        },
         "test/region_accuracy": region_accuracy(regions),
         "test/regions": len(regions),
         "test/region_min_area_px": min_area,

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from flakeseg.errors import ConfigError, DataError
+from flakeseg.inference.model_files import NOT_A_CHECKPOINT, checkpoint_problem
 
 __all__ = [
     "ModelCard",
@@ -37,14 +38,20 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     """Load a checkpoint without executing code from it.
 
     Raises:
-        DataError: ``<path>: ...`` in one line when the file is missing, truncated or corrupt, or holds
-            pickled objects other than tensors and plain containers (refused, nothing run).
+        DataError: ``<path>: ...`` in one line when the file is missing, not a checkpoint (an image, a
+            text file), truncated or corrupt, or holds pickled objects other than tensors and plain
+            containers (refused, nothing run).
     """
     path = Path(path)
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise DataError(problem)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise DataError(f"{path}: checkpoint not found") from None
+    except (KeyError, IndexError, TypeError, AttributeError):  # the unpickler on bytes of another kind
+        raise DataError(f"{path}: {NOT_A_CHECKPOINT}") from None
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
@@ -75,6 +82,8 @@ class ModelCard:
         input_multiple: input sides must be multiples of this (the network's stride).
         inputs: the input features fitted on the training images (fitted substrate choice, GMM
             channels; :class:`~flakeseg.inference.inputs.InputFeatures` as a dict), or ``None``.
+        postprocess: which predicted regions are listed as flakes, chosen on the CV folds by flake F1
+            (``{"min_area", "min_confidence", "chosen_on"}``), or ``None`` (``predict``'s defaults).
         source: the file the card was read from.
     """
 
@@ -91,6 +100,7 @@ class ModelCard:
     data: str = ""
     substrate_normalize: bool = False
     inputs: dict[str, Any] | None = None
+    postprocess: dict[str, Any] | None = None
     source: str = ""
 
     def to_json(self) -> str:
@@ -124,6 +134,7 @@ def card_from_hparams(
         data=str(inference.get("data", "")),
         substrate_normalize=bool(inference.get("substrate_normalize", False)),
         inputs=inference.get("inputs") or None,
+        postprocess=inference.get("postprocess") or None,
         source=source,
     )
 

@@ -20,11 +20,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 import torch
 
-from flakeseg.data.preprocess import prepare_image, resize_image
+from flakeseg.data.preprocess import prepare_image, resize_image, resize_probabilities
 from flakeseg.errors import ConfigError
 from flakeseg.inference import BACKENDS
 from flakeseg.inference.checkpoint import ModelCard, load_torch_model
@@ -241,15 +240,7 @@ class Predictor:
         """Softmax probabilities, ``C x H x W`` float32, on the pixels of the ``H x W x 3`` uint8 image."""
         height, width = image.shape[:2]
         probs = self.probabilities_at_model_scale(self.prepare(image))
-        if probs.shape[1:] != (height, width):  # back onto the original pixels
-            probs = _resize_channels(probs, height, width)
-        return probs
-
-
-def _resize_channels(probs: np.ndarray, height: int, width: int) -> np.ndarray:
-    planes = [cv2.resize(p, (width, height), interpolation=cv2.INTER_LINEAR) for p in probs]
-    out = np.stack(planes)
-    return out / np.clip(out.sum(axis=0, keepdims=True), 1e-6, None)
+        return resize_probabilities(probs, height, width)  # back onto the original pixels
 
 
 def load_predictor(

@@ -5,8 +5,13 @@ split (``stage=test``), written as a slim checkpoint (weights and model card, no
 ``flakeseg/inference/shipped/<name>.ckpt``, with the test metrics it scored when it was trained beside
 it (``<name>.json``, what ``flakeseg evaluate <name>`` must reproduce). ``make models`` remakes them:
 
+    python train.py experiment=best_cpu data=mos2 hydra.run.dir=outputs/models/mos2_cv
     python train.py experiment=best_cpu stage=test data=mos2 hydra.run.dir=outputs/models/mos2
-    python -m flakeseg.inference.shipped outputs/models/mos2 mos2
+    python -m flakeseg.inference.shipped outputs/models/mos2 mos2 \
+        --postprocess-from outputs/models/mos2_cv/evaluation.json
+
+The CV run chooses the post-processing (which predicted regions are listed as flakes) on its folds by
+flake F1; the card carries it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from flakeseg.errors import ConfigError, DataError, FlakesegError
 
@@ -42,9 +48,35 @@ def resolve_model(name_or_path: str | Path) -> Path:
     raise ConfigError(f"--model: {text!r} is neither a shipped model ({names}) nor a file")
 
 
-def ship(run_dir: Path, name: str, dest: Path = SHIPPED_DIR) -> Path:
+def chosen_postprocess(evaluation_path: Path) -> dict[str, Any]:
+    """The post-processing a CV run chose on its folds (its ``evaluation.json`` with
+    ``evaluate.postprocess=true``), for a model card."""
+    try:
+        evaluation = json.loads(Path(evaluation_path).read_text())
+        chosen = evaluation["postprocess"]
+        chosen_on = bool(evaluation["options"]["postprocess"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(
+            f"{evaluation_path}: not a CV run's evaluation.json ({type(exc).__name__}: {exc})"
+        ) from None
+    if not chosen_on:
+        raise DataError(
+            f"{evaluation_path}: chosen with evaluate.postprocess=false (nothing was chosen on CV)"
+        )
+    return {
+        "min_area": int(chosen["min_area"]),
+        "min_confidence": float(chosen["min_confidence"]),
+        "chosen_on": f"CV folds, pooled out-of-fold flake F1 ({evaluation_path})",
+    }
+
+
+def ship(
+    run_dir: Path, name: str, dest: Path = SHIPPED_DIR, postprocess: dict[str, Any] | None = None
+) -> Path:
     """Write the model of a test-stage run (``run_dir/test_metrics.json``) as ``dest/<name>.ckpt``
-    (weights and hyperparameters only) and its test metrics as ``dest/<name>.json``."""
+    (weights and hyperparameters only) and its test metrics as ``dest/<name>.json``; ``postprocess``
+    (:func:`chosen_postprocess`) goes into its card, so ``predict`` and ``evaluate`` list the flakes it
+    chose."""
     import torch
 
     from flakeseg.inference.checkpoint import load_checkpoint
@@ -57,7 +89,10 @@ def ship(run_dir: Path, name: str, dest: Path = SHIPPED_DIR) -> Path:
         raise DataError(f"{metrics_path}: not a finished test-stage run ({exc})") from None
     source = Path(metrics["checkpoint"])
     checkpoint = load_checkpoint(source)
-    slim = {"state_dict": checkpoint["state_dict"], "hyper_parameters": checkpoint["hyper_parameters"]}
+    hparams = dict(checkpoint["hyper_parameters"])
+    if postprocess is not None:
+        hparams["inference"] = {**dict(hparams.get("inference") or {}), "postprocess": dict(postprocess)}
+    slim = {"state_dict": checkpoint["state_dict"], "hyper_parameters": hparams}
     buffer = io.BytesIO()
     torch.save(slim, buffer)
     dest.mkdir(parents=True, exist_ok=True)
@@ -71,6 +106,7 @@ def ship(run_dir: Path, name: str, dest: Path = SHIPPED_DIR) -> Path:
         "train_seconds": metrics["train_seconds"],
         "device": metrics["device"],
         "config": {k: metrics["config"][k] for k in ("data", "model", "loss", "optim", "augment", "trainer")},
+        "postprocess": postprocess,
         **{k: v for k, v in metrics.items() if k.startswith("test/")},
     }
     write_json_atomic(dest / f"{name}.json", card)
@@ -84,9 +120,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("run_dir", type=Path, help="folder of a `train.py stage=test` run")
     parser.add_argument("name", help="the shipped model's name (mos2, graphene, ...)")
+    parser.add_argument(
+        "--postprocess-from",
+        type=Path,
+        default=None,
+        metavar="EVALUATION_JSON",
+        help="a CV run's evaluation.json (evaluate.postprocess=true): its chosen min area and "
+        "min confidence go into the card",
+    )
     args = parser.parse_args(argv)
     try:
-        print(ship(args.run_dir, args.name))
+        postprocess = chosen_postprocess(args.postprocess_from) if args.postprocess_from else None
+        print(ship(args.run_dir, args.name, postprocess=postprocess))
     except FlakesegError as exc:
         print(f"error: {exc}")
         return 1

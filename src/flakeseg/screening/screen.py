@@ -13,7 +13,6 @@ Inputs are only read.
 from __future__ import annotations
 
 import argparse
-import glob
 import hashlib
 import io
 import json
@@ -29,10 +28,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from flakeseg.data.coco import CocoImage, coco_document, mask_instances
 from flakeseg.data.io import read_image
-from flakeseg.errors import ConfigError, FlakesegError
+from flakeseg.errors import ConfigError, DataError, FlakesegError
 from flakeseg.evaluation.flakes import FLAKE_COLUMNS, find_flakes
+from flakeseg.evaluation.postprocess import Postprocess
 from flakeseg.inference.predictor import Predictor, class_indices, load_predictor
 from flakeseg.screening.html_report import render_report
+from flakeseg.screening.inputs import IMAGE_SUFFIXES, collect_inputs
 from flakeseg.screening.overlay import draw_overlay, flake_crop_uri, probability_map, thumbnail_data_uri
 from flakeseg.utils.files import (
     save_image_atomic,
@@ -44,7 +45,6 @@ from flakeseg.utils.files import (
 
 __all__ = ["IMAGE_SUFFIXES", "ScreenSettings", "collect_inputs", "run", "screen_images"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 RECORD_VERSION = 2  # 2: records hold each flake's RLE mask (--coco) and crop (report gallery)
 
 
@@ -76,48 +76,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def collect_inputs(
-    inputs: Sequence[str], exclude: Path | None = None, recursive: bool = False
-) -> tuple[list[Path], list[str]]:
-    """Image files named by ``inputs`` (files, folders, glob patterns), in order, without duplicates.
-
-    Folders give their files with an image suffix (with ``recursive``, also those of sub-folders);
-    anything under ``exclude`` (the output folder) is left out, so a rerun never screens its own
-    overlays.
-
-    Returns:
-        the files, and one line per input that named nothing.
-    """
-    found: list[Path] = []
-    problems: list[str] = []
-    excluded = exclude.resolve() if exclude else None
-
-    def keep(path: Path) -> bool:
-        return excluded is None or not path.resolve().is_relative_to(excluded)
-
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            files = sorted(
-                p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
-            if not files:
-                problems.append(f"{item}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        elif path.is_file():
-            files = [path]
-        elif any(ch in item for ch in "*?["):
-            files = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
-            if not files:
-                problems.append(f"{item}: pattern matches no files")
-        else:
-            problems.append(f"{item}: no such file or folder")
-            files = []
-        found += [f for f in files if keep(f)]
-    unique = list(dict.fromkeys(found))
-    return unique, problems
 
 
 def output_names(paths: Sequence[Path]) -> dict[Path, str]:
@@ -339,10 +297,12 @@ def resolve_scale(args: argparse.Namespace, model_pixel_size: float | None) -> t
     return 1.0, model_px
 
 
-def run(args: argparse.Namespace, console: Console) -> int:
-    if args.min_area < 0:
+def run(args: argparse.Namespace, paths: Sequence[Path], problems: Sequence[str], console: Console) -> int:
+    """Screen ``paths`` (from :func:`collect_inputs`; ``problems``: the inputs already skipped) with the
+    options of ``flakeseg predict``."""
+    if args.min_area is not None and args.min_area < 0:
         raise ConfigError(f"--min-area: must be >= 0, got {args.min_area}")
-    if not 0.0 <= args.min_confidence <= 1.0:
+    if args.min_confidence is not None and not 0.0 <= args.min_confidence <= 1.0:
         raise ConfigError(f"--min-confidence: must be in [0, 1], got {args.min_confidence}")
     if not 0.0 <= args.overlap <= 0.9:
         raise ConfigError(f"--overlap: must be in [0, 0.9], got {args.overlap}")
@@ -350,9 +310,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError(f"--temperature: must be > 0, got {args.temperature}")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads: must be >= 1, got {args.threads}")
-    paths, problems = collect_inputs(args.inputs, exclude=args.out, recursive=args.recursive)
-    for line in problems:
-        console.print(f"[red]skipped[/red] {line}", highlight=False)
+    if not paths:  # nothing to screen: no model loaded, no empty report written
+        raise DataError(list(problems) or "no images given")
     sha = file_sha256(args.checkpoint) if args.checkpoint.is_file() else ""
     options = {"tile": args.tile, "overlap": args.overlap, "tta": args.tta, "temperature": args.temperature}
     predictor = load_predictor(
@@ -365,12 +324,16 @@ def run(args: argparse.Namespace, console: Console) -> int:
     )
     scale, model_px = resolve_scale(args, predictor.card.pixel_size_um)
     predictor.scale = scale
+    # which regions are listed as flakes: as asked, else as the card says (chosen on CV), else defaults
+    card_post = Postprocess.from_card(predictor.card.postprocess)
+    min_area = card_post.min_area if args.min_area is None else args.min_area
+    min_confidence = card_post.min_confidence if args.min_confidence is None else args.min_confidence
     settings = ScreenSettings(
         checkpoint=str(args.checkpoint),
         checkpoint_sha256=sha,
         backend=predictor.backend.name,
-        min_area=args.min_area,
-        min_confidence=args.min_confidence,
+        min_area=min_area,
+        min_confidence=min_confidence,
         scale=scale,
         pixel_size_um=args.pixel_size,
         tile=predictor.tile,

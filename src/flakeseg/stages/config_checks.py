@@ -27,7 +27,8 @@ def _as_number(value, key: str, kind: type = float):
     try:
         number = kind(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{key}: expected a {kind.__name__}, got {value!r}") from None
+        what = {"int": "an integer", "float": "a number"}.get(kind.__name__, f"a {kind.__name__}")
+        raise ConfigError(f"{key}: expected {what}, got {value!r}") from None
     if kind is int and float(value) != number:
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if kind is float and not math.isfinite(number):

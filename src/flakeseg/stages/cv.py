@@ -17,8 +17,10 @@ from pytorch_lightning.loggers import CSVLogger
 
 from flakeseg.data import FlakeDataModule, FlakeImages, fold_ids, load_dataset
 from flakeseg.data.splits import cv_ids, split_from_config
+from flakeseg.evaluation.flake_scores import FlakeScores
 from flakeseg.evaluation.folds import plot_learning_curves, print_cv_table, summarize_folds
-from flakeseg.evaluation.metrics import confusion_scores
+from flakeseg.evaluation.metrics import confusion_scores, present_class_accuracy
+from flakeseg.evaluation.test_scores import held_out_flake_matches
 from flakeseg.inference.checkpoint import load_checkpoint
 from flakeseg.models import is_classical
 from flakeseg.stages.fold_inputs import prepare_fold_inputs
@@ -138,6 +140,8 @@ def train_fold(
     # the last epoch is one of them and was validated during fit.
     if not budgets:
         trainer.validate(module, datamodule=datamodule, verbose=False)
+    predictor = module.predictor()
+    val_probs = [predictor.probabilities_at_model_scale(image) for image in val_data.images]
     best_score = checkpoint.best_model_score
     entry = {
         "fold": fold,
@@ -145,6 +149,9 @@ def train_fold(
         "train_ids": train_ids,
         "val_ids": val_ids,
         **module.last_val,
+        "val/flake_matches": held_out_flake_matches(
+            val_probs, val_data, cfg.data.classes, cfg.cv.get("score_crop")
+        ),
         "class_pixel_counts": counts.tolist(),
         "median_frequency_weights": weights,
         "loss_weighted": use_weights,
@@ -167,9 +174,10 @@ def train_fold(
 
 
 def pooled_scores(folds: Sequence[Mapping[str, Any]], class_names: Sequence[str]) -> dict[str, Any]:
-    """The out-of-fold confusion matrix pooled over every fold (of every repeat) and its scores, and
-    each held-out image's mean per-class accuracy (mean over the repeats that held it out): a fold's
-    score can be one image's, and this says which."""
+    """The out-of-fold confusion matrix pooled over every fold (of every repeat) and its scores, the
+    pooled flake scores (``cv/flake_*``: matches summed over every fold of every repeat), and each
+    held-out image's mean per-class accuracy over the classes its labels hold (mean over the repeats
+    that held it out): a fold's score can be one image's, and this says which."""
     confmat = np.sum([np.asarray(f["val/confmat"], dtype=np.int64) for f in folds], axis=0)
     pooled = {
         f"cv/pooled_{key.removeprefix('pooled/')}": value
@@ -178,8 +186,12 @@ def pooled_scores(folds: Sequence[Mapping[str, Any]], class_names: Sequence[str]
     per_image: dict[str, list[float]] = {}
     for fold in folds:
         for image_id, matrix in zip(fold["val_ids"], fold.get("val/image_confmats") or [], strict=False):
-            value = confusion_scores(np.asarray(matrix), class_names, "image")["image/mean_class_acc"]
-            per_image.setdefault(image_id, []).append(value)
+            per_image.setdefault(image_id, []).append(present_class_accuracy(np.asarray(matrix)))
+    # flakes: true positives, false alarms and misses summed over every fold of every repeat
+    matches = [f["val/flake_matches"] for f in folds if f.get("val/flake_matches")]
+    if matches:
+        flake_classes = sorted({list(class_names).index(key.split("|")[0]) for key in matches[0]})
+        pooled.update(FlakeScores.pooled(matches, class_names, flake_classes).compute("cv"))
     return {
         **pooled,
         "cv/pooled_confmat": confmat.tolist(),

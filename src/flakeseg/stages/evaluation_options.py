@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flakeseg.errors import ConfigError
-from flakeseg.evaluation.postprocess import DEFAULT_MIN_AREAS
+from flakeseg.evaluation.postprocess import DEFAULT_MIN_AREAS, DEFAULT_MIN_CONFIDENCES
 
 __all__ = ["EvalOptions"]
 
@@ -20,10 +20,13 @@ class EvalOptions:
     Attributes:
         tta: average the probabilities over the 8 flips and 90-degree rotations.
         ensemble: score the test split with the fold models' averaged probabilities.
-        postprocess: drop flake regions under an area chosen on CV from ``min_areas``.
+        postprocess: choose ``predict``'s ``min_area`` and ``min_confidence`` on the CV folds (from
+            ``min_areas`` x ``min_confidences``, by the pooled out-of-fold flake F1); off: ``predict``'s
+            defaults (100 px, 0.5).
         temperature: temperature scaling fitted on held-out folds.
-        min_areas: candidate areas for ``postprocess``, in pixels at the model's ``data.scale`` (an area
-            A here is A / scale^2 pixels of the original images, the unit of ``predict --min-area``).
+        min_areas: candidate areas for ``postprocess``, in pixels of the images as stored (the unit of
+            ``predict --min-area``).
+        min_confidences: candidate mean class probabilities for ``postprocess``.
     """
 
     tta: bool = False
@@ -31,6 +34,7 @@ class EvalOptions:
     postprocess: bool = False
     temperature: bool = False
     min_areas: tuple[int, ...] = DEFAULT_MIN_AREAS
+    min_confidences: tuple[float, ...] = DEFAULT_MIN_CONFIDENCES
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any] | None) -> EvalOptions:
@@ -59,6 +63,20 @@ class EvalOptions:
             ):
                 raise ConfigError(f"evaluate.min_areas: a list of whole numbers >= 0, got {areas!r}")
             values["min_areas"] = tuple(int(a) for a in areas)
+        if "min_confidences" in node:
+            confidences = node["min_confidences"]
+            if (
+                not isinstance(confidences, (list, tuple))
+                or not confidences
+                or any(
+                    not isinstance(c, (int, float)) or isinstance(c, bool) or not 0 <= c <= 1
+                    for c in confidences
+                )
+            ):
+                raise ConfigError(
+                    f"evaluate.min_confidences: a list of numbers in [0, 1], got {confidences!r}"
+                )
+            values["min_confidences"] = tuple(float(c) for c in confidences)
         return cls(**values)
 
     @property

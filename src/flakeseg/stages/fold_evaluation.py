@@ -4,18 +4,22 @@ fold ensemble, post-processing, temperature scaling, calibration and test region
 Each fold model predicts the images it never saw in training (its validation fold, "out of fold") and
 every test image. From those predictions, with the options of :class:`EvalOptions`:
 
-- **CV scores** (mean per-class accuracy, macro precision, mean IoU; mean and std over folds) of the
-  out-of-fold predictions, optionally averaged over the 8 flips/rotations (``tta``) and with regions
-  under an area threshold dropped (``postprocess``; the threshold is chosen on these same folds);
+- **CV flake scores** (``cv/flake_*``: precision, recall, F1 and AP50 of the out-of-fold predictions,
+  matches pooled over every fold) and **CV pixel scores** (mean per-class accuracy, macro precision,
+  mean IoU; mean and std over folds), optionally averaged over the 8 flips/rotations (``tta``), with
+  the flakes ``predict`` would list: ``postprocess`` chooses its ``min_area`` and ``min_confidence`` on
+  these same folds by the pooled flake F1 (mean over flake classes, >= 100 px, IoU 0.5);
 - **ECE** of the out-of-fold pixel probabilities; with ``temperature`` each fold's probabilities are
   divided (as logits) by a temperature fitted on the *other* folds' predictions, so the ECE stays a
   held-out figure;
-- **test region accuracy** (the paper's Table 2 measure) and test pixel scores: of each fold model
-  (mean and std), or of the fold models' averaged probabilities (``ensemble``), with the temperature
-  fitted on all out-of-fold predictions and the area threshold chosen on CV;
-- reliability tables of pixels and of predicted flakes (regions of at least ``region_min_area``
-  pixels, as ground-truth regions are counted; a flake is right when most of its labelled pixels are
-  of its class).
+- **test scores** (flake scores, region accuracy, the paper's Table 2 measure, and pixel scores): of
+  each fold model (mean and std), or of the fold models' averaged probabilities (``ensemble``), with
+  the temperature fitted on all out-of-fold predictions and the post-processing chosen on CV;
+- reliability tables of pixels and of predicted flakes (a flake is right when it matches a true
+  flake at IoU >= 0.5; flakes of at least 100 px, out of fold).
+
+:func:`collect_predictions` refuses a run whose CV pool holds test images (``cv.pool=all``): its fold
+models trained on them.
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ import torch
 from rich.progress import track
 
 from flakeseg.data.classes import IGNORE_INDEX, region_class_indices
+from flakeseg.data.preprocess import resize_probabilities
 from flakeseg.errors import ConfigError
 from flakeseg.evaluation.calibration import expected_calibration_error, fit_temperature, reliability_bins
-from flakeseg.evaluation.flakes import find_flakes
-from flakeseg.evaluation.postprocess import choose_min_area, drop_small_regions
+from flakeseg.evaluation.flake_scores import FlakeScores
+from flakeseg.evaluation.postprocess import Postprocess, choose_postprocess, postprocessed_map
 from flakeseg.evaluation.regions import counted_regions, pixel_scores, region_accuracy, region_min_area_px
 from flakeseg.inference.checkpoint import card_from_config
 from flakeseg.inference.predictor import ClassicalBackend, Predictor, load_predictor
@@ -55,12 +60,15 @@ class CVPredictions:
     Attributes:
         class_names: the classes, background first.
         flake_classes: indices of the classes that are flakes (regions, post-processing).
-        val_masks: per fold, the masks of its held-out images.
+        val_masks: per fold, the masks of its held-out images (at the model's scale).
         val_probs: per fold, ``C x H x W`` probabilities of its model on those images.
+        val_stored_masks: per fold, the masks of its held-out images as stored (flakes are scored there).
         test_ids: test image ids.
-        test_masks: test masks.
+        test_masks: test masks (at the model's scale).
         test_probs: per fold model, the probabilities of every test image.
+        test_stored_masks: test masks as stored.
         region_min_area: ground-truth regions from this many pixels count for region accuracy.
+        scale: the model's ``data.scale`` (stored pixels per model pixel, squared, convert areas).
         tta: whether the probabilities are averaged over the 8 flips/rotations.
     """
 
@@ -68,10 +76,13 @@ class CVPredictions:
     flake_classes: list[int]
     val_masks: list[list[np.ndarray]]
     val_probs: list[list[np.ndarray]]
+    val_stored_masks: list[list[np.ndarray]]
     test_ids: list[str]
     test_masks: list[np.ndarray]
     test_probs: list[list[np.ndarray]]
+    test_stored_masks: list[np.ndarray]
     region_min_area: int
+    scale: float = 1.0
     tta: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -105,12 +116,21 @@ def collect_predictions(
     flake_classes = region_class_indices(data_cfg["classes"], names)
     split = split_from_config(data_cfg)
     cv_config = config.get("cv") or {}
-    train = load_dataset(data_cfg, ids=cv_ids(split, cv_config.get("pool") or "train"), progress=False)
+    pool = cv_ids(split, cv_config.get("pool") or "train")
+    leaked = sorted(set(pool) & set(split["test"]))
+    if leaked:
+        raise ConfigError(
+            f"cv.pool={cv_config.get('pool')}: the CV pool holds {len(leaked)} test images "
+            f"({', '.join(leaked[:3])}{', ...' if len(leaked) > 3 else ''}) the fold models trained on; "
+            "their test scores would be no test (use cv.pool=train)"
+        )
+    train = load_dataset(data_cfg, ids=pool, progress=False)
     test = load_dataset(data_cfg, ids=split["test"], progress=False)
     classical = is_classical(config["model"])
     if classical and tta:
         raise ConfigError("evaluate.tta: test-time augmentation is for networks, not classical models")
-    val_masks, val_probs, test_probs = [], [], []
+    val_masks, val_probs, val_stored, test_probs = [], [], [], []
+    crop = int(cv_config["score_crop"]) if cv_config.get("score_crop") else None
     for fold in metrics["folds"]:
         number = int(fold["fold"]) + 1
         if classical:
@@ -133,16 +153,20 @@ def collect_predictions(
             _probabilities(predictor, test.mapped(predictor.prepare_loaded).images, f"{label}: test")
         )
         val_masks.append(list(val.masks))
+        val_stored.append(val.stored_masks(crop))
     region_min_area = region_min_area_px(data_cfg.get("region_min_area"), data_cfg["scale"])
     return CVPredictions(
         class_names=names,
         flake_classes=flake_classes,
         val_masks=val_masks,
         val_probs=val_probs,
+        val_stored_masks=val_stored,
         test_ids=list(test.ids),
         test_masks=list(test.masks),
         test_probs=test_probs,
+        test_stored_masks=test.stored_masks(),
         region_min_area=region_min_area,
+        scale=float(data_cfg["scale"]),
         tta=tta,
     )
 
@@ -177,24 +201,6 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def _flake_calibration(
-    probs: Sequence[np.ndarray], masks: Sequence[np.ndarray], names: Sequence[str], flake_classes, min_area
-) -> tuple[np.ndarray, np.ndarray]:
-    """Confidence and rightness of each predicted flake (right: most of its labelled pixels are its class)."""
-    confidence, correct = [], []
-    for prob, mask in zip(probs, masks, strict=True):
-        ids, flakes = find_flakes(prob, names, flake_classes, min_area=min_area)
-        for flake in flakes:
-            truth = mask[ids == flake.flake_id]
-            truth = truth[truth != IGNORE_INDEX]
-            if truth.size == 0:
-                continue
-            votes = np.bincount(truth.astype(np.int64), minlength=len(names))
-            confidence.append(flake.confidence)
-            correct.append(int(votes.argmax()) == names.index(flake.class_name))
-    return np.asarray(confidence, float), np.asarray(correct, bool)
-
-
 def _binned_ece(bins: Sequence[Mapping[str, float]]) -> float:
     total = sum(b["count"] for b in bins)
     if total == 0:
@@ -227,27 +233,48 @@ def evaluate_predictions(preds: CVPredictions, options: EvalOptions) -> dict[str
         )
         test_temperature = fit_temperature(logits, target, seed=n_folds)
     val_probs = [[apply_temperature(p, temperatures[k]) for p in ps] for k, ps in enumerate(preds.val_probs)]
-    val_labels = [[p.argmax(axis=0).astype(np.uint8) for p in ps] for ps in val_probs]
+    # flakes are listed and scored on the images' own pixels, as `predict` lists them
+    val_stored_probs = [
+        resize_probabilities(p, *m.shape)
+        for ps, ms in zip(val_probs, preds.val_stored_masks, strict=True)
+        for p, m in zip(ps, ms, strict=True)
+    ]
+    all_stored_masks = [m for ms in preds.val_stored_masks for m in ms]
 
-    def fold_scores(area: int) -> list[dict[str, Any]]:
-        return [
-            pixel_scores([drop_small_regions(p, area, flakes) for p in labels], masks, names, prefix="cv")
-            for labels, masks in zip(val_labels, preds.val_masks, strict=True)
-        ]
+    def pooled_flakes(area: int, confidence: float) -> FlakeScores:
+        scores = FlakeScores(names, flakes, area, confidence)
+        for prob, mask in zip(val_stored_probs, all_stored_masks, strict=True):
+            scores.update(prob, mask)
+        return scores
 
-    area_scores: dict[int, float] = {}
-    min_area = 0
+    def mean_flake_f1(area: int, confidence: float) -> float:
+        computed = pooled_flakes(area, confidence).compute("cv")
+        return float(np.nanmean([computed[f"cv/flake_f1_{names[c]}"] for c in flakes]))
+
+    setting_scores: dict[tuple[int, float], float] = {}
+    chosen = Postprocess()
     if options.postprocess:
-        min_area, area_scores = choose_min_area(
-            lambda a: float(
-                np.mean([(s["cv/mean_class_acc"] + s["cv/macro_precision"]) / 2 for s in fold_scores(a)])
-            ),
-            options.min_areas,
+        (area, confidence), setting_scores = choose_postprocess(
+            mean_flake_f1, options.min_areas, options.min_confidences
         )
-    per_fold = fold_scores(min_area)
+        chosen = Postprocess(area, confidence)
+    model_area = max(1, round(chosen.min_area * preds.scale**2))  # the same flakes at the model's scale
+
+    def shown(prob: np.ndarray) -> np.ndarray:
+        """The class map the pixel scores see: with ``postprocess``, only the flakes ``predict`` lists."""
+        if not options.postprocess:
+            return prob.argmax(axis=0).astype(np.uint8)
+        return postprocessed_map(prob, names, flakes, model_area, chosen.min_confidence)
+
+    per_fold = [
+        pixel_scores([shown(p) for p in ps], masks, names, prefix="cv")
+        for ps, masks in zip(val_probs, preds.val_masks, strict=True)
+    ]
     result: dict[str, Any] = {"options": asdict(options)}
     for key in HEADLINE:
         result[f"cv/{key}"], result[f"cv/{key}_std"] = _mean_std([s[f"cv/{key}"] for s in per_fold])
+    pooled = pooled_flakes(chosen.min_area, chosen.min_confidence)
+    result.update(pooled.compute("cv"))
 
     all_val_probs = [p for ps in val_probs for p in ps]
     all_val_masks = [m for ms in preds.val_masks for m in ms]
@@ -256,10 +283,8 @@ def evaluate_predictions(preds: CVPredictions, options: EvalOptions) -> dict[str
     result["cv/ece"] = expected_calibration_error(flat_probs, flat_target)
     confidence, winner = flat_probs.max(dim=1)
     result["cv/pixel_reliability"] = reliability_bins(confidence.numpy(), (winner == flat_target).numpy())
-    # flakes as `flakeseg predict` lists them by default: regions of the counted size and up
-    flake_conf, flake_right = _flake_calibration(
-        all_val_probs, all_val_masks, names, flakes, max(min_area, preds.region_min_area)
-    )
+    # flakes as `predict` lists them; right: matched one-to-one at IoU >= 0.5
+    flake_conf, flake_right = pooled.calibration()
     result["cv/flake_reliability"] = reliability_bins(flake_conf, flake_right)
     result["cv/flake_ece"] = _binned_ece(result["cv/flake_reliability"])
     result["cv/flakes"] = int(flake_conf.size)
@@ -277,19 +302,31 @@ def evaluate_predictions(preds: CVPredictions, options: EvalOptions) -> dict[str
             )
             for i in range(len(preds.test_ids))
         ]
-        labels = [drop_small_regions(p.argmax(axis=0).astype(np.uint8), min_area, flakes) for p in probs]
+        labels = [shown(p) for p in probs]
         scored = list(zip(preds.test_ids, labels, preds.test_masks, strict=True))
         regions, _ = counted_regions(scored, flakes, names, preds.region_min_area)
         scores = pixel_scores(labels, preds.test_masks, names, prefix="test")
-        test_rows.append({"region_accuracy": region_accuracy(regions), "regions": len(regions), **scores})
-    for key in ("region_accuracy", *(f"test/{k}" for k in HEADLINE)):
+        test_flakes = FlakeScores(names, flakes, chosen.min_area, chosen.min_confidence)
+        for prob, mask in zip(probs, preds.test_stored_masks, strict=True):
+            test_flakes.update(resize_probabilities(prob, *mask.shape), mask)
+        test_rows.append(
+            {
+                "region_accuracy": region_accuracy(regions),
+                "regions": len(regions),
+                **scores,
+                **test_flakes.compute("test"),
+            }
+        )
+    flake_keys = [k for k in test_rows[0] if k.startswith("test/flake_")]
+    for key in ("region_accuracy", *(f"test/{k}" for k in HEADLINE), *flake_keys):
         mean, std = _mean_std([row[key] for row in test_rows])
         short = key if key.startswith("test/") else f"test/{key}"
         result[short], result[f"{short}_std"] = mean, std
     result["test/regions"] = test_rows[0]["regions"]
     result["test/models"] = "ensemble of the fold models" if options.ensemble else "each fold model"
-    result["postprocess_min_area"] = min_area
-    result["postprocess_scores"] = {str(a): s for a, s in area_scores.items()}
+    result["postprocess"] = {"min_area": chosen.min_area, "min_confidence": chosen.min_confidence}
+    result["postprocess_min_area"] = chosen.min_area
+    result["postprocess_scores"] = {f"{a}|{c:g}": v for (a, c), v in setting_scores.items()}
     result["temperatures"] = temperatures
     result["test_temperature"] = test_temperature
     return result

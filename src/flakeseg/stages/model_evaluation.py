@@ -48,6 +48,7 @@ def evaluate_model(
     from flakeseg.data.catalog import load_dataset
     from flakeseg.data.classes import region_class_indices
     from flakeseg.data.splits import split_from_config
+    from flakeseg.evaluation.postprocess import Postprocess
     from flakeseg.evaluation.test_scores import score_test_split
     from flakeseg.inference.predictor import load_predictor
     from flakeseg.inference.shipped import resolve_model
@@ -76,7 +77,11 @@ def evaluate_model(
     probs = [predictor.probabilities_at_model_scale(predictor.prepare_loaded(i)) for i in images.images]
     names = list(card.class_names)
     regions_of = region_class_indices(data_cfg["classes"], names)
-    scores = score_test_split(probs, images.masks, images.ids, names, regions_of, data_cfg)
+    # flakes listed as the card says (chosen on CV when it was shipped), else as `predict` lists them
+    postprocess = Postprocess.from_card(card.postprocess)
+    scores = score_test_split(
+        probs, images.masks, images.ids, names, regions_of, data_cfg, images.stored_masks(), postprocess
+    )
     return {
         **scores.metrics,
         "model": str(path),

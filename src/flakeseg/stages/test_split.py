@@ -21,6 +21,7 @@ from flakeseg.data.classes import region_class_indices
 from flakeseg.data.splits import split_from_config
 from flakeseg.errors import ConfigError
 from flakeseg.evaluation.curves import curve_rows, plot_curves
+from flakeseg.evaluation.flake_scores import DEVICE_FLOOR_PX
 from flakeseg.evaluation.plots import plot_confusion_matrix, plot_examples
 from flakeseg.evaluation.test_scores import score_test_split
 from flakeseg.inference.checkpoint import card_from_config
@@ -92,7 +93,7 @@ def run_test_stage(cfg: DictConfig, started: RunStart | None = None) -> dict[str
         model_path = checkpoint.best_model_path or checkpoint.last_model_path
         epochs = int(trainer.current_epoch)
     probs = [predictor.probabilities_at_model_scale(image) for image in test.images]
-    scored = score_test_split(probs, test.masks, test.ids, names, regions_of, data_cfg)
+    scored = score_test_split(probs, test.masks, test.ids, names, regions_of, data_cfg, test.stored_masks())
     preds, regions, curves = scored.preds, scored.regions, scored.curves
 
     title = (
@@ -143,7 +144,10 @@ def run_test_stage(cfg: DictConfig, started: RunStart | None = None) -> dict[str
     }
     write_json_atomic(metrics_path, payload)
     log.info(
-        "test split: mean class acc %.3f, macro precision %.3f, region accuracy %.3f over %d regions; %s",
+        "test split: flake F1 (>= %d px) %s; mean class acc %.3f, macro precision %.3f, region accuracy "
+        "%.3f over %d regions; %s",
+        DEVICE_FLOOR_PX,
+        ", ".join(f"{names[c]} {payload[f'test/flake_f1_{names[c]}_device']:.3f}" for c in regions_of),
         payload["test/mean_class_acc"],
         payload["test/macro_precision"],
         payload["test/region_accuracy"],

@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from flakeseg.errors import ConfigError, FlakesegError
-from flakeseg.utils.config_files import CONFIG_DIR, load_profile
+from flakeseg.utils.command_line import ArgumentParser
+from flakeseg.utils.config_files import CONFIG_DIR, load_profile, profile_path
 
 __all__ = [
     "StudyProfile",
@@ -76,10 +79,20 @@ def study_parser(
     default_out: Path | None,
     out_help: str = "output folder",
 ) -> argparse.ArgumentParser:
-    """The arguments of a study whose profiles are ``conf/<group>/<name>.yaml``."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    """The arguments of a study whose profiles are ``conf/<group>/<name>.yaml``; an unknown profile is a
+    usage error, found before the study's code (and torch) loads."""
+
+    def existing_profile(name_or_path: str) -> str:
+        try:
+            profile_path(name_or_path, CONFIG_DIR / group)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("--profile: ")) from None
+        return name_or_path
+
+    parser = ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--profile",
+        type=existing_profile,
         default=default_profile,
         help=f"conf/{group}/<name>.yaml or a path (default: {default_profile})",
     )
@@ -101,8 +114,8 @@ def run_study(
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     try:
         results = run()
-    except FlakesegError as exc:
-        logger.error("error: %s", exc)
+    except FlakesegError as exc:  # a user error: its line alone, no log prefix
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     failures = [line for line in map(failure, results) if line]
     for line in failures:
@@ -111,19 +124,29 @@ def run_study(
     return 1 if failures else 0
 
 
+def study_summary(module: str) -> str:
+    """The first paragraph of a study module's docstring, read from its source: ``--help`` shows it
+    without importing the study (and torch)."""
+    import ast
+
+    source = Path(importlib.util.find_spec(module).origin).read_text()
+    return (ast.get_docstring(ast.parse(source)) or "").split("\n\n")[0]
+
+
 def profile_study_main(
     argv: Sequence[str] | None,
     name: str,
-    description: str,
-    load_profile: Callable[[str], Any],
-    run: Callable[[Any, list[str], Path], Sequence[Any]],
+    module: str,
+    profile_class: str,
+    run_function: str,
     job_name: Callable[[Any], str],
 ) -> int:
-    """``python -m flakeseg.studies.<name>``: a study over the data sets of a profile whose results
-    each carry ``dataset`` and ``error``; the report is ``<out>/<name>.md``."""
+    """``flakeseg <name>``: a study over the data sets of a profile whose results each carry
+    ``dataset`` and ``error``; the report is ``<out>/<name>.md``. ``module`` (its ``profile_class``
+    with a ``load`` and its ``run_function(profile, datasets, out)``) is imported after parsing."""
     args = study_parser(
         f"flakeseg {name}",
-        description,
+        study_summary(module),
         name,
         "cpu",
         ("mos2", "graphene"),
@@ -131,7 +154,9 @@ def profile_study_main(
     ).parse_args(argv)
 
     def start() -> Sequence[Any]:
-        profile = load_profile(args.profile)
+        study = importlib.import_module(module)
+        profile = getattr(study, profile_class).load(args.profile)
+        run = getattr(study, run_function)
         return run(profile, profile.datasets if args.dataset == "all" else [args.dataset], args.out)
 
     return run_study(

@@ -608,8 +608,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         datasets = list(DATASETS) if args.dataset == "all" else [args.dataset]
         out = args.out or Path("outputs/reproduce" + ("" if profile.name == "paper" else f"_{profile.name}"))
         summaries = reproduce(profile, datasets, out)
-    except FlakesegError as exc:
-        log.error("error: %s", exc)
+    except FlakesegError as exc:  # a user error: its line alone, no log prefix
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     failed = sum(len(s["failures"]) for s in summaries.values())
     for dataset, summary in summaries.items():

@@ -9,7 +9,6 @@ Rerunning with the same ``--out`` continues the sweep: earlier runs are read bac
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import subprocess
@@ -23,6 +22,7 @@ from typing import Any
 import yaml
 
 from flakeseg.errors import ConfigError, FlakesegError
+from flakeseg.utils.command_line import ArgumentParser
 from flakeseg.utils.config_files import yaml_float
 from flakeseg.utils.files import write_csv_atomic, write_json_atomic
 
@@ -111,9 +111,9 @@ def _sweep_run(record: Mapping[str, Any], metric: str):
 
 def run_sweep(sweep_path: Path, count: int, out: Path, extra: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Run up to ``count`` new runs of the sweep into ``out``; return every run's record."""
+    sweep = load_sweep(sweep_path)  # first: it imports the engine with its import-time warnings silenced
     import sweeps
 
-    sweep = load_sweep(sweep_path)
     metric = sweep["metric"]["name"]
     results_path = out / RESULTS_FILE
     records: list[dict[str, Any]] = []
@@ -222,7 +222,7 @@ def print_summary(records: Sequence[Mapping[str, Any]], metric: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="flakeseg sweep-local",
         description="Run a W&B sweep file with W&B's own sweep engine, without a W&B server. Extra "
         "arguments after the options are passed to every run as Hydra overrides.",
@@ -239,8 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.count < 1:
             raise ConfigError(f"--count: must be at least 1, got {args.count}")
         records = run_sweep(args.sweep, args.count, out, extra)
-    except FlakesegError as exc:
-        log.error("error: %s", exc)
+    except FlakesegError as exc:  # a user error: its line alone, no log prefix
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     print_summary(records, load_sweep(args.sweep)["metric"]["name"])
     log.info("results: %s", out / RESULTS_FILE)

@@ -59,6 +59,7 @@ def train_classical_fold(
     """Fit fold ``fold`` of a classical model and score its validation images; return the fold's entry
     (the fitted model goes to ``fold_dir``)."""
     from flakeseg.evaluation.regions import pixel_scores
+    from flakeseg.evaluation.test_scores import held_out_flake_matches
 
     scheme = train_data.scheme
     counts = class_pixel_counts(train_data.masks, scheme.num_classes)
@@ -73,11 +74,12 @@ def train_classical_fold(
     predictor = Predictor(
         ClassicalBackend(model), card_from_config(OmegaConf.to_container(cfg, resolve=True))
     )
-    preds = [
-        predictor.probabilities_at_model_scale(image).argmax(axis=0).astype(np.uint8)
-        for image in val_data.images
-    ]
+    probs = [predictor.probabilities_at_model_scale(image) for image in val_data.images]
+    preds = [prob.argmax(axis=0).astype(np.uint8) for prob in probs]
     scores = pixel_scores(preds, val_data.masks, list(scheme.names), prefix="val")
+    scores["val/flake_matches"] = held_out_flake_matches(
+        probs, val_data, cfg.data.classes, cfg.cv.get("score_crop")
+    )
     scores["val/image_confmats"] = [
         confusion_matrix(pred, mask, scheme.num_classes).tolist()
         for pred, mask in zip(preds, val_data.masks, strict=True)

@@ -26,13 +26,20 @@ def load_profile(name_or_path: str, profile_dir: Path) -> tuple[Path, dict]:
 
     An unknown name stops with one line that lists the known profiles.
     """
+    path = profile_path(name_or_path, profile_dir)
+    return path, OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def profile_path(name_or_path: str, profile_dir: Path) -> Path:
+    """The file of a profile (``<profile_dir>/<name>.yaml``, or a path); an unknown name is one line
+    that lists the known profiles."""
     path = Path(name_or_path)
     if not path.suffix:
         path = profile_dir / f"{name_or_path}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in profile_dir.glob("*.yaml")))
         raise ConfigError(f"--profile: no profile {name_or_path!r} (known: {known}, or a .yaml path)")
-    return path, OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    return path
 
 
 def yaml_float(value: float) -> str:

@@ -1,0 +1,140 @@
+"""Every command answers a mistake in one line on stderr: no traceback, no log prefix, exit status 2 for
+a usage mistake and 1 for a bad file. The commands run in this process (``main(argv)``); only the two
+doors whose process is the point (``python -m flakeseg``, ``python train.py``) start one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flakeseg.cli import main as flakeseg_main
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture
+def files(tmp_path: Path, monkeypatch) -> Path:
+    """A working folder of the files a user mixes up: images, a text file, a folder of folders."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # `flakeseg train` hands Hydra its argv there
+    image = np.zeros((32, 48, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "img.png")
+    Image.fromarray(image).save(tmp_path / "fake.png")  # a real PNG, where the model goes
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    (tmp_path / "bad.png").write_text("not an image\n")
+    (tmp_path / "nested" / "day1").mkdir(parents=True)
+    Image.fromarray(image).save(tmp_path / "nested" / "day1" / "a.png")
+    return tmp_path
+
+
+#: (argv of ``flakeseg``, exit status, words the line must hold)
+BAD_INVOCATIONS = [
+    (["no-such-command"], 2, "invalid choice"),
+    # predict: the model forgotten, the wrong file, no images, nothing to screen
+    (
+        ["predict", "fake.png", "img.png", "--out", "out"],
+        2,
+        "fake.png: an image, not a model; did you mean --model mos2",
+    ),
+    (["predict", "notes.txt", "img.png", "--out", "out"], 1, "notes.txt: not a flakeseg checkpoint"),
+    (["predict", "missing.ckpt", "img.png", "--out", "out"], 1, "missing.ckpt: model file not found"),
+    (["predict", "--model", "mos2", "--out", "out"], 2, "no images given"),
+    (["predict", "--out", "out"], 2, "no model and no images given"),
+    (["predict", "--model", "hbn", "img.png", "--out", "out"], 2, "'hbn' is neither a shipped model"),
+    (["predict", "--model", "mos2", "nested", "--out", "out"], 1, "nested: no images in the folder itself"),
+    (["predict", "--model", "mos2", "missing.png", "--out", "out"], 1, "missing.png: no such file"),
+    (["predict", "--model", "mos2", "bad.png", "--out", "out"], 1, "bad.png: not an image"),
+    (["predict", "--model", "mos2", "img.png"], 2, "required: --out"),
+    (["predict", "--model", "mos2", "img.png", "--out", "out", "--min-area", "x"], 2, "--min-area"),
+    # train: Hydra's overrides, checked before the job
+    (["train", "optim.lrr=0.1"], 2, "optim.lrr: no such key; closest: optim.lr"),
+    (["train", "data=hbn2"], 2, "data=hbn2: no such option; available: graphene, mos2"),
+    (["train", "+foo=1"], 2, "+foo=1: adds foo, which nothing reads"),
+    (["train", "optim.lr=-1"], 1, "optim.lr: must be > 0"),
+    (["train", "seed=abc"], 1, "seed: expected"),
+    # the label and model converters
+    (["import-labels"], 2, "FORMAT"),
+    (["import-labels", "coco", "missing.json", "--images", ".", "--name", "x"], 1, "missing.json"),
+    (["export-labels", "--out", "x.json"], 2, "--data"),
+    (["export-labels", "--data", "hbn2", "--out", "x.json"], 1, "data/hbn2"),
+    (["export"], 2, "checkpoint"),
+    (["export", "notes.txt"], 1, "notes.txt: not a flakeseg checkpoint"),
+    (["export", "fake.png"], 1, "fake.png: an image, not a model"),
+    # the studies: profiles and data sets are checked while parsing
+    *[([study, "--profile", "nope"], 2, "--profile: no profile 'nope'") for study in ("ablation", "compare")],
+    *[
+        ([study, "--profile", "nope"], 2, "--profile: no profile 'nope'")
+        for study in ("leaderboard", "fewshot")
+    ],
+    (["reproduce", "--dataset", "hbn"], 2, "--dataset: invalid choice"),
+    (["ablation", "--bogus"], 2, "unrecognized arguments: --bogus"),
+    (["sweep-local"], 2, "sweep"),
+    (["sweep-local", "missing.yaml"], 1, "missing.yaml: cannot read"),
+    (["evaluate", "mos2"], 2, "--data"),
+    (["evaluate", "mos3", "--data", "mos2"], 2, "--model: 'mos3' is neither a shipped model"),
+    (["evaluate", "mos2", "--data", "mos2", "--set", "seed=1"], 2, "--set seed=1: only data.* keys"),
+]
+
+
+def _one_line(capsys, argv: list[str]) -> str:
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"{argv}: {captured.err!r}"
+    assert "Traceback" not in captured.err and "][" not in lines[0], lines[0]  # no log prefix
+    assert lines[0].startswith("error: "), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "says"), BAD_INVOCATIONS, ids=lambda v: " ".join(v) if isinstance(v, list) else None
+)
+def test_a_mistake_is_one_line_on_stderr_with_its_exit_status(files, capsys, argv, status, says):
+    try:
+        code = flakeseg_main(argv)
+    except SystemExit as stop:  # argparse and the train door stop by SystemExit
+        code = stop.code
+    line = _one_line(capsys, argv)
+    assert code == status, f"{argv}: exit {code}, {line}"
+    assert says in line, line
+    assert not (files / "out").exists()  # predict wrote nothing, not even an empty report
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["-m", "stage=test", "+selected=cell", "hydra.searchpath=[file://{sp}]"],  # reproduce's test stage
+        ["++optim.lr=0.01", "++new_key=1"],  # sweep-local passes every parameter as ++key=value
+        ["-m", "optim.lr=1.0e-5,1.0e-4", "data=graphene"],
+        ["--help"],
+    ],
+)
+def test_the_override_forms_the_studies_use_still_pass(tmp_path, overrides):
+    from flakeseg.cli.train import override_problem
+
+    (tmp_path / "selected").mkdir()
+    (tmp_path / "selected" / "cell.yaml").write_text("# @package _global_\noptim:\n  lr: 0.001\n")
+    assert override_problem([o.format(sp=tmp_path) for o in overrides]) is None
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FLAKESEG_DATA": os.environ.get("FLAKESEG_DATA", "/nonexistent")}
+    return subprocess.run(argv, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=120)
+
+
+def test_python_dash_m_flakeseg_is_the_flakeseg_command():
+    done = _run(sys.executable, "-m", "flakeseg", "--help")
+    assert done.returncode == 0 and "predict" in done.stdout and "ablation" in done.stdout
+
+
+def test_train_py_answers_an_unknown_key_in_one_line_without_a_plus_hint():
+    done = _run(sys.executable, "train.py", "optim.lrr=0.1")
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and lines == [
+        "error: optim.lrr: no such key; closest: optim.lr, optim.name, optim.schedule"
+    ]
+    assert "+optim.lrr" not in done.stderr + done.stdout

@@ -1,0 +1,311 @@
+"""Flake-level precision, recall, F1 and AP50 (flakeseg.evaluation.flake_scores): hand-made cases, the
+label clean-up, and agreement with pycocotools' COCOeval on the same data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from flakeseg.evaluation.flake_scores import FlakeScores, clean_labels, match_flakes
+
+NAMES = ["other", "monolayer", "bilayer"]
+FLAKES = [1, 2]
+
+
+def probs_of(classmap: np.ndarray, confidence: float = 0.9) -> np.ndarray:
+    """Probabilities whose arg-max is ``classmap``, the winner at ``confidence``."""
+    rest = (1.0 - confidence) / (len(NAMES) - 1)
+    probs = np.full((len(NAMES), *classmap.shape), rest, np.float32)
+    for c in range(len(NAMES)):
+        probs[c][classmap == c] = confidence
+    return probs
+
+
+def scores(pred: np.ndarray, mask: np.ndarray, **kwargs) -> dict:
+    metric = FlakeScores(NAMES, FLAKES, **kwargs)
+    metric.update(probs_of(pred), mask)
+    return metric.compute("t")
+
+
+def blank(h: int = 120, w: int = 160) -> np.ndarray:
+    return np.zeros((h, w), np.uint8)
+
+
+def test_a_perfect_prediction_scores_one():
+    mask = blank()
+    mask[10:40, 10:50] = 1
+    mask[60:100, 60:110] = 2
+    out = scores(mask, mask)
+    for name in ("monolayer", "bilayer"):
+        assert (
+            out[f"t/flake_f1_{name}"]
+            == out[f"t/flake_precision_{name}"]
+            == out[f"t/flake_recall_{name}"]
+            == 1
+        )
+        assert out[f"t/flake_ap50_{name}"] == pytest.approx(1.0)
+        assert (out[f"t/flake_tp_{name}"], out[f"t/flake_fp_{name}"], out[f"t/flake_fn_{name}"]) == (1, 0, 0)
+
+
+def test_a_split_flake_is_two_false_alarms_and_a_miss():
+    mask = blank()
+    mask[20:60, 20:100] = 1
+    pred = mask.copy()
+    pred[:, 55:65] = 0  # two halves, each under half of the flake
+    out = scores(pred, mask)
+    assert (out["t/flake_tp_monolayer"], out["t/flake_fp_monolayer"], out["t/flake_fn_monolayer"]) == (
+        0,
+        2,
+        1,
+    )
+    assert out["t/flake_f1_monolayer"] == 0
+    # at IoU 0.25 the larger half matches, the other stays a false alarm
+    assert (out["t/flake_tp_monolayer_iou25"], out["t/flake_fp_monolayer_iou25"]) == (1, 1)
+
+
+def test_merged_flakes_match_at_most_one():
+    mask = blank()
+    mask[20:60, 20:60] = 1
+    mask[20:60, 64:104] = 1
+    pred = mask.copy()
+    pred[20:60, 60:64] = 1  # one predicted flake over both
+    out = scores(pred, mask)
+    assert (out["t/flake_tp_monolayer"], out["t/flake_fp_monolayer"], out["t/flake_fn_monolayer"]) == (
+        0,
+        1,
+        2,
+    )
+    assert out["t/flake_tp_monolayer_iou25"] == 1  # one-to-one: never both
+    assert out["t/flake_fn_monolayer_iou25"] == 1
+
+
+def test_one_pixel_holes_and_gaps_in_the_labels_are_closed():
+    mask = blank()
+    mask[20:60, 20:100] = 1
+    pred = mask.copy()
+    speckled = mask.copy()
+    speckled[30, 30] = speckled[40, 70] = 0  # holes
+    speckled[20:60, 60] = 0  # a 1-px gap splits the label in two components
+    out = scores(pred, speckled)
+    assert (out["t/flake_tp_monolayer"], out["t/flake_fp_monolayer"], out["t/flake_fn_monolayer"]) == (
+        1,
+        0,
+        0,
+    )
+    raw = FlakeScores(NAMES, FLAKES)
+    found = match_flakes(probs_of(pred), speckled, NAMES, FLAKES, clean=False)
+    assert found[("monolayer", "", "")].truths == 2  # without the clean-up: two "flakes"
+    raw.update(probs_of(pred), clean_labels(speckled, FLAKES))
+    assert raw.compute("t")["t/flake_tp_monolayer"] == 1
+
+
+def test_clean_labels_closes_only_one_pixel_holes_and_gaps():
+    mask = blank(60, 60)
+    mask[10:50, 10:50] = 1
+    mask[20, 20] = 0  # 1-px hole: closed
+    mask[30:33, 30:33] = 0  # 3 x 3 hole: kept
+    mask[10:50, 40:42] = 0  # 2-px gap: kept
+    mask[45, 15] = 2  # another flake class inside: kept
+    mask[5, 5] = 255  # ignored: kept
+    cleaned = clean_labels(mask, FLAKES)
+    assert cleaned[20, 20] == 1
+    assert (cleaned[30:33, 30:33] == 0).sum() >= 1
+    assert (cleaned[10:50, 40:42] == 0).all()
+    assert cleaned[45, 15] == 2 and cleaned[5, 5] == 255
+    changed = cleaned != mask
+    assert (mask[changed] == 0).all()  # only background pixels ever change
+
+
+def test_a_flake_of_the_wrong_class_is_a_miss_and_a_false_alarm():
+    mask = blank()
+    mask[20:60, 20:100] = 1
+    pred = blank()
+    pred[20:60, 20:100] = 2
+    out = scores(pred, mask)
+    assert out["t/flake_fn_monolayer"] == 1 and out["t/flake_tp_monolayer"] == 0
+    assert out["t/flake_fp_bilayer"] == 1 and out["t/flake_f1_bilayer"] == 0
+    assert math.isnan(out["t/flake_recall_bilayer"])  # no true bilayer
+
+
+def test_an_empty_prediction_finds_nothing():
+    mask = blank()
+    mask[20:60, 20:100] = 1
+    out = scores(blank(), mask)
+    assert out["t/flake_recall_monolayer"] == 0 and out["t/flake_f1_monolayer"] == 0
+    assert math.isnan(out["t/flake_precision_monolayer"])
+    assert out["t/flake_ap50_monolayer"] == 0
+
+
+def test_a_constant_map_scores_zero():
+    mask = blank()
+    mask[10:40, 10:50] = 1
+    mask[60:100, 60:110] = 1
+    mask[70:90, 10:40] = 2
+    for cls in (1, 2):
+        out = scores(np.full_like(mask, cls), mask)
+        name = NAMES[cls]
+        assert out[f"t/flake_f1_{name}"] == 0 and out[f"t/flake_precision_{name}"] == 0
+        assert out[f"t/flake_fp_{name}"] == 1
+
+
+def test_size_floors_ignore_small_truth_and_small_unmatched_predictions():
+    mask = blank(200, 200)
+    mask[10:20, 10:20] = 1  # 100 px: counted at >= 100, ignored at >= 600
+    mask[50:80, 50:80] = 1  # 900 px: counted at both
+    pred = mask.copy()
+    pred[150:160, 150:165] = 1  # 150 px false alarm: counted at >= 100, ignored at >= 600
+    pred[100:130, 150:180] = 1  # 900 px false alarm: counted at both
+    out = scores(pred, mask)
+    assert (out["t/flake_tp_monolayer"], out["t/flake_fp_monolayer"], out["t/flake_fn_monolayer"]) == (
+        2,
+        2,
+        0,
+    )
+    device = (
+        out["t/flake_tp_monolayer_device"],
+        out["t/flake_fp_monolayer_device"],
+        out["t/flake_fn_monolayer_device"],
+    )
+    assert device == (1, 1, 0)  # the small match is ignored, not counted right or wrong
+
+
+def test_post_processing_drops_predictions_as_predict_does():
+    mask = blank()
+    mask[20:60, 20:100] = 1
+    pred = mask.copy()
+    pred[80:90, 120:135] = 1  # 150 px false alarm
+    probs = probs_of(pred)
+    probs[1][80:90, 120:135], probs[0][80:90, 120:135] = 0.55, 0.45 - 1e-3
+    kept = FlakeScores(NAMES, FLAKES)
+    kept.update(probs, mask)
+    dropped = FlakeScores(NAMES, FLAKES, min_confidence=0.6)
+    dropped.update(probs, mask)
+    assert kept.compute("t")["t/flake_fp_monolayer"] == 1
+    assert dropped.compute("t")["t/flake_fp_monolayer"] == 0
+
+
+def test_folds_pool_by_summing_matches():
+    mask = blank()
+    mask[20:60, 20:100] = 1
+    first, second = FlakeScores(NAMES, FLAKES), FlakeScores(NAMES, FLAKES)
+    first.update(probs_of(mask), mask)
+    second.update(probs_of(blank()), mask)
+    pooled = FlakeScores.pooled([first.to_dict(), second.to_dict()], NAMES, FLAKES).compute("cv")
+    assert (pooled["cv/flake_tp_monolayer"], pooled["cv/flake_fn_monolayer"]) == (1, 1)
+    assert pooled["cv/flake_recall_monolayer"] == 0.5
+
+
+# -- agreement with pycocotools -------------------------------------------------------------------
+
+
+def random_scene(rng: np.random.Generator, h: int = 96, w: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """A mask of rectangles of both flake classes, and probabilities of a noisy copy of it."""
+    mask = np.zeros((h, w), np.uint8)
+    for _ in range(rng.integers(2, 7)):
+        y, x = rng.integers(0, h - 8), rng.integers(0, w - 8)
+        mask[y : y + rng.integers(4, 40), x : x + rng.integers(4, 50)] = rng.integers(1, 3)
+    pred = mask.copy()
+    for _ in range(rng.integers(1, 6)):  # shifted, grown, shrunk, relabelled, invented flakes
+        y, x = rng.integers(0, h - 8), rng.integers(0, w - 8)
+        pred[y : y + rng.integers(3, 35), x : x + rng.integers(3, 45)] = rng.integers(0, 3)
+    probs = rng.uniform(0.0, 0.4, (len(NAMES), h, w)).astype(np.float32)
+    for c in range(len(NAMES)):
+        probs[c][pred == c] += rng.uniform(0.5, 1.0)
+    return mask, probs / probs.sum(axis=0, keepdims=True)
+
+
+def coco_ap50(masks, probs_list, cls: int, floor: int) -> float:
+    """AP at IoU 0.5 of class ``cls`` with area range ``[floor, inf)``, as pycocotools computes it."""
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    from scipy import ndimage
+
+    from flakeseg.evaluation.flakes import find_flakes
+
+    def rle(binary):
+        encoded = mask_utils.encode(np.asfortranarray(binary.astype(np.uint8)))
+        encoded["counts"] = encoded["counts"].decode()
+        return encoded
+
+    images, annotations, results = [], [], []
+    for index, (mask, probs) in enumerate(zip(masks, probs_list, strict=True), start=1):
+        images.append({"id": index, "height": mask.shape[0], "width": mask.shape[1]})
+        regions, count = ndimage.label(clean_labels(mask, FLAKES) == cls)
+        for region in range(1, count + 1):
+            inside = regions == region
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": index,
+                    "category_id": cls,
+                    "segmentation": rle(inside),
+                    "area": int(inside.sum()),
+                    "iscrowd": 0,
+                    "bbox": [0, 0, 1, 1],
+                }
+            )
+        ids, flakes = find_flakes(probs, NAMES, FLAKES)
+        for flake in flakes:
+            if flake.class_name == NAMES[cls]:
+                results.append(
+                    {
+                        "image_id": index,
+                        "category_id": cls,
+                        "segmentation": rle(ids == flake.flake_id),
+                        "score": flake.confidence,
+                    }
+                )
+    truth = COCO()
+    truth.dataset = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": c, "name": NAMES[c]} for c in FLAKES],
+    }
+    truth.createIndex()
+    if not results:
+        return 0.0 if annotations else float("nan")
+    evaluation = COCOeval(truth, truth.loadRes(results), "segm")
+    evaluation.params.catIds = [cls]
+    evaluation.params.iouThrs = np.array([0.5])
+    evaluation.params.areaRng = [[floor, 1e10]]
+    evaluation.params.areaRngLbl = ["all"]
+    evaluation.params.maxDets = [10_000]
+    evaluation.evaluate()
+    evaluation.accumulate()
+    precision = evaluation.eval["precision"][0, :, 0, 0, 0]
+    return float(precision.mean()) if (precision > -1).any() else float("nan")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ap50_agrees_with_cocoeval(seed):
+    rng = np.random.default_rng(seed)
+    scenes = [random_scene(rng) for _ in range(4)]
+    ours = FlakeScores(NAMES, FLAKES, floors={"": 20, "_device": 300})
+    for mask, probs in scenes:
+        ours.update(probs, mask)
+    out = ours.compute("t")
+    for cls in FLAKES:
+        for suffix, floor in (("", 20), ("_device", 300)):
+            expected = coco_ap50([m for m, _ in scenes], [p for _, p in scenes], cls, floor)
+            got = out[f"t/flake_ap50_{NAMES[cls]}{suffix}"]
+            if math.isnan(expected):
+                assert math.isnan(got)
+            else:
+                assert got == pytest.approx(expected, abs=1e-9), (cls, floor)
+
+
+def test_bootstrap_intervals_hold_the_pooled_value_and_widen_with_disagreeing_images():
+    mask = blank()
+    mask[20:60, 20:100] = 1
+    agreeing, mixed = FlakeScores(NAMES, FLAKES), FlakeScores(NAMES, FLAKES)
+    for k in range(6):
+        agreeing.update(probs_of(mask), mask)
+        mixed.update(probs_of(mask if k % 2 else blank()), mask)
+    assert agreeing.intervals("t")["t/flake_f1_monolayer_ci95"] == [1.0, 1.0]
+    low, high = mixed.intervals("t")["t/flake_f1_monolayer_ci95"]
+    f1 = mixed.compute("t")["t/flake_f1_monolayer"]
+    assert low < f1 < high and 0.0 <= low and high <= 1.0
+    assert FlakeScores(NAMES, FLAKES).intervals("t") == {}
