@@ -57,7 +57,13 @@ def test_bad_profiles_are_one_line(tmp_path: Path):
 
 
 def _run(arm: str, k: str, draw: int, region: float, train_s: float = 60.0) -> FewshotRun:
-    scores = {"test/region_accuracy": region, "test/macro_precision": 0.8, "test/mean_class_acc": 0.7}
+    scores = {
+        "test/flake_f1_monolayer_device": region,
+        "test/flake_f1_bilayer_device": 0.5,
+        "test/region_accuracy": region,
+        "test/macro_precision": 0.8,
+        "test/mean_class_acc": 0.7,
+    }
     ids = IDS if k == "all" else IDS[: int(k)]
     return FewshotRun(
         "graphene", arm, k, draw, ids, Path("r"), "python train.py ...", {**scores, "train_s": train_s}
@@ -84,6 +90,7 @@ def test_report_json_has_the_documented_shape_and_the_draws_spread(tmp_path: Pat
     assert cell["draws"] == 2 and cell["train_s"] == pytest.approx(70.0)
     assert table["scratch"]["5"]["draws"] == 1  # the failed draw counts nowhere
     page = (tmp_path / "fewshot.md").read_text()
-    assert "| 5 | finetuned | 0.700 ± 0.100 |" in page and "| 10 | scratch | — |" in page
+    assert "| 5 | finetuned | 0.700 ± 0.100 | 0.500 ± 0.000 | 0.700 ± 0.100 |" in page
+    assert "| 10 | scratch | — |" in page
     assert "scratch, k=5, draw 1: DataError: broken" in page
     assert (tmp_path / "fewshot.png").stat().st_size > 10_000

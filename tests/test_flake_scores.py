@@ -307,5 +307,5 @@ def test_bootstrap_intervals_hold_the_pooled_value_and_widen_with_disagreeing_im
     assert agreeing.intervals("t")["t/flake_f1_monolayer_ci95"] == [1.0, 1.0]
     low, high = mixed.intervals("t")["t/flake_f1_monolayer_ci95"]
     f1 = mixed.compute("t")["t/flake_f1_monolayer"]
-    assert low < f1 < high and 0.0 <= low and high <= 1.0
+    assert low < f1 < high and low >= 0.0 and high <= 1.0
     assert FlakeScores(NAMES, FLAKES).intervals("t") == {}

@@ -10,7 +10,8 @@ complete). The report:
 
 - ``fewshot.md``: per arm and k the mean ± std over draws of test region accuracy, macro precision and
   mean per-class pixel accuracy, and the training seconds;
-- ``fewshot.json``: ``{arm: {k: {"test/region_accuracy", "test/macro_precision", "test/mean_class_acc",
+- ``fewshot.json``: ``{arm: {k: {"test/flake_f1_monolayer_device", "test/flake_f1_bilayer_device",
+  "test/region_accuracy", "test/macro_precision", "test/mean_class_acc",
   each with a "_std" key, "train_s", "train_s_std", "draws"}}}``;
 - ``fewshot.png``: each metric against k, one curve per arm with its spread over draws.
 """
@@ -156,7 +157,9 @@ def run_job(profile: FewshotProfile, dataset: str, arm: str, k: str, draw: int, 
     try:
         cfg = compose(overrides)
         metrics = run_test_stage(cfg, start_run(cfg, TEST_METRICS_FILE))
-        result.scores = {m: float(metrics[m]) for m in METRICS} | {"train_s": float(metrics["train_seconds"])}
+        result.scores = {m: float(metrics.get(m, float("nan"))) for m in METRICS} | {
+            "train_s": float(metrics["train_seconds"])
+        }
     except FlakesegError as exc:
         result.error = str(exc).splitlines()[0]
     except Exception as exc:  # one broken job must not cost the others' results

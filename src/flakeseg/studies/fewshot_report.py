@@ -16,8 +16,16 @@ from flakeseg.utils.files import append_invocation, write_json_atomic, write_tex
 from flakeseg.utils.plotting import pyplot, save_figure_atomic
 
 #: the metrics of every (arm, k) cell, as test_metrics.json names them
-METRICS = ("test/region_accuracy", "test/macro_precision", "test/mean_class_acc")
+METRICS = (
+    "test/flake_f1_monolayer_device",
+    "test/flake_f1_bilayer_device",
+    "test/region_accuracy",
+    "test/macro_precision",
+    "test/mean_class_acc",
+)
 LABELS = {
+    "test/flake_f1_monolayer_device": "test flake F1, monolayer >= 600 px",
+    "test/flake_f1_bilayer_device": "test flake F1, bilayer >= 600 px",
     "test/region_accuracy": "test region accuracy",
     "test/macro_precision": "test macro precision",
     "test/mean_class_acc": "test mean per-class accuracy",
@@ -36,7 +44,7 @@ def fewshot_json(results: Sequence[Any]) -> dict[str, dict[str, dict[str, float 
         for k, runs in by_k.items():
             row: dict[str, float | int] = {}
             for key in (*METRICS, "train_s"):
-                values = np.array([r[key] for r in runs], dtype=float)
+                values = np.array([r.get(key, np.nan) for r in runs], dtype=float)  # older runs: no flakes
                 row[key] = float(values.mean())
                 row[f"{key}_std"] = float(values.std())
             row["draws"] = len(runs)
@@ -109,16 +117,16 @@ def write_report(
         f"- common overrides: `{' '.join(profile.common)}`",
         *[f"- arm `{arm}`: `{' '.join(o) or '(none: random weights)'}`" for arm, o in profile.arms.items()],
         "",
-        "| k | arm | test region acc | test macro precision | test mean per-class acc | train s | draws |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| k | arm | " + " | ".join(LABELS[m] for m in METRICS) + " | train s | draws |",
+        "| --- | --- |" + " --- |" * len(METRICS) + " --- | --- |",
     ]
     for k in profile.ks:
         for arm in profile.arms:
             row = table.get(arm, {}).get(k)
             lines.append(
-                f"| {k} | {arm} | {_cell(row, METRICS[0])} | {_cell(row, METRICS[1])} | "
-                f"{_cell(row, METRICS[2])} | {format(row['train_s'], '.0f') if row else '—'} | "
-                f"{row['draws'] if row else 0} |"
+                f"| {k} | {arm} | "
+                + " | ".join(_cell(row, m) for m in METRICS)
+                + f" | {format(row['train_s'], '.0f') if row else '—'} | {row['draws'] if row else 0} |"
             )
     failed = [r for r in results if r.error]
     if failed:
