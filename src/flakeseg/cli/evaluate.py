@@ -140,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = f"{model} on {metrics['data']} {metrics['split']} ({len(metrics['ids'])} images)"
     post = metrics["test/flake_postprocess"]
     out = Console()
+    if not out.is_terminal:  # logs and pipes: wide enough that no column is cut
+        out.width = max(out.width, 120)
     out.print(
         flake_table(
             metrics,
