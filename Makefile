@@ -61,11 +61,13 @@ fewshot: install  ## k = 1, 3, 5, 10, all graphene images: fine-tuned from the s
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
 	$(RUN) flakeseg fewshot --profile cpu --out docs/results/fewshot_cpu --runs outputs/fewshot
 
-models: install  ## retrain the shipped models (best_cpu on each whole training split, ~5 min each) -> src/flakeseg/inference/shipped/
+models: install  ## retrain the shipped models: a CV on each data set chooses the post-processing (flake F1), then the whole training split (~15 min each) -> src/flakeseg/inference/shipped/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
 	for d in mos2 graphene; do \
+	  $(RUN) python train.py experiment=best_cpu data=$$d hydra.run.dir=outputs/models/$${d}_cv && \
 	  $(RUN) python train.py experiment=best_cpu stage=test data=$$d hydra.run.dir=outputs/models/$$d && \
-	  $(RUN) python -m flakeseg.inference.shipped outputs/models/$$d $$d || exit 1; done
+	  $(RUN) python -m flakeseg.inference.shipped outputs/models/$$d $$d \
+	    --postprocess-from outputs/models/$${d}_cv/evaluation.json || exit 1; done
 
 test: install browser  ## run the test suite (uses the real data at FLAKESEG_DATA); what CI runs
 	$(RUN) pytest $(PYTEST_ARGS)

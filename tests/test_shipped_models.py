@@ -66,3 +66,62 @@ def test_predict_with_a_shipped_model_on_a_real_image(data_root, tmp_path):
     assert (tmp_path / "flakes.csv").exists() and (tmp_path / "overlays" / "or00000.png").exists()
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["settings"]["checkpoint"].endswith("mos2.ckpt")
+
+
+def _reship_with(tmp_path, postprocess):
+    """The shipped MoS2 model shipped again into ``tmp_path`` with ``postprocess`` in its card."""
+    from flakeseg.inference.shipped import ship
+
+    claimed = json.loads((SHIPPED_DIR / "mos2.json").read_text())
+    run = tmp_path / "run"
+    run.mkdir()
+    metrics = {
+        "data": "mos2",
+        "train_ids": claimed["trained_on"],
+        "test_ids": claimed["scored_on"],
+        "epochs": claimed["epochs"],
+        "train_seconds": claimed["train_seconds"],
+        "device": claimed["device"],
+        "config": claimed["config"],
+        "checkpoint": str(SHIPPED_DIR / "mos2.ckpt"),
+        "test/mean_class_acc": 0.5,
+    }
+    (run / "test_metrics.json").write_text(json.dumps(metrics))
+    return ship(run, "mos2", dest=tmp_path / "shipped", postprocess=postprocess)
+
+
+def test_the_post_processing_chosen_on_cv_goes_into_the_card_and_predict_uses_it(data_root, tmp_path):
+    from flakeseg.cli.predict import main
+    from flakeseg.errors import DataError
+    from flakeseg.inference.predictor import load_card
+    from flakeseg.inference.shipped import chosen_postprocess
+
+    evaluation = tmp_path / "evaluation.json"
+    evaluation.write_text(
+        json.dumps(
+            {"options": {"postprocess": True}, "postprocess": {"min_area": 400, "min_confidence": 0.7}}
+        )
+    )
+    chosen = chosen_postprocess(evaluation)
+    assert (chosen["min_area"], chosen["min_confidence"]) == (400, 0.7) and "CV folds" in chosen["chosen_on"]
+    evaluation.write_text(
+        json.dumps(
+            {"options": {"postprocess": False}, "postprocess": {"min_area": 100, "min_confidence": 0.5}}
+        )
+    )
+    with pytest.raises(DataError, match="evaluate.postprocess=false"):
+        chosen_postprocess(evaluation)
+    evaluation.write_text("not json")
+    with pytest.raises(DataError, match="not a CV run's evaluation.json"):
+        chosen_postprocess(evaluation)
+
+    model = _reship_with(tmp_path, {"min_area": 400, "min_confidence": 0.7, "chosen_on": "test"})
+    assert load_card(model).postprocess["min_area"] == 400
+    assert json.loads(model.with_suffix(".json").read_text())["postprocess"]["min_confidence"] == 0.7
+    image = data_root / "data" / "ori" / "or00000.png"
+    assert main([str(model), str(image), "--out", str(tmp_path / "card")]) == 0
+    settings = json.loads((tmp_path / "card" / "run.json").read_text())["settings"]
+    assert (settings["min_area"], settings["min_confidence"]) == (400, 0.7)
+    assert main([str(model), str(image), "--out", str(tmp_path / "asked"), "--min-area", "150"]) == 0
+    settings = json.loads((tmp_path / "asked" / "run.json").read_text())["settings"]
+    assert (settings["min_area"], settings["min_confidence"]) == (150, 0.7)  # what is asked wins

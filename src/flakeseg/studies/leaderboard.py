@@ -5,9 +5,9 @@ graphene, ``protocol=upstream`` on MoS2), each data set it names and each model 
 recipe, the paper recipe, smp, the pixel-wise CNN, bag of visual words, the contrast GMM), the same
 ``train.py`` config is composed and its cross-validation runs in this process into
 ``<runs>/<dataset>/<protocol>/<model>/`` (exactly what ``python train.py ... hydra.run.dir=<that folder>``
-writes). On protocols with a held-out test split, the fold models are then scored on it as an
-ensemble, with the evaluation-time steps of the model's own config (``evaluation.json``): the test
-region accuracy. The report:
+writes). On protocols with a held-out test split, the fold models are then scored on it, each alone
+(mean over them), with the evaluation-time steps of the model's own config but no fold ensemble
+(``evaluation.json``): the test flake scores and region accuracy. The report:
 
 - ``leaderboard.md``: per data set and protocol one row per model, led by what a screening lab gets:
   CV flake F1 of monolayer and bilayer flakes (device-sized, >= 600 px; matches pooled over every
@@ -159,7 +159,10 @@ def board_row(
 
 
 def evaluate_on_test(cfg: Any, metrics: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
-    """The fold ensemble (of the first repeat) on the test split, with the config's evaluation steps;
+    """Each fold model (of the first repeat) on the test split, mean over them, with the config's
+    evaluation steps but no fold ensemble: the post-processing is chosen on single fold models' CV
+    predictions, and an ensemble's averaged probabilities are less confident (a confidence threshold
+    chosen for one model drops most of an ensemble's flakes); adopting the ensemble needs nested CV.
     ``None`` where the CV pool holds the test images (``protocol=upstream``)."""
     from omegaconf import OmegaConf
 
@@ -178,7 +181,7 @@ def evaluate_on_test(cfg: Any, metrics: dict[str, Any], run_dir: Path) -> dict[s
     if metrics["folds"] and metrics["folds"][0].get("model_file"):  # classical: no TTA or temperature
         options.update(tta=False, temperature=False)
     first = {**metrics, "folds": [f for f in metrics["folds"] if int(f.get("repeat", 0)) == 0]}
-    result = evaluate_cv_run(first, EvalOptions.from_config({**options, "ensemble": True}))
+    result = evaluate_cv_run(first, EvalOptions.from_config({**options, "ensemble": False}))
     write_json_atomic(path, result)
     return result
 

@@ -152,7 +152,7 @@ def write_report(
         "region accuracy where one class covers most flake pixels: its rows show what each number "
         "rewards. CV mean per-class accuracy is the "
         "mean ± std over every fold of every repeat; macro precision is that of the pooled out-of-fold "
-        "confusion matrix; test region accuracy is the fold models' ensemble on the held-out test split "
+        "confusion matrix; test region accuracy is the mean over the fold models on the held-out test split "
         "with the row's own evaluation steps (— under `protocol=upstream`, whose CV pool holds the test "
         f"images); train s sums the folds' training. This invocation: {wall_seconds:.0f} s wall so far "
         "(every finished invocation is logged in invocations.json).",
