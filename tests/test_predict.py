@@ -576,3 +576,17 @@ def test_bad_option_is_one_line_naming_it_and_writes_nothing(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and option in err and "Traceback" not in err
     assert not out.exists() or not any(out.rglob("*.json"))
+
+
+def test_one_large_sure_monolayer_ranks_above_many_specks():
+    from flakeseg.screening.html_report import rank_images
+
+    def flake(cls: str, area: int, confidence: float) -> dict:
+        return {"class_name": cls, "area_px": area, "confidence": confidence}
+
+    specks = {"name": "specks", "flakes": [flake("monolayer", 120, 0.9) for _ in range(8)]}
+    large = {"name": "large", "flakes": [flake("monolayer", 64_000, 0.8)]}
+    bilayer_only = {"name": "bilayer", "flakes": [flake("bilayer", 90_000, 0.99)]}
+    unsure = {"name": "unsure", "flakes": [flake("monolayer", 64_000, 0.1)]}
+    ranked = rank_images([specks, bilayer_only, unsure, large], ["monolayer", "bilayer"])
+    assert [r["name"] for r in ranked] == ["large", "unsure", "specks", "bilayer"]

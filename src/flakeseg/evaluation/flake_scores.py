@@ -45,7 +45,7 @@ __all__ = [
 
 #: every flake from this many pixels (``predict``'s default ``--min-area``)
 ALL_FLOOR_PX = 100
-#: device-sized flakes: about 25 um^2 on the graphene images (about 0.21 um per pixel at half size)
+#: device-sized flakes: 25 um^2 on the graphene images (0.204 um per pixel at half size, from their scale bar)
 DEVICE_FLOOR_PX = 600
 #: key suffix -> size floor in pixels at the stored resolution
 FLOORS: dict[str, int] = {"": ALL_FLOOR_PX, "_device": DEVICE_FLOOR_PX}

@@ -102,7 +102,9 @@ def find_flakes(
                         "region": region,
                         "class_name": class_names[cls],
                         "area_px": area,
-                        "area_um2": None if pixel_size_um is None else area * float(pixel_size_um) ** 2,
+                        "area_um2": None
+                        if pixel_size_um is None
+                        else round(area * float(pixel_size_um) ** 2, 3),
                         "confidence": round(mean_prob, 4),
                         "bbox_x0": box[1].start,
                         "bbox_y0": box[0].start,

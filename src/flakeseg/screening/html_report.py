@@ -1,8 +1,8 @@
 """``report.html`` of a screening run: one self-contained page (pictures inline, no network).
 
-Images are ranked by their flake candidates (the first flake class, monolayer, first; then the next;
-then by total candidate area), each with its overlay thumbnail and a row per flake; the run's settings
-sit folded at the top. The page has no scripts: it opens the same in any browser, offline.
+Images are ranked by their best flake candidate (area x confidence of the best monolayer, then of the
+best bilayer), each with its overlay thumbnail and a row per flake; the run's settings sit folded at
+the top. The page has no scripts: it opens the same in any browser, offline.
 """
 
 from __future__ import annotations
@@ -36,13 +36,18 @@ GALLERY_LIMIT = 200
 def rank_images(
     records: Sequence[Mapping[str, Any]], flake_classes: Sequence[str]
 ) -> list[Mapping[str, Any]]:
-    """Records ordered best first: more candidates of the first flake class, then of the next, then
-    more candidate area."""
+    """Records ordered best first, by what a lab picks: the image's best candidate of the first flake
+    class (its area times its confidence, so one large sure monolayer beats many specks), then the best
+    of the next class; area in um^2 where the pixel size is known, the same order as in pixels."""
+
+    def best(record: Mapping[str, Any], cls: str) -> float:
+        return max(
+            (f["area_px"] * f["confidence"] for f in record.get("flakes", []) if f["class_name"] == cls),
+            default=0.0,
+        )
 
     def key(record: Mapping[str, Any]) -> tuple:
-        counts = record.get("counts", {})
-        area = sum(f["area_px"] for f in record.get("flakes", []))
-        return (*(-counts.get(c, 0) for c in flake_classes), -area, record["name"])
+        return (*(-best(record, c) for c in flake_classes), record["name"])
 
     return sorted(records, key=key)
 
