@@ -66,7 +66,7 @@ models: install  ## retrain the shipped models: a CV on each data set chooses th
 	for d in mos2 graphene; do \
 	  $(RUN) python train.py experiment=best_cpu data=$$d hydra.run.dir=outputs/models/$${d}_cv && \
 	  $(RUN) python train.py experiment=best_cpu stage=test data=$$d hydra.run.dir=outputs/models/$$d && \
-	  $(RUN) python -m flakeseg.inference.shipped outputs/models/$$d $$d \
+	  $(RUN) python -m flakeseg.stages.shipping outputs/models/$$d $$d \
 	    --postprocess-from outputs/models/$${d}_cv/evaluation.json || exit 1; done
 
 test: install browser  ## run the test suite (uses the real data at FLAKESEG_DATA); what CI runs

@@ -111,11 +111,23 @@ def test_clean_labels_closes_only_one_pixel_holes_and_gaps():
     mask[5, 5] = 255  # ignored: kept
     cleaned = clean_labels(mask, FLAKES)
     assert cleaned[20, 20] == 1
-    assert (cleaned[30:33, 30:33] == 0).sum() >= 1
+    assert (cleaned[30:33, 30:33] == 0).all()
     assert (cleaned[10:50, 40:42] == 0).all()
     assert cleaned[45, 15] == 2 and cleaned[5, 5] == 255
     changed = cleaned != mask
     assert (mask[changed] == 0).all()  # only background pixels ever change
+
+
+def test_clean_labels_keeps_two_pixel_holes_inner_corners_and_diagonal_contacts():
+    mask = blank(20, 20)
+    mask[2:10, 2:10] = 1
+    mask[4:6, 4:6] = 0  # 2 x 2 hole: kept
+    mask[12, 12:18] = 1
+    mask[12:18, 12] = 1  # an L: its inner corner (13, 13) stays background
+    mask[10, 10] = 1  # touches the square only at a corner: stays a separate flake
+    cleaned = clean_labels(mask, FLAKES)
+    assert (cleaned[4:6, 4:6] == 0).all() and cleaned[13, 13] == 0
+    assert (cleaned == mask).all()
 
 
 def test_a_flake_of_the_wrong_class_is_a_miss_and_a_false_alarm():
@@ -309,3 +321,31 @@ def test_bootstrap_intervals_hold_the_pooled_value_and_widen_with_disagreeing_im
     f1 = mixed.compute("t")["t/flake_f1_monolayer"]
     assert low < f1 < high and low >= 0.0 and high <= 1.0
     assert FlakeScores(NAMES, FLAKES).intervals("t") == {}
+
+
+def test_stored_masks_are_cut_where_the_scored_crop_of_the_resampled_image_lies(tmp_path):
+    """cv.score_crop cuts the loaded (resampled) images; the stored masks are cut to the same pixels,
+    so a prediction resized back lines up (here 700 x 525 at scales 1, 0.5 and 0.25)."""
+    from PIL import Image
+
+    from flakeseg.data.catalog import FlakeImages, Pair
+    from flakeseg.data.classes import ClassScheme
+    from flakeseg.data.preprocess import resize_image
+
+    mask = np.zeros((525, 700), np.uint8)
+    mask[200:330, 240:460] = 1  # a flake well inside the centre
+    path = tmp_path / "m.png"
+    Image.fromarray(mask, mode="L").save(path)
+    scheme = ClassScheme.from_config({"names": NAMES, "label_values": [[0], [1], [2]]})
+    for scale in (1.0, 0.5, 0.25):
+        images = FlakeImages(["a"], [np.zeros((1, 1, 3), np.uint8)], [mask], scheme, [Pair("a", path, path)])
+        small = resize_image(mask, scale) if scale != 1 else mask
+        cut = round(512 * scale)
+        top, left = (small.shape[0] - cut) // 2, (small.shape[1] - cut) // 2
+        scored = small[top : top + cut, left : left + cut]
+        stored = images.stored_masks(512, scale)[0]
+        back = resize_image(scored, 1 / scale) if scale != 1 else scored
+        assert abs(stored.shape[0] - back.shape[0]) <= 1 and abs(stored.shape[1] - back.shape[1]) <= 1
+        h, w = min(stored.shape[0], back.shape[0]), min(stored.shape[1], back.shape[1])
+        agree = (stored[:h, :w] == (back[:h, :w] > 0)).mean()
+        assert agree > 0.995, (scale, agree)

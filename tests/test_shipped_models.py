@@ -70,7 +70,7 @@ def test_predict_with_a_shipped_model_on_a_real_image(data_root, tmp_path):
 
 def _reship_with(tmp_path, postprocess):
     """The shipped MoS2 model shipped again into ``tmp_path`` with ``postprocess`` in its card."""
-    from flakeseg.inference.shipped import ship
+    from flakeseg.stages.shipping import ship
 
     claimed = json.loads((SHIPPED_DIR / "mos2.json").read_text())
     run = tmp_path / "run"
@@ -94,7 +94,7 @@ def test_the_post_processing_chosen_on_cv_goes_into_the_card_and_predict_uses_it
     from flakeseg.cli.predict import main
     from flakeseg.errors import DataError
     from flakeseg.inference.predictor import load_card
-    from flakeseg.inference.shipped import chosen_postprocess
+    from flakeseg.stages.shipping import chosen_postprocess
 
     evaluation = tmp_path / "evaluation.json"
     evaluation.write_text(
@@ -111,13 +111,27 @@ def test_the_post_processing_chosen_on_cv_goes_into_the_card_and_predict_uses_it
     )
     with pytest.raises(DataError, match="evaluate.postprocess=false"):
         chosen_postprocess(evaluation)
+    evaluation.write_text(
+        json.dumps(
+            {
+                "options": {"postprocess": True, "tta": True},
+                "postprocess": {"min_area": 1, "min_confidence": 1},
+            }
+        )
+    )
+    with pytest.raises(DataError, match=r"evaluate\.tta=true, on probabilities `predict` does not compute"):
+        chosen_postprocess(evaluation)
     evaluation.write_text("not json")
     with pytest.raises(DataError, match="not a CV run's evaluation.json"):
         chosen_postprocess(evaluation)
 
     model = _reship_with(tmp_path, {"min_area": 400, "min_confidence": 0.7, "chosen_on": "test"})
     assert load_card(model).postprocess["min_area"] == 400
-    assert json.loads(model.with_suffix(".json").read_text())["postprocess"]["min_confidence"] == 0.7
+    shipped = json.loads(model.with_suffix(".json").read_text())
+    assert shipped["postprocess"]["min_confidence"] == 0.7
+    # its test flake scores are those of the flakes the card lists, as `flakeseg evaluate` gives them
+    assert shipped["test/flake_postprocess"] == {"min_area": 400, "min_confidence": 0.7}
+    assert shipped["test/flake_tp_monolayer_device"] + shipped["test/flake_fn_monolayer_device"] > 0
     image = data_root / "data" / "ori" / "or00000.png"
     assert main([str(model), str(image), "--out", str(tmp_path / "card")]) == 0
     settings = json.loads((tmp_path / "card" / "run.json").read_text())["settings"]

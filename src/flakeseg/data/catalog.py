@@ -78,14 +78,21 @@ class FlakeImages:
             pairs=self.pairs,
         )
 
-    def stored_masks(self, crop: int | None = None) -> list[np.ndarray]:
+    def stored_masks(self, crop: int | None = None, scale: float = 1.0) -> list[np.ndarray]:
         """The class masks as stored on disk, at the files' own resolution whatever ``data.scale``
-        loaded them at (flake scores are measured there); with ``crop``, their centre ``crop x crop``
-        as :meth:`center_cropped` cuts the loaded ones."""
+        loaded them at (flake scores are measured there).
+
+        With ``crop`` (``cv.score_crop``, pixels at scale 1), each is cut to the stored pixels that the
+        loaded image's centre ``round(crop * scale)`` square (:meth:`center_cropped`) covers, so a
+        prediction on the cut image resized onto it lines up pixel for pixel.
+        """
         if len(self.pairs) != len(self.ids):
             raise DataError("stored masks: these images were not loaded from files")
         masks = [self.scheme.encode(read_mask(p.mask_path), str(p.mask_path)) for p in self.pairs]
-        return [_center_crop(mask, crop) for mask in masks] if crop else masks
+        if not crop:
+            return masks
+        cut = max(1, round(int(crop) * float(scale)))
+        return [_stored_crop(mask, cut, float(scale)) for mask in masks]
 
     def center_cropped(self, size: int) -> FlakeImages:
         """Each image and mask cut to its centre ``size x size`` (a side already shorter stays whole):
@@ -103,6 +110,18 @@ class FlakeImages:
 def _center_crop(array: np.ndarray, size: int) -> np.ndarray:
     top, left = max(0, (array.shape[0] - size) // 2), max(0, (array.shape[1] - size) // 2)
     return array[top : top + size, left : left + size]
+
+
+def _stored_crop(mask: np.ndarray, cut: int, scale: float) -> np.ndarray:
+    """The part of a stored ``mask`` under the centre ``cut``-pixel square of its image resampled by
+    ``scale`` (sizes as :func:`~flakeseg.data.preprocess.resize_image` rounds them)."""
+    box = []
+    for length in mask.shape[:2]:
+        resampled = max(1, round(length * scale))
+        start, size = max(0, (resampled - cut) // 2), min(cut, resampled)
+        ratio = length / resampled
+        box.append(slice(round(start * ratio), round((start + size) * ratio)))
+    return mask[box[0], box[1]]
 
 
 def resolve_root(root: str | Path | None) -> Path:

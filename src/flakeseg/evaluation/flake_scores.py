@@ -53,19 +53,20 @@ FLOORS: dict[str, int] = {"": ALL_FLOOR_PX, "_device": DEVICE_FLOOR_PX}
 IOU_THRESHOLDS: dict[str, float] = {"": 0.5, "_iou25": 0.25}
 #: COCO's 101 recall points
 _RECALL_POINTS = np.linspace(0.0, 1.0, 101)
-#: the opposite neighbour pairs (dy, dx) that sandwich a 1-px hole or gap
-_OPPOSITE = ((0, 1), (1, 0), (1, 1), (1, -1))
+#: the opposite neighbour pairs (dy, dx) that sandwich a 1-px hole or gap: left/right and up/down
+#: (diagonal pairs would also fill the corners of wider holes and the inner corner of an L)
+_OPPOSITE = ((0, 1), (1, 0))
 
 
 def clean_labels(mask: np.ndarray, flake_classes: Sequence[int], background: int = 0) -> np.ndarray:
     """A copy of ``mask`` whose flake classes have their 1-px holes and 1-px gaps closed.
 
     A ``background`` pixel becomes flake class ``c`` when two opposite neighbours of it (left and
-    right, above and below, or across a diagonal) are of class ``c``, and it is not so for another
-    flake class: a 1-px hole or a 1-px wide gap; 2 px and wider stay. Pixels of any other class
-    (another flake class; thick flakes folded into the background are background here) and
-    ``IGNORE_INDEX`` never change. The labels are speckled with 1-px holes, so without this one flake
-    counts as many.
+    right, or above and below) are of class ``c``, and it is not so for another flake class: a
+    1-px hole or a 1-px wide gap (of any direction, a diagonal staircase too); 2 px and wider stay.
+    Pixels of any other class (another flake class; thick flakes folded into the background are
+    background here) and ``IGNORE_INDEX`` never change. The labels are speckled with 1-px holes, so
+    without this one flake counts as many.
     """
     out = mask.copy()
     claimed = np.zeros(mask.shape, np.int16)
@@ -297,7 +298,8 @@ class FlakeScores:
         self.image_counts.append({key: (r.tp, r.fp, r.fn) for key, r in found.items()})
 
     def merge(self, other: FlakeScores | Mapping[str, Any]) -> None:
-        """Pool another instance's matches (or its :meth:`to_dict`), e.g. another fold's."""
+        """Pool another instance's matches (or its :meth:`to_dict`), e.g. another fold's. The per-image
+        counts behind :meth:`intervals` are not carried over: intervals cover :meth:`update`-d images."""
         records = other.records if isinstance(other, FlakeScores) else self._records_from(other)
         for key, record in records.items():
             self.records.setdefault(key, MatchRecord()).extend(record)
@@ -339,7 +341,9 @@ class FlakeScores:
     def intervals(self, prefix: str, resamples: int = 2000, seed: int = 0) -> dict[str, list[float]]:
         """95 % bootstrap intervals over images (percentile; images drawn with replacement, their
         matches pooled) of each flake precision, recall and F1 at IoU 0.5:
-        ``PREFIX/flake_f1_NAME{S}_ci95: [low, high]``. Needs the images added by :meth:`update`."""
+        ``PREFIX/flake_f1_NAME{S}_ci95: [low, high]``. Needs the images added by :meth:`update`. A
+        resample where a value is undefined (no prediction for precision, no truth for recall) is left
+        out of that value's interval."""
         if not self.image_counts:
             return {}
         keys = [k for k in self.records if k[2] == ""]
@@ -363,8 +367,9 @@ class FlakeScores:
         return out
 
     def calibration(self) -> tuple[np.ndarray, np.ndarray]:
-        """Confidence and rightness (matched at IoU 0.5) of every counted predicted flake of at least
-        the first floor's size, over all flake classes (for reliability bins and the flake ECE)."""
+        """Confidence and rightness (matched at IoU 0.5) of every predicted flake the first floor
+        counts (of at least its size, or matched to a true flake that is), over all flake classes (for
+        reliability bins and the flake ECE)."""
         first = next(iter(self.floors))
         conf, right = [], []
         for (_, floor_key, thr_key), r in self.records.items():

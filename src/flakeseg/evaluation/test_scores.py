@@ -40,13 +40,15 @@ def held_out_flake_matches(
     images: FlakeImages,
     classes_cfg: Mapping[str, Any],
     crop: int | None = None,
+    scale: float = 1.0,
     postprocess: Postprocess = PREDICT_DEFAULTS,
 ) -> dict[str, Any]:
     """A CV fold's flake matches (plain JSON, to pool over folds with
     :meth:`~flakeseg.evaluation.flake_scores.FlakeScores.pooled`) of model-scale probabilities of its
-    held-out ``images``, on their masks as stored; ``crop``: ``cv.score_crop``, as the fold was scored."""
+    held-out ``images``, on their masks as stored; ``crop``: ``cv.score_crop``, as the fold was scored,
+    on images loaded at ``scale`` (``data.scale``)."""
     names = list(images.scheme.names)
-    stored = images.stored_masks(int(crop) if crop else None)
+    stored = images.stored_masks(int(crop) if crop else None, scale)
     flakes = flake_scores(probs, stored, names, region_class_indices(classes_cfg, names), postprocess)
     return flakes.to_dict()
 

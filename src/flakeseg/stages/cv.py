@@ -150,7 +150,7 @@ def train_fold(
         "val_ids": val_ids,
         **module.last_val,
         "val/flake_matches": held_out_flake_matches(
-            val_probs, val_data, cfg.data.classes, cfg.cv.get("score_crop")
+            val_probs, val_data, cfg.data.classes, cfg.cv.get("score_crop"), float(cfg.data.scale)
         ),
         "class_pixel_counts": counts.tolist(),
         "median_frequency_weights": weights,
@@ -189,7 +189,7 @@ def pooled_scores(folds: Sequence[Mapping[str, Any]], class_names: Sequence[str]
             per_image.setdefault(image_id, []).append(present_class_accuracy(np.asarray(matrix)))
     # flakes: true positives, false alarms and misses summed over every fold of every repeat
     matches = [f["val/flake_matches"] for f in folds if f.get("val/flake_matches")]
-    if matches:
+    if matches and len(matches) == len(folds):  # folds resumed from before flake scores have none
         flake_classes = sorted({list(class_names).index(key.split("|")[0]) for key in matches[0]})
         pooled.update(FlakeScores.pooled(matches, class_names, flake_classes).compute("cv"))
     return {

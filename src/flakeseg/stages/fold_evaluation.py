@@ -153,7 +153,7 @@ def collect_predictions(
             _probabilities(predictor, test.mapped(predictor.prepare_loaded).images, f"{label}: test")
         )
         val_masks.append(list(val.masks))
-        val_stored.append(val.stored_masks(crop))
+        val_stored.append(val.stored_masks(crop, float(data_cfg["scale"])))
     region_min_area = region_min_area_px(data_cfg.get("region_min_area"), data_cfg["scale"])
     return CVPredictions(
         class_names=names,

@@ -78,7 +78,7 @@ def train_classical_fold(
     preds = [prob.argmax(axis=0).astype(np.uint8) for prob in probs]
     scores = pixel_scores(preds, val_data.masks, list(scheme.names), prefix="val")
     scores["val/flake_matches"] = held_out_flake_matches(
-        probs, val_data, cfg.data.classes, cfg.cv.get("score_crop")
+        probs, val_data, cfg.data.classes, cfg.cv.get("score_crop"), float(cfg.data.scale)
     )
     scores["val/image_confmats"] = [
         confusion_matrix(pred, mask, scheme.num_classes).tolist()
