@@ -37,11 +37,19 @@ def test_unknown_model_name_is_one_line():
 
 
 @pytest.mark.parametrize("name", ["mos2", "graphene"])
-def test_evaluate_reproduces_the_committed_test_numbers(name, data_root, tmp_path):
+def test_evaluate_reproduces_the_committed_test_numbers(name, data_root, tmp_path, capsys):
     from flakeseg.cli.evaluate import main
 
     out = tmp_path / "metrics.json"
     assert main([name, "--data", name, "--out", str(out), "--set", f"data.root={data_root}"]) == 0
+    printed = capsys.readouterr().out
+    # the flake table first, then per-class pixel scores: a user sees bilayer precision
+    assert (
+        printed.index("found / false / missed")
+        < printed.index("precision")
+        < printed.index("region accuracy")
+    )
+    assert "bilayer" in printed and ">= 600 px" in printed
     measured = json.loads(out.read_text())
     claimed = json.loads((SHIPPED_DIR / f"{name}.json").read_text())
     flake_keys = [
