@@ -117,6 +117,10 @@ class TestContrastGmm(ClassicalContract):
     name = "contrast_gmm"
 
 
+class TestConstant(ClassicalContract):
+    name = "constant"
+
+
 def test_every_registered_model_has_a_contract_test():
     tested = {cls.name for cls in (*NetworkContract.__subclasses__(), *ClassicalContract.__subclasses__())}
     assert tested == set(available_models())

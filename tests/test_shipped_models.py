@@ -46,7 +46,7 @@ def test_evaluate_reproduces_the_committed_test_numbers(name, data_root, tmp_pat
     # the flake table first, then per-class pixel scores: a user sees bilayer precision
     assert (
         printed.index("found / false / missed")
-        < printed.index("precision")
+        < printed.index(": pixels (")
         < printed.index("region accuracy")
     )
     assert "bilayer" in printed and ">= 600 px" in printed
