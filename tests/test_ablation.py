@@ -8,27 +8,13 @@ import numpy as np
 import pytest
 
 from flakeseg.errors import ConfigError
-from flakeseg.evaluation.postprocess import choose_postprocess, drop_small_regions, postprocessed_map
+from flakeseg.evaluation.postprocess import choose_postprocess, postprocessed_map
 from flakeseg.stages.fold_evaluation import (
     CVPredictions,
     EvalOptions,
     apply_temperature,
     evaluate_predictions,
 )
-
-
-def test_small_flake_regions_are_dropped_and_big_ones_and_background_kept():
-    pred = np.zeros((10, 10), np.uint8)
-    pred[0:2, 0:2] = 1  # 4 px monolayer speck
-    pred[5:10, 5:10] = 2  # 25 px bilayer flake
-    pred[0, 9] = 2  # 1 px bilayer speck
-    out = drop_small_regions(pred, min_area=5, flake_classes=[1, 2])
-    assert out[0:2, 0:2].max() == 0 and out[0, 9] == 0
-    assert (out[5:10, 5:10] == 2).all()
-    assert (drop_small_regions(pred, 0, [1, 2]) == pred).all()
-    assert pred[0, 9] == 2  # the input is not modified
-    # only the listed classes are flakes: class 2 stays when it is not one
-    assert drop_small_regions(pred, 5, [1])[0, 9] == 2
 
 
 def test_postprocess_choice_takes_the_best_score_and_the_least_dropped_on_ties():

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from flakeseg.evaluation.flakes import find_flakes
 
@@ -25,7 +24,6 @@ __all__ = [
     "PREDICT_DEFAULTS",
     "Postprocess",
     "choose_postprocess",
-    "drop_small_regions",
     "postprocessed_map",
 ]
 
@@ -52,28 +50,6 @@ class Postprocess:
 
 #: ``flakeseg predict``'s defaults, for a model whose card holds no choice
 PREDICT_DEFAULTS = Postprocess()
-
-
-def drop_small_regions(
-    pred: np.ndarray, min_area: int, flake_classes: Sequence[int], background: int = 0
-) -> np.ndarray:
-    """A copy of the ``H x W`` class map ``pred`` whose flake regions under ``min_area`` pixels are
-    relabelled ``background``.
-
-    A region is a 4-connected set of pixels of one class in ``flake_classes``; other classes are kept.
-    """
-    out = pred.copy()
-    if min_area <= 1:
-        return out
-    for cls in flake_classes:
-        labels, count = ndimage.label(pred == cls)
-        if count == 0:
-            continue
-        areas = np.bincount(labels.ravel(), minlength=count + 1)
-        small = areas < min_area
-        small[0] = False  # label 0 is everything outside the class
-        out[small[labels]] = background
-    return out
 
 
 def postprocessed_map(
