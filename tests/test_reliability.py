@@ -323,21 +323,55 @@ def test_training_starts_within_10_s_without_network(logger, tiny_cfg, tmp_path,
         assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2  # the CV run and fold 0
 
 
-@pytest.mark.parametrize("hook", ["on_train_batch_end", "on_validation_batch_end", "on_train_epoch_end"])
+@pytest.mark.parametrize("hook", ["on_train_batch_end", "on_validation_batch_end", "on_validation_end"])
 def test_sigterm_checkpoint_is_written_wherever_lightning_stops(hook, tmp_path):
-    """Lightning leaves fit after a training batch, a validation batch or an epoch (a signal during
-    the epoch's validation): each of those points writes interrupted.ckpt, once."""
-    from types import SimpleNamespace
+    """A real Lightning fit with SIGTERM noticed after a training batch, a validation batch, or in the
+    hooks after validation's last batch (where a batch-end save never ran): interrupted.ckpt is
+    written each time and fit ends in Interrupted; a run that is not signalled writes none."""
+    import pytorch_lightning as pl
 
+    from flakeseg.errors import Interrupted
     from flakeseg.training.callbacks import CheckpointOnSigterm
+    from flakeseg.training.trainer import fit
 
-    saved = []
-    trainer = SimpleNamespace(received_sigterm=False, save_checkpoint=saved.append)
-    callback = CheckpointOnSigterm(tmp_path / "interrupted.ckpt")
-    args = {"on_train_epoch_end": (trainer, None)}.get(hook, (trainer, None, None, None, 0))
-    getattr(callback, hook)(*args)
-    assert saved == []  # no signal, no file
-    trainer.received_sigterm = True
-    getattr(callback, hook)(*args)
-    getattr(callback, hook)(*args)
-    assert saved == [tmp_path / "interrupted.ckpt"]
+    class Tiny(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch[0]).pow(2).mean()
+
+        def validation_step(self, batch, batch_idx):
+            pass
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    class Signal(pl.Callback):
+        def __init__(self, hook):
+            setattr(self, hook, self.raise_flag)
+
+        def raise_flag(self, trainer, *args, **kwargs):
+            if trainer.current_epoch == 1:
+                trainer._signal_connector.received_sigterm = True
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 2)), batch_size=2)
+
+    def run(callbacks, directory):
+        trainer = pl.Trainer(
+            max_epochs=3, callbacks=callbacks, default_root_dir=directory, logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        )
+        module = Tiny()
+        module.train_dataloader = lambda: loader
+        module.val_dataloader = lambda: loader
+        fit(trainer, module, None, None, "fold 0")
+
+    saved = tmp_path / "interrupted.ckpt"
+    with pytest.raises(Interrupted, match="fold 0: stopped by SIGTERM in epoch "):
+        run([CheckpointOnSigterm(saved), Signal(hook)], tmp_path)
+    assert load_checkpoint(saved)["state_dict"]
+    quiet = tmp_path / "quiet.ckpt"
+    run([CheckpointOnSigterm(quiet)], tmp_path)
+    assert not quiet.exists()

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
 from flakeseg.errors import NonFiniteError
 
 
@@ -54,28 +56,17 @@ class StopOnNonFinite(pl.Callback):
 class CheckpointOnSigterm(pl.Callback):
     """On SIGTERM (how clusters stop jobs), write ``interrupted.ckpt`` before Lightning stops.
 
-    Lightning notices SIGTERM at the end of a batch and leaves ``fit`` with an exit code of 0; this
-    callback saves the state first, and :func:`flakeseg.stages.cv.train_fold` turns the stop into
+    Lightning notices SIGTERM at the end of a batch or an epoch and raises ``SIGTERMException``;
+    this callback saves the state in ``on_exception`` (called before the trainer tears down, at
+    whichever point the loop stopped: a batch-end hook misses a signal that lands in a later hook
+    or in validation's last batch), and :func:`flakeseg.training.trainer.fit` turns the stop into
     :class:`Interrupted` (exit code 143 from ``train.py``). ``last.ckpt`` stays the end of the last
     complete epoch, from which a rerun resumes exactly.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.saved = False
 
-    def _save_if_stopping(self, trainer) -> None:
-        if trainer.received_sigterm and not self.saved:
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
             trainer.save_checkpoint(self.path)
-            self.saved = True
-
-    # Lightning stops after a training batch, after a validation batch, or at the end of an epoch
-    # (a signal that came during the epoch's validation): the state is saved at each of those points.
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        self._save_if_stopping(trainer)
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx=0):
-        self._save_if_stopping(trainer)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._save_if_stopping(trainer)
