@@ -77,7 +77,12 @@ BAD_INVOCATIONS = [
     (["sweep-local", "missing.yaml"], 1, "missing.yaml: cannot read"),
     (["evaluate", "mos2"], 2, "--data"),
     (["evaluate", "mos3", "--data", "mos2"], 2, "--model: 'mos3' is neither a shipped model"),
-    (["evaluate", "mos2", "--data", "mos2", "--set", "seed=1"], 2, "--set seed=1: only data.* keys"),
+    (["evaluate", "mos2", "--data", "mos2", "--set", "seed=1"], 2, "--set seed=1: only data.KEY=VALUE"),
+    (
+        ["export-labels", "--data", "mos2", "--out", "x.json", "--set", "root=x"],
+        2,
+        "did you mean --set data.root=x?",
+    ),
 ]
 
 

@@ -329,7 +329,7 @@ def test_a_real_data_set_round_trips_through_export_and_import(data_root: Path, 
     ids = ["001", "007", "027"]  # monolayer only; monolayer and bilayer; mostly bilayer
     out = tmp_path / "graphene.json"
     argv = ["export-labels", "--data", "graphene", "--ids", ",".join(ids), "--out", str(out)]
-    assert flakeseg_main([*argv, "--set", f"root={data_root}"]) == 0
+    assert flakeseg_main([*argv, "--set", f"data.root={data_root}"]) == 0
     assert "3 images" in capsys.readouterr().out
     document = json.loads(out.read_text())
     imported = label_formats.read_coco(out, Path(document["info"]["image_root"]), background="other")
@@ -342,7 +342,9 @@ def test_a_real_data_set_round_trips_through_export_and_import(data_root: Path, 
     for labelled, mask in zip(imported.images, loaded.masks, strict=True):
         assert np.array_equal(labelled.mask, mask)
     assert (
-        flakeseg_main([*argv[:-1], str(tmp_path / "x.json"), "--ids", "999", "--set", f"root={data_root}"])
+        flakeseg_main(
+            [*argv[:-1], str(tmp_path / "x.json"), "--ids", "999", "--set", f"data.root={data_root}"]
+        )
         == 1
     )
     assert "id '999' has no complete image/mask pair" in capsys.readouterr().err

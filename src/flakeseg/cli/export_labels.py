@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flakeseg.errors import FlakesegError
-from flakeseg.utils.command_line import ArgumentParser
+from flakeseg.errors import ConfigError, FlakesegError
+from flakeseg.utils.command_line import SET_HELP, ArgumentParser, data_overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,8 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--set",
         action="append",
         default=[],
-        metavar="KEY=VALUE",
-        help="override a data config value, e.g. --set root=/data/mos2_segmentation (repeatable)",
+        metavar="data.KEY=VALUE",
+        help=SET_HELP,
     )
     args = parser.parse_args(argv)
     try:
@@ -53,13 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from flakeseg.data.importing import export_coco
         from flakeseg.data.splits import split_from_config
-        from flakeseg.errors import ConfigError
         from flakeseg.utils.config_files import CONFIG_DIR
         from flakeseg.utils.files import write_text_atomic
 
+        overrides = data_overrides(args.set)
         try:
             with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-                cfg = compose("train", overrides=[f"data={args.data}", *(f"data.{s}" for s in args.set)])
+                cfg = compose("train", overrides=[f"data={args.data}", *overrides])
         except HydraException as exc:
             raise ConfigError(f"--data/--set: {str(exc).splitlines()[0]}") from None
         data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlakesegError as exc:
         for line in str(exc).splitlines():
             print(f"error: {line}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, ConfigError) and str(exc).startswith("--set") else 1
     print(
         f"{len(document['images'])} images, {len(document['annotations'])} instances of "
         f"{', '.join(c['name'] for c in document['categories'])} -> {args.out} "
