@@ -7,7 +7,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 # Data root: FLAKESEG_DATA if set; else the shared copy beside the checkout; else .data/ (`make data`).
 FLAKESEG_DATA ?= $(firstword $(wildcard $(abspath $(CURDIR)/../shared/datasets/mos2_segmentation)) $(CURDIR)/.data/mos2_segmentation)
 export FLAKESEG_DATA
-PYTEST_ARGS ?= -n 2 --dist worksteal
+PYTEST_ARGS ?= -n 2 --dist worksteal --durations=15
 RUN := $(UV) run --frozen
 
 .PHONY: help install train test test-fast lint format data clean bench bench-train browser reproduce reproduce-quick compare ablation leaderboard fewshot models predict

@@ -11,8 +11,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 __all__ = [
     "append_invocation",
     "save_image_atomic",
@@ -48,6 +46,7 @@ def save_image_atomic(image: Any, path: Path, **save_options: Any) -> None:
     """Save an ``H x W [x C]`` uint8 array or a Pillow image atomically, in the format of the suffix."""
     import io
 
+    import numpy as np  # here, not at the top: the commands' --help reads this module and needs no numpy
     from PIL import Image
 
     picture = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
