@@ -360,8 +360,13 @@ def test_sigterm_checkpoint_is_written_wherever_lightning_stops(hook, tmp_path):
 
     def run(callbacks, directory):
         trainer = pl.Trainer(
-            max_epochs=3, callbacks=callbacks, default_root_dir=directory, logger=False,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            max_epochs=3,
+            callbacks=callbacks,
+            default_root_dir=directory,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
         )
         module = Tiny()
         module.train_dataloader = lambda: loader

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from flakeseg.errors import NonFiniteError
