@@ -590,3 +590,69 @@ def test_one_large_sure_monolayer_ranks_above_many_specks():
     unsure = {"name": "unsure", "flakes": [flake("monolayer", 64_000, 0.1)]}
     ranked = rank_images([specks, bilayer_only, unsure, large], ["monolayer", "bilayer"])
     assert [r["name"] for r in ranked] == ["large", "unsure", "specks", "bilayer"]
+
+
+# --- report settings: --top, --min-area-um2 and the pixel size (shipped models, one small image) -----
+
+
+@pytest.fixture
+def small_image(tmp_path: Path) -> Path:
+    folder = tmp_path / "small"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    picture = np.clip(rng.normal(170, 5, (96, 128, 3)), 0, 255).astype(np.uint8)
+    picture[30:70, 40:100] = (150, 140, 190)  # something flake-like on the substrate
+    Image.fromarray(picture).save(folder / "small.png")
+    return folder / "small.png"
+
+
+def test_pixel_size_comes_from_the_option_else_the_card_at_the_models_magnification():
+    from argparse import Namespace
+
+    from flakeseg.screening.screen import resolve_pixel_size
+
+    def args(pixel_size=None, model_pixel_size=None, scale=None):
+        return Namespace(pixel_size=pixel_size, model_pixel_size=model_pixel_size, scale=scale)
+
+    assert resolve_pixel_size(args(pixel_size=0.1), 2.0, 0.204) == (0.1, "--pixel-size")
+    assert resolve_pixel_size(args(), 1.0, 0.204) == (0.204, "the model card")
+    assert resolve_pixel_size(args(model_pixel_size=0.3), 1.0, 0.3) == (0.3, "--model-pixel-size")
+    assert resolve_pixel_size(args(scale=2.0), 2.0, 0.204) == (None, "")  # another magnification
+    assert resolve_pixel_size(args(), 1.0, None) == (None, "")
+
+
+def test_min_area_um2_without_a_pixel_size_is_a_one_line_usage_error(small_image, tmp_path, capsys):
+    out = tmp_path / "out"
+    for extra in (["--model", "mos2"], ["--model", "graphene", "--scale", "2"]):  # no pixel size known
+        with pytest.raises(SystemExit) as stop:
+            main([*extra, str(small_image), "--out", str(out), "--min-area-um2", "5"])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --min-area-um2:") and "--pixel-size" in err and "\n" not in err
+        assert not (out / "records").exists()
+    assert main(["--model", "mos2", str(small_image), "--out", str(out), "--top", "-1"]) == 1
+    assert "--top" in capsys.readouterr().err
+
+
+def test_graphene_card_gives_um2_and_report_settings_redo_no_image(data_root, tmp_path, capsys):
+    """A graphene test image at the model's magnification: areas in um^2 at the card's 0.204 um/px."""
+    image = tmp_path / "Go002.jpg"
+    shutil.copy(data_root / "data" / "graphen" / "original_halfsize" / "Go002.jpg", image)
+    out = tmp_path / "out"
+    argv = ["--model", "graphene", str(image), "--out", str(out)]
+    assert main([*argv, "--min-area-um2", "1"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert (
+        run["settings"]["pixel_size_um"] == 0.204 and run["settings"]["pixel_size_from"] == "the model card"
+    )
+    page = (out / "report.html").read_text()
+    assert "0.204 µm/px, from the model card" in page and "Area (µm²)" in page
+    rows = _rows(out / "flakes.csv")
+    assert rows and all(float(r["area_um2"]) == round(int(r["area_px"]) * 0.204**2, 2) for r in rows)
+    capsys.readouterr()
+    assert main([*argv, "--top", "0", "--min-area-um2", "500"]) == 0  # the page changes, not the images
+    assert "(0 screened, 1 already done)" in capsys.readouterr().err.replace("\n", " ")
+    assert 'id="best"' not in (out / "report.html").read_text()
+    assert main([*argv, "--pixel-size", "0.1"]) == 0  # the pixel size changes the rows: redone
+    assert "(1 screened, 0 already done)" in capsys.readouterr().err.replace("\n", " ")
+    assert "0.1 µm/px, from --pixel-size" in (out / "report.html").read_text()

@@ -26,3 +26,9 @@ class NonFiniteError(FlakesegError):
 
 class Interrupted(Exception):
     """Training was stopped by SIGTERM; a checkpoint of the state at the stop was written."""
+
+
+class UsageError(FlakesegError):
+    """Options that cannot work together with this model or these inputs, found only once they are read
+    (the command line answers it as a usage mistake: one line, exit status 2); the message names the
+    option."""

@@ -21,6 +21,10 @@ COMMANDS = {
         "flakeseg.cli.predict:main",
         "screen new images for flakes: flakes.csv, overlays, report.html",
     ),
+    "watch": (
+        "flakeseg.cli.watch:main",
+        "screen a folder live as the microscope writes images into it (predict's outputs, kept current)",
+    ),
     "evaluate": (
         "flakeseg.cli.evaluate:main",
         "score a checkpoint or shipped model on a data set's test split",

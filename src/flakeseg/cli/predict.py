@@ -10,31 +10,44 @@ from pathlib import Path
 
 from rich.console import Console
 
-from flakeseg.errors import ConfigError, DataError, FlakesegError
+from flakeseg.errors import ConfigError, DataError, FlakesegError, UsageError
 from flakeseg.inference import BACKENDS
+from flakeseg.screening.html_report import DEFAULT_TOP
 from flakeseg.utils.command_line import ArgumentParser
 
 __all__ = ["build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(
+    prog: str = "flakeseg predict",
+    description: str | None = None,
+    epilog: str | None = None,
+    inputs: tuple[str, str] | None = None,
+) -> argparse.ArgumentParser:
+    """``flakeseg predict``'s parser; ``flakeseg watch`` takes its options with its own ``prog``,
+    ``description``, ``epilog`` and ``inputs`` (the positionals' metavar and help)."""
     parser = ArgumentParser(
-        prog="flakeseg predict",
+        prog=prog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
+        description=description
+        or (
             "Find monolayer and bilayer flakes in new optical-microscope images with a trained model.\n"
             "Writes to --out: flakes.csv (one row per flake of every image), overlays/<image>.png\n"
-            "(flakes tinted in their class colour and numbered), report.html (images ranked by their\n"
-            "candidates, a gallery of every flake by confidence; opens offline), run.json, records/\n"
-            "(rerun skips done images) and, with --coco, the flakes as COCO instances."
+            "(flakes tinted in their class colour and numbered), report.html (the best candidates of\n"
+            "each class across all images, images ranked by their candidates, a gallery of every flake\n"
+            "by confidence; opens offline), run.json, records/ (rerun skips done images) and, with\n"
+            "--coco, the flakes as COCO instances. Areas are in um^2 when the pixel size is known\n"
+            "(--pixel-size, or the model card's at the model's magnification), else in pixels."
         ),
-        epilog=(
+        epilog=epilog
+        or (
             "examples:\n"
             "  flakeseg predict --model mos2 new_images/ --out s0        (the shipped MoS2 model)\n"
             "  flakeseg predict outputs/train/runs/<time>/checkpoints/final.ckpt new_images/ --out s1\n"
             "  flakeseg predict model.onnx 'scans/**/*.tif' --out s2 --min-area 300 --min-confidence 0.8\n"
             "  flakeseg predict final.ckpt img.jpg --out s3 --pixel-size 0.1 --model-pixel-size 0.05\n"
-            "  flakeseg predict --model hbn.ckpt new/ --out s4 --coco s4/flakes.json   (correct in CVAT)\n\n"
+            "  flakeseg predict --model hbn.ckpt new/ --out s4 --coco s4/flakes.json   (correct in CVAT)\n"
+            "  flakeseg predict --model graphene new/ --out s5 --top 10 --min-area-um2 50\n\n"
             "Exit status: 0 when every input was screened, 1 when an input was skipped (each named in\n"
             "one line) or nothing could be screened."
         ),
@@ -42,8 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "paths",
         nargs="*",
-        metavar="[CHECKPOINT] INPUT",
-        help="a .ckpt from train.py or a .onnx from `flakeseg export` (unless --model names the model), "
+        metavar=inputs[0] if inputs else "[CHECKPOINT] INPUT",
+        help=inputs[1]
+        if inputs
+        else "a .ckpt from train.py or a .onnx from `flakeseg export` (unless --model names the model), "
         "then image files, folders or glob patterns (PNG, JPEG, TIFF, BMP)",
     )
     parser.add_argument(
@@ -73,13 +88,33 @@ def build_parser() -> argparse.ArgumentParser:
         "look half as large here as in the training images); default from the pixel sizes, else 1",
     )
     parser.add_argument(
-        "--pixel-size", type=float, default=None, help="um per pixel of these images: areas in um^2"
+        "--pixel-size",
+        type=float,
+        default=None,
+        help="um per pixel of these images: areas in um^2 (default: the model card's when the images "
+        "are at the model's magnification, i.e. no --scale; the graphene model's card has 0.204)",
     )
     parser.add_argument(
         "--model-pixel-size",
         type=float,
         default=None,
         help="um per pixel of the training images (default: from the checkpoint, if it knows)",
+    )
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=DEFAULT_TOP,
+        metavar="N",
+        help="report.html opens with the N best candidates of each flake class across all images, by "
+        "area x confidence (default %(default)s; 0: no such table); changes only the page",
+    )
+    parser.add_argument(
+        "--min-area-um2",
+        type=float,
+        default=None,
+        metavar="A",
+        help="only flakes of at least A um^2 enter the best-candidates tables (needs the pixel size); "
+        "flakes.csv and the rest of the page keep every flake",
     )
     parser.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (eager) or onnx")
     parser.add_argument(
@@ -171,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flakeseg.screening.screen import run  # torch and the model code load from here on
 
         return run(args, paths, problems, console)
+    except UsageError as exc:  # options that do not fit the model, found once it is read
+        parser.error(str(exc))
     except FlakesegError as exc:
         for line in str(exc).splitlines():
             console.print(f"[red]error:[/red] {line}", highlight=False)

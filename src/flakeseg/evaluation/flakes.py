@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["FLAKE_COLUMNS", "Flake", "find_flakes"]
+__all__ = ["FLAKE_COLUMNS", "FLAKE_DECIMALS", "Flake", "find_flakes", "rounded_row"]
 
 #: columns of ``flakes.csv`` that come from a :class:`Flake` (the image name comes first)
 FLAKE_COLUMNS = (
@@ -53,7 +54,23 @@ class Flake:
     centroid_y: float
 
     def row(self) -> dict[str, object]:
-        return asdict(self)
+        """Its values as written to ``flakes.csv`` and the run's records, rounded (:data:`FLAKE_DECIMALS`)."""
+        return rounded_row(asdict(self))
+
+
+#: decimals of the float columns of ``flakes.csv``: what a microscope's resolution and a mean
+#: probability can tell apart, and no float noise such as ``639.5600000000002``
+FLAKE_DECIMALS = {"area_um2": 2, "confidence": 3, "centroid_x": 1, "centroid_y": 1}
+
+
+def rounded_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``row`` (a flake's columns) with its floats rounded to :data:`FLAKE_DECIMALS`; ``None`` stays."""
+    return {
+        key: round(float(value), FLAKE_DECIMALS[key])
+        if key in FLAKE_DECIMALS and value not in (None, "")
+        else value
+        for key, value in row.items()
+    }
 
 
 def find_flakes(
@@ -104,7 +121,7 @@ def find_flakes(
                         "area_px": area,
                         "area_um2": None
                         if pixel_size_um is None
-                        else round(area * float(pixel_size_um) ** 2, 3),
+                        else round(area * float(pixel_size_um) ** 2, FLAKE_DECIMALS["area_um2"]),
                         "confidence": round(mean_prob, 4),
                         "bbox_x0": box[1].start,
                         "bbox_y0": box[0].start,

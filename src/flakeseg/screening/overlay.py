@@ -13,7 +13,32 @@ from scipy import ndimage
 from flakeseg.evaluation.flakes import Flake
 from flakeseg.utils.colors import hex_to_rgb
 
-__all__ = ["draw_overlay", "flake_crop_uri", "probability_map", "thumbnail_data_uri"]
+__all__ = ["draw_overlay", "flake_crop_uri", "label_anchors", "probability_map", "thumbnail_data_uri"]
+
+
+def label_anchors(flake_ids: np.ndarray, flakes: Sequence[Flake]) -> dict[int, tuple[int, int]]:
+    """Where each flake's number goes: ``(x, y)`` of a pixel of the flake itself, so the number sits on
+    its flake whatever its shape (the corner of the box of a diagonal or L-shaped flake is off it).
+
+    The centroid when it lies well inside the flake (at least half as far from the flake's edge as its
+    innermost pixel: a compact flake's number sits in its middle), else the innermost pixel (the
+    farthest from the edge, by a distance transform where touching flakes' borders count as edges).
+    """
+    if not flakes:
+        return {}
+    inside = flake_ids > 0
+    core = inside & (ndimage.grey_erosion(flake_ids, size=3) == ndimage.grey_dilation(flake_ids, size=3))
+    depth = ndimage.distance_transform_edt(np.pad(core, 1))[1:-1, 1:-1]  # the picture's frame is an edge
+    ids = [f.flake_id for f in flakes]
+    deepest = ndimage.maximum_position(depth, labels=flake_ids, index=ids)
+    height, width = flake_ids.shape
+    anchors = {}
+    for flake, (row, col) in zip(flakes, deepest, strict=True):
+        cx = min(max(round(flake.centroid_x), 0), width - 1)
+        cy = min(max(round(flake.centroid_y), 0), height - 1)
+        central = flake_ids[cy, cx] == flake.flake_id and depth[cy, cx] >= 0.5 * depth[row, col]
+        anchors[flake.flake_id] = (cx, cy) if central else (int(col), int(row))
+    return anchors
 
 
 def draw_overlay(
@@ -23,7 +48,8 @@ def draw_overlay(
     class_colors: dict[str, str],
     alpha: float = 0.45,
 ) -> Image.Image:
-    """The image with each flake tinted in its class colour, outlined, and numbered by its id.
+    """The image with each flake tinted in its class colour, outlined, and numbered by its id (the number
+    on the flake, :func:`label_anchors`, moved only as far as it takes to stay in the picture).
 
     Args:
         image: ``H x W x 3`` uint8.
@@ -47,15 +73,22 @@ def draw_overlay(
     draw = ImageDraw.Draw(picture)
     size = max(12, min(image.shape[:2]) // 30)
     font = ImageFont.load_default(size=size)
+    anchors = label_anchors(flake_ids, flakes)
+    stroke = max(1, size // 8)
+    height, width = image.shape[:2]
     for flake in flakes:
-        x = min(max(flake.bbox_x0, 0), image.shape[1] - size)
-        y = max(flake.bbox_y0 - size - 2, 0)
+        text = str(flake.flake_id)
+        x, y = anchors[flake.flake_id]
+        left, top, right, bottom = draw.textbbox((x, y), text, font=font, anchor="mm", stroke_width=stroke)
+        x += max(0, -left) - max(0, right - width)  # clamped into the picture
+        y += max(0, -top) - max(0, bottom - height)
         draw.text(
             (x, y),
-            str(flake.flake_id),
+            text,
             fill=(255, 255, 255),
             font=font,
-            stroke_width=max(1, size // 8),
+            anchor="mm",
+            stroke_width=stroke,
             stroke_fill=(0, 0, 0),
         )
     return picture

@@ -28,11 +28,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from flakeseg.data.coco import CocoImage, coco_document, mask_instances
 from flakeseg.data.io import read_image
-from flakeseg.errors import ConfigError, DataError, FlakesegError
-from flakeseg.evaluation.flakes import FLAKE_COLUMNS, find_flakes
+from flakeseg.errors import ConfigError, DataError, FlakesegError, UsageError
+from flakeseg.evaluation.flakes import FLAKE_COLUMNS, find_flakes, rounded_row
 from flakeseg.evaluation.postprocess import Postprocess
 from flakeseg.inference.predictor import Predictor, class_indices, load_predictor
-from flakeseg.screening.html_report import render_report
+from flakeseg.screening.html_report import DEFAULT_TOP, ReportOptions, render_report
 from flakeseg.screening.inputs import IMAGE_SUFFIXES, collect_inputs
 from flakeseg.screening.overlay import draw_overlay, flake_crop_uri, probability_map, thumbnail_data_uri
 from flakeseg.utils.files import (
@@ -143,7 +143,7 @@ def screen_one(
     instances = mask_instances(
         probs.argmax(axis=0),
         class_indices(card, card.flake_classes),
-        scores={f.flake_id: f.confidence for f in flakes},
+        scores={f.flake_id: f.row()["confidence"] for f in flakes},  # as flakes.csv has it
         instance_ids=flake_ids,
     )
     return {
@@ -253,9 +253,12 @@ def write_run_outputs(
     predictor: Predictor,
     settings: dict[str, Any],
     coco: Path | None = None,
+    refresh_seconds: int | None = None,
+    report: ReportOptions | None = None,
 ) -> None:
     """``flakes.csv``, ``report.html``, ``run.json`` and (``coco``) the COCO file of a run, from its
-    image records."""
+    image records; ``refresh_seconds``: the report reloads itself this often (``flakeseg watch``);
+    ``report``: how the page presents the run (default: from ``settings``, see :func:`report_options`)."""
     card = predictor.card
     if coco is not None:
         document = coco_predictions(
@@ -263,13 +266,22 @@ def write_run_outputs(
         )
         write_text_atomic(coco, json.dumps(document))
     rows = [
-        {"image": r["name"], "source": r["source"], **{k: f.get(k) for k in FLAKE_COLUMNS}}
+        {"image": r["name"], "source": r["source"], **rounded_row({k: f.get(k) for k in FLAKE_COLUMNS})}
         for r in summary["records"]
         for f in r["flakes"]
     ]
     write_csv_atomic(out / "flakes.csv", rows, columns=["image", "source", *FLAKE_COLUMNS])
     colors = dict(zip(card.class_names, card.class_colors, strict=True))
-    page = render_report(summary["records"], settings, card.flake_classes, colors, summary["problems"])
+    problems = summary["problems"]
+    page = render_report(
+        summary["records"],
+        settings,
+        card.flake_classes,
+        colors,
+        problems,
+        refresh_seconds=refresh_seconds,
+        options=report or report_options(settings),
+    )
     write_text_atomic(out / "report.html", page)
     write_json_atomic(
         out / "run.json",
@@ -297,9 +309,35 @@ def resolve_scale(args: argparse.Namespace, model_pixel_size: float | None) -> t
     return 1.0, model_px
 
 
-def run(args: argparse.Namespace, paths: Sequence[Path], problems: Sequence[str], console: Console) -> int:
-    """Screen ``paths`` (from :func:`collect_inputs`; ``problems``: the inputs already skipped) with the
-    options of ``flakeseg predict``."""
+def resolve_pixel_size(
+    args: argparse.Namespace, scale: float, model_pixel_size: float | None
+) -> tuple[float | None, str]:
+    """The images' um per pixel and where it came from: ``--pixel-size``, else the training images'
+    (``--model-pixel-size`` or the model card's) when these images are at the model's magnification
+    (scale 1: neither ``--scale`` nor ``--pixel-size`` says otherwise); else ``(None, "")``."""
+    if args.pixel_size:
+        return float(args.pixel_size), "--pixel-size"
+    if model_pixel_size and scale == 1.0:
+        source = "--model-pixel-size" if args.model_pixel_size else "the model card"
+        return float(model_pixel_size), source
+    return None, ""
+
+
+def report_options(settings: dict[str, Any]) -> ReportOptions:
+    """How the report presents a run, from its settings as :func:`prepare` shows them (``top``,
+    ``min_area_um2``, ``pixel_size_um``, ``pixel_size_from``): report settings, not screening ones."""
+    top = settings.get("top")
+    return ReportOptions(
+        top=DEFAULT_TOP if top is None else int(top),
+        min_area_um2=settings.get("min_area_um2"),
+        pixel_size_um=settings.get("pixel_size_um"),
+        pixel_size_source=settings.get("pixel_size_from") or "",
+    )
+
+
+def prepare(args: argparse.Namespace) -> tuple[Predictor, ScreenSettings, dict[str, Any]]:
+    """The predictor, the settings and the settings as the report shows them, from the options of
+    ``flakeseg predict`` (and ``flakeseg watch``); the options are checked before the model loads."""
     if args.min_area is not None and args.min_area < 0:
         raise ConfigError(f"--min-area: must be >= 0, got {args.min_area}")
     if args.min_confidence is not None and not 0.0 <= args.min_confidence <= 1.0:
@@ -310,8 +348,11 @@ def run(args: argparse.Namespace, paths: Sequence[Path], problems: Sequence[str]
         raise ConfigError(f"--temperature: must be > 0, got {args.temperature}")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads: must be >= 1, got {args.threads}")
-    if not paths:  # nothing to screen: no model loaded, no empty report written
-        raise DataError(list(problems) or "no images given")
+    top, min_area_um2 = getattr(args, "top", DEFAULT_TOP), getattr(args, "min_area_um2", None)
+    if top < 0:
+        raise ConfigError(f"--top: must be >= 0, got {top}")
+    if min_area_um2 is not None and not min_area_um2 >= 0:
+        raise ConfigError(f"--min-area-um2: must be >= 0, got {min_area_um2}")
     sha = file_sha256(args.checkpoint) if args.checkpoint.is_file() else ""
     options = {"tile": args.tile, "overlap": args.overlap, "tta": args.tta, "temperature": args.temperature}
     predictor = load_predictor(
@@ -324,6 +365,10 @@ def run(args: argparse.Namespace, paths: Sequence[Path], problems: Sequence[str]
     )
     scale, model_px = resolve_scale(args, predictor.card.pixel_size_um)
     predictor.scale = scale
+    pixel_size, pixel_source = resolve_pixel_size(args, scale, model_px)
+    if min_area_um2 is not None and pixel_size is None:
+        why = "unknown with --scale alone" if args.scale is not None else "and the model card carries none"
+        raise UsageError(f"--min-area-um2: needs the images' pixel size, {why}; give --pixel-size (um/px)")
     # which regions are listed as flakes: as asked, else as the card says (chosen on CV), else defaults
     card_post = Postprocess.from_card(predictor.card.postprocess)
     min_area = card_post.min_area if args.min_area is None else args.min_area
@@ -335,7 +380,7 @@ def run(args: argparse.Namespace, paths: Sequence[Path], problems: Sequence[str]
         min_area=min_area,
         min_confidence=min_confidence,
         scale=scale,
-        pixel_size_um=args.pixel_size,
+        pixel_size_um=pixel_size,  # part of the signature: it changes the flakes' rows
         tile=predictor.tile,
         overlap=args.overlap,
         save_probabilities=args.save_probabilities,
@@ -345,20 +390,38 @@ def run(args: argparse.Namespace, paths: Sequence[Path], problems: Sequence[str]
     shown = {
         **settings.__dict__,
         "model_pixel_size_um": model_px,
+        "pixel_size_from": pixel_source or None,
+        # report settings: how the page presents the run, not part of the signature
+        "top": top,
+        "min_area_um2": min_area_um2,
         "model": f"{predictor.card.model.get('name')} trained on {predictor.card.data or '?'}",
         "classes": ", ".join(predictor.card.class_names),
         "resample (training scale x --scale)": round(predictor.resample, 4),
         "inputs": " ".join(args.inputs),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    summary = screen_images(predictor, paths, args.out, settings, problems, console)
-    write_run_outputs(args.out, summary, predictor, shown, coco=args.coco)
-    counts = {c: sum(r["counts"].get(c, 0) for r in summary["records"]) for c in predictor.card.flake_classes}
-    console.print(
+    return predictor, settings, shown
+
+
+def summary_line(summary: dict[str, Any], flake_classes: Sequence[str], out: Path, coco: Path | None) -> str:
+    """The one line a run ends with: images, candidates per class, skipped inputs, where the report is."""
+    counts = {c: sum(r["counts"].get(c, 0) for r in summary["records"]) for c in flake_classes}
+    return (
         f"{len(summary['records'])} images ({summary['done']} screened, {summary['skipped']} already done), "
         + ", ".join(f"{n} {c}" for c, n in counts.items())
-        + f" candidates; {summary['failed']} inputs skipped. Report: {args.out / 'report.html'}"
-        + (f"; COCO: {args.coco}" if args.coco else ""),
-        highlight=False,
+        + f" candidates; {summary['failed']} inputs skipped. Report: {out / 'report.html'}"
+        + (f"; COCO: {coco}" if coco else "")
     )
+
+
+def run(args: argparse.Namespace, paths: Sequence[Path], problems: Sequence[str], console: Console) -> int:
+    """Screen ``paths`` (from :func:`collect_inputs`; ``problems``: the inputs already skipped) with the
+    options of ``flakeseg predict``."""
+    if not paths:  # nothing to screen: no model loaded, no empty report written
+        raise DataError(list(problems) or "no images given")
+    predictor, settings, shown = prepare(args)
+    summary = screen_images(predictor, paths, args.out, settings, problems, console)
+    write_run_outputs(args.out, summary, predictor, shown, coco=args.coco)
+    line = summary_line(summary, predictor.card.flake_classes, args.out, args.coco)
+    console.print(line, highlight=False)
     return 0 if summary["records"] and not summary["problems"] else 1
