@@ -161,6 +161,45 @@ def test_command_lines_parse_without_lightning_or_torch():
     assert out.strip() == "[]"
 
 
+def test_evaluate_scores_without_lightning_or_torchmetrics():
+    """``flakeseg evaluate`` needs torch for the model, and nothing heavier: importing torchmetrics
+    (torchvision, torch's compiler) alone took longer than predicting and scoring the MoS2 test split.
+    Everything it runs, on one small image: the predictor, the data config, every score, the tables."""
+    import subprocess
+    import sys
+
+    probe = """
+import sys
+import numpy as np
+from flakeseg.cli.evaluate import flake_table, pixel_table
+from flakeseg.data.catalog import load_dataset
+from flakeseg.data.classes import region_class_indices
+from flakeseg.evaluation.postprocess import Postprocess
+from flakeseg.evaluation.test_scores import score_test_split
+from flakeseg.inference.predictor import load_predictor
+from flakeseg.inference.shipped import resolve_model
+from flakeseg.stages.model_evaluation import data_config, evaluate_model
+
+predictor = load_predictor(resolve_model("mos2"))
+cfg = {**data_config("mos2"), "scale": predictor.card.data_scale}
+names = list(predictor.card.class_names)
+image = np.random.default_rng(0).normal(170, 5, (60, 80, 3)).clip(0, 255).astype(np.uint8)
+prob = predictor.probabilities_at_model_scale(predictor.prepare_loaded(image))
+mask = np.zeros(prob.shape[1:], np.uint8)
+mask[5:20, 5:25], mask[25:35, 30:50] = 1, 2
+post = Postprocess.from_card(predictor.card.postprocess)
+scores = score_test_split(
+    [prob], [mask], ["a"], names, region_class_indices(cfg["classes"], names), cfg, [mask], post
+)
+metrics = {**scores.metrics, "class_names": names}
+flake_table(metrics, "t"), pixel_table(metrics, "t")
+assert set(scores.curves) == {"monolayer", "bilayer"}
+print(sorted({m.split(".")[0] for m in sys.modules} & {"pytorch_lightning", "lightning", "torchmetrics"}))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_the_wheel_carries_conf_inside_the_package_and_the_package_finds_it(tmp_path, monkeypatch):
     import tomllib
 

@@ -1,10 +1,15 @@
-"""Test-set evaluation: region accuracy and one-vs-rest curves against hand-made cases."""
+"""Test-set evaluation: region accuracy and one-vs-rest curves against hand-made cases, and the
+curves and pixel scores against torchmetrics (computed without it, they must equal its values)."""
+
+import math
 
 import numpy as np
 import pytest
+import torch
 
 from flakeseg.data.classes import IGNORE_INDEX
-from flakeseg.evaluation.curves import one_vs_rest_curves
+from flakeseg.evaluation.curves import PAPER_PRECISION, one_vs_rest_curves
+from flakeseg.evaluation.metrics import flatten_metrics, segmentation_metrics
 from flakeseg.evaluation.regions import flake_regions, pixel_scores, region_accuracy
 
 NAMES = ["other", "monolayer", "bilayer"]
@@ -80,3 +85,109 @@ def test_pixel_scores_match_a_hand_count():
     # bilayer: 16 true pixels, 1 predicted right
     assert scores["test/acc_bilayer"] == pytest.approx(1 / 16)
     assert scores["test/precision_bilayer"] == pytest.approx(1 / 7)
+
+
+def _torchmetrics_curves(probs, masks, cls, num_thresholds=201, min_precision=PAPER_PRECISION):
+    """The reference: torchmetrics' functional classification metrics on the same pixels."""
+    from torchmetrics.functional.classification import (
+        binary_auroc,
+        binary_average_precision,
+        binary_precision_recall_curve,
+        binary_recall_at_fixed_precision,
+        binary_roc,
+    )
+
+    valid = [m != IGNORE_INDEX for m in masks]
+    score = torch.cat([torch.from_numpy(p[cls][v]) for p, v in zip(probs, valid, strict=True)])
+    truth = torch.cat(
+        [torch.from_numpy((m[v] == cls).astype(np.int64)) for m, v in zip(masks, valid, strict=True)]
+    )
+    fpr, tpr, roc_thr = binary_roc(score, truth, thresholds=num_thresholds)
+    precision, recall, pr_thr = binary_precision_recall_curve(score, truth, thresholds=num_thresholds)
+    recall_at, threshold_at = binary_recall_at_fixed_precision(score, truth, min_precision, thresholds=None)
+    return {
+        "auc": float(binary_auroc(score, truth, thresholds=None)),
+        "average_precision": float(binary_average_precision(score, truth, thresholds=None)),
+        "recall_at_precision": float(recall_at),
+        "threshold_at_precision": float(threshold_at),
+        "positives": int(truth.sum()),
+        "pixels": int(truth.numel()),
+        "roc": {"threshold": roc_thr.tolist(), "fpr": fpr.tolist(), "tpr": tpr.tolist()},
+        "pr": {
+            "threshold": pr_thr.tolist(),
+            "precision": precision[:-1].tolist(),
+            "recall": recall[:-1].tolist(),
+        },
+    }
+
+
+def _identical(a, b) -> bool:
+    """Equal to the last bit, nan equal to nan."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_identical(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_identical(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return type(a) is type(b) and a == b
+
+
+def _scored_images(seed: int, dtype: type, shapes=((40, 50), (260, 220))):
+    """Probabilities that lean towards the true class, many tied (rounded to 3 decimals), and masks
+    with ignored pixels; the second image takes the pixel count past torchmetrics' 50 000, where its
+    binned curves switch from a vectorized count to a loop."""
+    rng = np.random.default_rng(seed)
+    probs, masks = [], []
+    for shape in shapes:
+        mask = rng.integers(0, 3, shape).astype(np.uint8)
+        logits = rng.normal(size=(3, *shape)) + 2.5 * np.eye(3)[mask].transpose(2, 0, 1)
+        prob = np.exp(logits) / np.exp(logits).sum(axis=0)
+        prob[:, : shape[0] // 2] = np.round(prob[:, : shape[0] // 2], 3)
+        mask[rng.random(shape) < 0.05] = IGNORE_INDEX
+        probs.append(prob.astype(dtype))
+        masks.append(mask)
+    return probs, masks
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("min_precision", [0.5, PAPER_PRECISION, 0.999])
+def test_curves_equal_torchmetrics_bit_for_bit(dtype, min_precision):
+    probs, masks = _scored_images(int(min_precision * 1000), dtype)
+    for cls in range(3):
+        got = one_vs_rest_curves(probs, masks, cls, min_precision=min_precision)
+        expected = _torchmetrics_curves(probs, masks, cls, min_precision=min_precision)
+        assert _identical(got, expected), cls
+    # an operating point no threshold reaches: recall 0, no threshold (as torchmetrics says)
+    hopeless = one_vs_rest_curves([np.full((3, 2, 2), 0.5, dtype)], [np.array([[0, 1], [0, 0]], np.uint8)], 1)
+    assert hopeless["recall_at_precision"] == 0.0 and math.isnan(hopeless["threshold_at_precision"])
+
+
+def test_curves_of_a_class_without_pixels_are_empty():
+    probs, masks = _scored_images(0, np.float32, shapes=((20, 30),))
+    masks[0][masks[0] == 2] = 1
+    curve = one_vs_rest_curves(probs, masks, 2)
+    assert math.isnan(curve["auc"]) and curve["roc"] is None and curve["positives"] == 0
+
+
+def test_pixel_scores_equal_torchmetrics_bit_for_bit():
+    """From the summed confusion matrix, the values of the torchmetrics collection updated image by
+    image: a class never predicted (precision 0) and a class absent from truth and predictions (left
+    out of the means) included."""
+    names = ["other", "monolayer", "bilayer", "trilayer"]
+    rng = np.random.default_rng(7)
+    preds, masks = [], []
+    for shape in ((50, 60), (33, 47)):
+        mask = rng.integers(0, 3, shape).astype(np.uint8)
+        right = (rng.random(shape) < 0.7) & (mask != 2)  # bilayer is never predicted
+        pred = np.where(right, mask, rng.integers(0, 2, shape)).astype(np.uint8)
+        mask[rng.random(shape) < 0.1] = IGNORE_INDEX
+        preds.append(pred)
+        masks.append(mask)
+    metrics = segmentation_metrics(len(names))
+    for pred, mask in zip(preds, masks, strict=True):
+        metrics.update(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(mask.astype(np.int64)))
+    values = metrics.compute()
+    expected = {**flatten_metrics(values, names, "test"), "test/confmat": values["confmat"].tolist()}
+    got = pixel_scores(preds, masks, names)
+    assert got["test/precision_bilayer"] == 0.0 and got["test/confmat"][3] == [0, 0, 0, 0]
+    assert _identical(got, expected)

@@ -7,6 +7,8 @@ import pytest
 
 from flakeseg.data.substrate import (
     SubstratePrior,
+    _channel_max,
+    _within,
     colour_peaks,
     estimate_background,
     fit_substrate_prior,
@@ -94,3 +96,15 @@ def test_mos2_00005_substrate_found_with_the_other_training_images_labels(data_r
     chosen = estimate_background(image, prior=prior)
     assert np.abs(densest - substrate).max() > 25  # 68 % monolayer: the densest colour is not substrate
     assert np.abs(chosen - substrate).max() < 8
+
+
+def test_colour_distances_and_maxima_are_numpys_reductions_bit_for_bit():
+    """The per-channel forms colour peaks and the substrate choice use, for speed, give exactly what
+    ``.sum(axis=1)`` and ``.max(axis=-1)`` give: the substrate colour, and so every prediction, stays."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (5000, 3)).astype(np.float64)
+    for colour in (np.array([120.5, 131.0, 99.5]), rng.uniform(0, 255, 3)):
+        plain = ((pixels - colour) ** 2).sum(axis=1) <= 30.0**2
+        assert np.array_equal(_within(np.ascontiguousarray(pixels.T), colour, 30.0), plain)
+    contrasts = rng.normal(size=(500, 7, 3))
+    assert np.array_equal(_channel_max(contrasts), contrasts.max(axis=-1))

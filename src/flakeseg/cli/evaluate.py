@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flakeseg.errors import FlakesegError
-from flakeseg.utils.command_line import ArgumentParser
+from flakeseg.utils.command_line import SET_HELP, ArgumentParser, data_overrides
 
 __all__ = ["build_parser", "main"]
 
@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flakeseg evaluate",
         description=(
             "Score a trained model on a data set's split: flake precision, recall, F1 and AP50 (one-to-one "
-            "IoU matching), per-class pixel scores, region accuracy, ROC/PR."
+            "IoU matching), per-class pixel scores and region accuracy, printed as tables; --out also "
+            "writes the ROC/PR summaries (AUC, average precision, recall at precision 0.9) and the "
+            "confusion matrix. A bar on stderr follows the images while they are predicted."
         ),
         epilog=(
             "examples:\n"
@@ -100,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="data.KEY=VALUE",
-        help="override the data config, e.g. --set data.root=/data/mos2_segmentation",
+        help=SET_HELP,
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto (default: cpu)")
     parser.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations")
@@ -115,9 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from flakeseg.inference.shipped import resolve_model
 
     try:  # the quick checks first: a wrong name or file answers before torch and Lightning load
-        bad = [o for o in args.overrides if not o.startswith("data.")]
-        if bad:
-            raise ConfigError(f"--set {bad[0]}: only data.* keys can be set")
+        data_overrides(args.overrides)
         problem = checkpoint_problem(resolve_model(args.model))
         if problem:
             raise DataError(problem)

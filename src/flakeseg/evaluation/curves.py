@@ -1,4 +1,10 @@
-"""One-vs-rest ROC and precision-recall curves of pixel probabilities (the paper's Fig. 3)."""
+"""One-vs-rest ROC and precision-recall curves of pixel probabilities (the paper's Fig. 3).
+
+The values are torchmetrics' (``binary_roc``, ``binary_precision_recall_curve``, ``binary_auroc``,
+``binary_average_precision``, ``binary_recall_at_fixed_precision``), bit for bit, computed here with a
+sort per class instead: importing torchmetrics takes longer than scoring a test split, and its exact
+curves sort the pixels once per score. The tests check them against torchmetrics.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchmetrics.functional.classification import (
-    binary_auroc,
-    binary_average_precision,
-    binary_precision_recall_curve,
-    binary_recall_at_fixed_precision,
-    binary_roc,
-)
 
 from flakeseg.data.classes import IGNORE_INDEX
 from flakeseg.utils.plotting import pyplot, save_figure_atomic
@@ -23,6 +22,68 @@ __all__ = ["PAPER_PRECISION", "curve_rows", "one_vs_rest_curves", "plot_curves"]
 
 #: The precision at which the paper reads off recall (monolayer 0.76, bilayer 0.94).
 PAPER_PRECISION = 0.9
+
+
+def _at_or_above(ascending: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """How many of the sorted ``ascending`` scores are ``>=`` each threshold."""
+    return ascending.size - np.searchsorted(ascending, thresholds, side="left")
+
+
+def _exact_scores(
+    positive: np.ndarray, negative: np.ndarray, min_precision: float
+) -> tuple[float, float, float, float]:
+    """AUC, average precision, and the highest recall at precision >= ``min_precision`` with its
+    threshold, over every distinct score as a threshold (torchmetrics' ``thresholds=None``), from the
+    sorted scores of the positive and the negative pixels (both non-empty).
+
+    Counts are integers, then float32 as torchmetrics holds them (exact below 2**24 pixels); the two
+    sums (trapezoid, average precision) are torch's own, so their rounding is too."""
+    thresholds = np.unique(np.concatenate([positive, negative]))[::-1]  # highest first
+    tps = _at_or_above(positive, thresholds).astype(np.float32)
+    fps = _at_or_above(negative, thresholds).astype(np.float32)
+    zero = np.zeros(1, np.float32)
+    fpr = np.concatenate([zero, fps]) / fps[-1]
+    tpr = np.concatenate([zero, tps]) / tps[-1]
+    auc = float(torch.trapz(torch.from_numpy(tpr), torch.from_numpy(fpr)))
+    # the precision-recall curve from the lowest threshold up, closed at (recall 0, precision 1)
+    precision = np.concatenate([(tps / (tps + fps))[::-1], np.ones(1, np.float32)])
+    recall = np.concatenate([(tps / tps[-1])[::-1], zero])
+    terms = (recall[1:] - recall[:-1]) * precision[:-1]
+    average_precision = float(-torch.sum(torch.from_numpy(terms)))
+    # the operating point: highest recall, then precision, then threshold (torchmetrics' _lexargmax),
+    # compared in the type torch stacks them in
+    common = np.result_type(np.float32, thresholds.dtype)
+    rows = len(thresholds)
+    r, p = recall[:rows].astype(common), precision[:rows].astype(common)
+    t = thresholds[::-1].astype(common)
+    keep = p >= common.type(min_precision)
+    best_recall, best_threshold = 0.0, float("nan")
+    if keep.any():
+        r, p, t = r[keep], p[keep], t[keep]
+        top = r == r.max()
+        top &= p == p[top].max()
+        best_recall = float(r.max())
+        if best_recall != 0.0:
+            best_threshold = float(t[top].max())
+    return auc, average_precision, best_recall, best_threshold
+
+
+def _binned_curves(positive: np.ndarray, negative: np.ndarray, num_thresholds: int) -> dict[str, Any]:
+    """ROC and precision-recall at ``num_thresholds`` evenly spaced thresholds from 0 to 1 (torchmetrics'
+    ``thresholds=int``: ``torch.linspace``'s float32 values, a pixel counted at ``score >= threshold``);
+    ROC from the highest threshold down, precision-recall from the lowest up; precision ``nan`` where
+    nothing reaches the threshold."""
+    grid = torch.linspace(0, 1, num_thresholds).numpy()
+    tp = _at_or_above(positive, grid).astype(np.float32)
+    fp = _at_or_above(negative, grid).astype(np.float32)
+    tpr = tp / np.float32(positive.size)
+    fpr = fp / np.float32(negative.size)
+    with np.errstate(invalid="ignore"):
+        precision = tp / (tp + fp)
+    return {
+        "roc": {"threshold": grid[::-1].tolist(), "fpr": fpr[::-1].tolist(), "tpr": tpr[::-1].tolist()},
+        "pr": {"threshold": grid.tolist(), "precision": precision.tolist(), "recall": tpr.tolist()},
+    }
 
 
 def one_vs_rest_curves(
@@ -35,43 +96,37 @@ def one_vs_rest_curves(
     """ROC and precision-recall of class ``cls`` against the rest over every labelled pixel.
 
     AUC, average precision and the recall at ``min_precision`` are exact (all pixels' scores); the
-    curves for plots and CSV are sampled at ``num_thresholds`` evenly spaced thresholds.
+    curves for plots and CSV are sampled at ``num_thresholds`` evenly spaced thresholds. ``probs`` are
+    probabilities (torchmetrics would take scores outside [0, 1] for logits; these are used as they are).
     """
-    scores, target = [], []
+    positive, negative = [], []
     for prob, mask in zip(probs, masks, strict=True):
         valid = mask != IGNORE_INDEX
-        scores.append(torch.from_numpy(prob[cls][valid]))
-        target.append(torch.from_numpy((mask[valid] == cls).astype(np.int64)))
-    score, truth = torch.cat(scores), torch.cat(target)
-    if truth.sum() == 0 or truth.sum() == truth.numel():
+        score, truth = prob[cls][valid], mask[valid] == cls
+        positive.append(score[truth])
+        negative.append(score[~truth])
+    pos, neg = np.sort(np.concatenate(positive)), np.sort(np.concatenate(negative))
+    if pos.size == 0 or neg.size == 0:
         nan = float("nan")
         return {
             "auc": nan,
             "average_precision": nan,
             "recall_at_precision": nan,
             "threshold_at_precision": nan,
-            "positives": int(truth.sum()),
-            "pixels": int(truth.numel()),
+            "positives": int(pos.size),
+            "pixels": int(pos.size + neg.size),
             "roc": None,
             "pr": None,
         }
-    fpr, tpr, roc_thr = binary_roc(score, truth, thresholds=num_thresholds)
-    precision, recall, pr_thr = binary_precision_recall_curve(score, truth, thresholds=num_thresholds)
-    recall_at, threshold_at = binary_recall_at_fixed_precision(score, truth, min_precision, thresholds=None)
+    auc, average_precision, recall_at, threshold_at = _exact_scores(pos, neg, min_precision)
     return {
-        "auc": float(binary_auroc(score, truth, thresholds=None)),
-        "average_precision": float(binary_average_precision(score, truth, thresholds=None)),
-        "recall_at_precision": float(recall_at),
-        # torchmetrics reports threshold 1e6 when no threshold reaches the precision
-        "threshold_at_precision": float(threshold_at) if float(threshold_at) <= 1 else float("nan"),
-        "positives": int(truth.sum()),
-        "pixels": int(truth.numel()),
-        "roc": {"threshold": roc_thr.tolist(), "fpr": fpr.tolist(), "tpr": tpr.tolist()},
-        "pr": {
-            "threshold": pr_thr.tolist(),
-            "precision": precision[:-1].tolist(),
-            "recall": recall[:-1].tolist(),
-        },
+        "auc": auc,
+        "average_precision": average_precision,
+        "recall_at_precision": recall_at,
+        "threshold_at_precision": threshold_at,
+        "positives": int(pos.size),
+        "pixels": int(pos.size + neg.size),
+        **_binned_curves(pos, neg, num_thresholds),
     }
 
 

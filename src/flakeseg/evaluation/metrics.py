@@ -1,20 +1,22 @@
-"""Pixel metrics of the paper (mean per-class accuracy, macro precision) and friends, via torchmetrics."""
+"""Pixel metrics of the paper (mean per-class accuracy, macro precision) and friends, via torchmetrics.
+
+Importing torchmetrics takes seconds (it loads torchvision and torch's compiler), so it is imported
+where a metric collection is built; scoring a finished set of predictions (``flakeseg evaluate``, the
+test stage) takes the same values from a confusion matrix (:func:`confmat_metrics`) without it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassConfusionMatrix,
-    MulticlassJaccardIndex,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
 
 from flakeseg.data.classes import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    from torchmetrics import MetricCollection
 
 #: The headline keys, as they appear in logs (``val/...``) and in ``metrics.json`` (``cv/...``).
 HEADLINE = ("mean_class_acc", "macro_precision", "mean_iou")
@@ -33,6 +35,14 @@ def segmentation_metrics(num_classes: int, ignore_index: int = IGNORE_INDEX) -> 
     A class with no true and no predicted pixels is left out of the macro averages; a class that is
     never predicted has precision 0.
     """
+    from torchmetrics import MetricCollection
+    from torchmetrics.classification import (
+        MulticlassConfusionMatrix,
+        MulticlassJaccardIndex,
+        MulticlassPrecision,
+        MulticlassRecall,
+    )
+
     common = {"num_classes": num_classes, "ignore_index": ignore_index, "validate_args": False}
     return MetricCollection(
         {
@@ -45,6 +55,42 @@ def segmentation_metrics(num_classes: int, ignore_index: int = IGNORE_INDEX) -> 
             "confmat": MulticlassConfusionMatrix(**common),
         }
     )
+
+
+def confmat_metrics(confmat: np.ndarray) -> dict[str, torch.Tensor]:
+    """What :func:`segmentation_metrics` computes, from the confusion matrix of the same pixels (rows:
+    true class; ignored pixels left out, as :func:`confusion_matrix` counts them), bit for bit: the
+    same float32 operations as torchmetrics' ``Multiclass{Recall,Precision,JaccardIndex}`` (their
+    ``_precision_recall_reduce`` and ``_jaccard_index_reduce``, zero division 0), without importing
+    torchmetrics. Exact while every count is below 2**24 (float32's integers), as theirs is."""
+    counts = torch.as_tensor(np.asarray(confmat, dtype=np.int64))
+    tp = torch.diag(counts)
+    fp, fn = counts.sum(0) - tp, counts.sum(1) - tp
+
+    def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+        num, den = num.float(), den.float()
+        return torch.where(den != 0, num / den, torch.zeros((), dtype=num.dtype))
+
+    def macro(score: torch.Tensor) -> torch.Tensor:  # a class with no true and no predicted pixel is out
+        weights = torch.ones_like(score)
+        weights[tp + fp + fn == 0] = 0.0
+        return safe_divide(weights * score, weights.sum(-1, keepdim=True)).sum(-1)
+
+    recall, precision = safe_divide(tp, tp + fn), safe_divide(tp, tp + fp)
+    floats = counts.float()
+    intersection = torch.diag(floats)
+    iou = safe_divide(intersection, floats.sum(0) + floats.sum(1) - intersection)
+    iou_weights = torch.ones_like(iou)
+    iou_weights[floats.sum(1) + floats.sum(0) == 0] = 0.0
+    return {
+        "mean_class_acc": macro(recall),
+        "macro_precision": macro(precision),
+        "mean_iou": ((iou_weights * iou) / iou_weights.sum()).sum(),
+        "class_acc": recall,
+        "class_precision": precision,
+        "class_iou": iou,
+        "confmat": counts,
+    }
 
 
 def flatten_metrics(

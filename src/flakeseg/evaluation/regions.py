@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from scipy import ndimage
 
-from flakeseg.evaluation.metrics import flatten_metrics, segmentation_metrics
+from flakeseg.evaluation.metrics import confmat_metrics, confusion_matrix, flatten_metrics
 
 __all__ = ["counted_regions", "flake_regions", "pixel_scores", "region_accuracy", "region_min_area_px"]
 
@@ -22,11 +21,14 @@ __all__ = ["counted_regions", "flake_regions", "pixel_scores", "region_accuracy"
 def pixel_scores(
     preds: Sequence[np.ndarray], masks: Sequence[np.ndarray], class_names: Sequence[str], prefix: str = "test"
 ) -> dict[str, Any]:
-    """The pixel metrics of :func:`~flakeseg.evaluation.metrics.segmentation_metrics` over all images."""
-    metrics = segmentation_metrics(len(class_names))
+    """The pixel metrics of :func:`~flakeseg.evaluation.metrics.segmentation_metrics` over all images:
+    the same values, from their summed confusion matrix
+    (:func:`~flakeseg.evaluation.metrics.confmat_metrics`), so scoring does not import torchmetrics."""
+    num_classes = len(class_names)
+    confmat = np.zeros((num_classes, num_classes), np.int64)
     for pred, mask in zip(preds, masks, strict=True):
-        metrics.update(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(mask.astype(np.int64)))
-    values = metrics.compute()
+        confmat += confusion_matrix(pred, mask, num_classes)
+    values = confmat_metrics(confmat)
     return {
         **flatten_metrics(values, class_names, prefix),
         f"{prefix}/confmat": values["confmat"].tolist(),

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from omegaconf import OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from flakeseg.errors import ConfigError
 
@@ -42,9 +44,11 @@ def evaluate_model(
     split: str = "test",
     data_overrides: Sequence[str] = (),
     device: str = "cpu",
+    progress: bool = True,
     **predictor_options: Any,
 ) -> dict[str, Any]:
-    """The ``test/...`` metrics of ``model`` on the ``split`` images of data set ``data``."""
+    """The ``test/...`` metrics of ``model`` on the ``split`` images of data set ``data``; ``progress``:
+    the loading bar, then one on stderr while the images are predicted, each gone when done."""
     from flakeseg.data.catalog import load_dataset
     from flakeseg.data.classes import region_class_indices
     from flakeseg.data.splits import split_from_config
@@ -73,12 +77,17 @@ def evaluate_model(
     )
     ids = split_from_config(data_cfg)
     wanted = [*ids["train"], *ids["test"]] if split == "all" else ids[split]
-    images = load_dataset(data_cfg, ids=wanted)
-    probs = [predictor.probabilities_at_model_scale(predictor.prepare_loaded(i)) for i in images.images]
+    images = load_dataset(data_cfg, ids=wanted, progress=progress)
     names = list(card.class_names)
     regions_of = region_class_indices(data_cfg["classes"], names)
     # flakes listed as the card says (chosen on CV when it was shipped), else as `predict` lists them
     postprocess = Postprocess.from_card(card.postprocess)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True, disable=not progress) as bar:
+        probs = [
+            predictor.probabilities_at_model_scale(predictor.prepare_loaded(image))
+            for image in bar.track(images.images, description=f"predicting {split} images")
+        ]
     scores = score_test_split(
         probs, images.masks, images.ids, names, regions_of, data_cfg, images.stored_masks(), postprocess
     )
