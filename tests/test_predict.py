@@ -551,9 +551,11 @@ def test_report_in_headless_chromium_shows_the_table_and_thumbnails(checkpoint, 
     assert taken.returncode == 0 and shot.exists(), taken.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(np.int16)
     assert pixels.shape[:2] == (1400, 1200)
-    # The thumbnails are colour photographs; text, rules and background are grey or white.
+    # The crops and thumbnails are colour photographs: thousands of distinct colours. Text, rules and
+    # background are grey or white, and a page whose pictures fail to load keeps a few hundred (the
+    # class swatches, links and frames, antialiased: 233 measured with the data URIs broken).
     colourful = (pixels.max(axis=2) - pixels.min(axis=2)) > 40
-    assert colourful.mean() > 0.05
+    assert len(np.unique(pixels[colourful], axis=0)) > 2000
 
 
 @pytest.mark.parametrize(
