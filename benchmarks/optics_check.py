@@ -27,6 +27,7 @@ import argparse
 import os
 import re
 import sys
+import time as time_module
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data:
         parser.error("give --data or set FLAKESEG_DATA")
     root = Path(args.data)
+    started = time_module.perf_counter()
     lo, hi, step = args.oxide_range
     oxides = np.arange(lo, hi + step / 2, step)
     cameras = [Camera.measured(), Camera.cie_srgb()]
@@ -187,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
         for camera in cameras:
             fits = {
-                "300 (paper)": 300.0,
+                "paper": 300.0,
                 "fit: substrate": fit_oxide_from_substrate(camera, subs, oxides, GAMMA),
                 "fit: contrast": fit_oxide_from_contrast(material, camera, train, oxides, args.na),
             }
@@ -202,7 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "optics_check.md").write_text(table + "\n")
+        import platform
+
+        header = (
+            "# Optics check: predicted against measured flake contrast\n\n"
+            "`FLAKESEG_DATA=... python benchmarks/optics_check.py --out docs/results/optics_check` "
+            f"({time_module.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} CPUs, "
+            f"{time_module.perf_counter() - started:.0f} s). What is measured and predicted, and how the "
+            "oxide is fitted (training images only): the docstring of `benchmarks/optics_check.py`. "
+            "Contrast is I/b - 1 of the 8-bit values, median over images.\n\n"
+        )
+        (args.out / "optics_check.md").write_text(header + table + "\n")
     return 0
 
 
