@@ -349,3 +349,24 @@ def test_stored_masks_are_cut_where_the_scored_crop_of_the_resampled_image_lies(
         h, w = min(stored.shape[0], back.shape[0]), min(stored.shape[1], back.shape[1])
         agree = (stored[:h, :w] == (back[:h, :w] > 0)).mean()
         assert agree > 0.995, (scale, agree)
+
+
+def test_cv_table_line_gives_device_flake_f1_with_counts_per_class():
+    from flakeseg.evaluation.folds import flake_line
+
+    summary = {}
+    for name, (tp, fp, fn) in {"monolayer": (8, 2, 0), "bilayer": (1, 1, 3)}.items():
+        tail = f"{name}_device"
+        summary |= {
+            f"cv/flake_tp_{tail}": tp,
+            f"cv/flake_fp_{tail}": fp,
+            f"cv/flake_fn_{tail}": fn,
+            f"cv/flake_precision_{tail}": tp / (tp + fp),
+            f"cv/flake_recall_{tail}": tp / (tp + fn),
+            f"cv/flake_f1_{tail}": 2 * tp / (2 * tp + fp + fn),
+        }
+    line = flake_line(summary, ["other", "monolayer", "bilayer"])
+    assert "monolayer F1 0.889 (P 0.800, R 1.000; 8 found / 2 false / 0 missed)" in line
+    assert line.index("monolayer") < line.index("bilayer F1 0.333")
+    assert "other" not in line and "\n" not in line
+    assert flake_line({}, ["other", "monolayer"]) == ""  # a run without flake scores prints nothing

@@ -70,6 +70,31 @@ def print_cv_table(folds, summary, class_names, title: str, console: Console | N
     if not console.is_terminal:  # logs and pipes: wide enough that no column is cut
         console.width = max(console.width, 140)
     console.print(cv_table(folds, summary, class_names, title))
+    line = flake_line(summary, class_names)
+    if line:
+        console.print(line, highlight=False)
+
+
+def flake_line(summary: Mapping[str, Any], class_names: Sequence[str], prefix: str = "cv") -> str:
+    """What a screening lab gets, in one line: per flake class, F1 (precision, recall; found / false /
+    missed) of the device-sized flakes (>= 600 px, IoU 0.5), pooled over the folds' held-out images;
+    empty when the run has no flake scores."""
+    parts = []
+    for name in class_names:
+        tail = f"{name}_device"
+        if f"{prefix}/flake_f1_{tail}" not in summary:
+            continue
+        parts.append(
+            f"{name} F1 {summary[f'{prefix}/flake_f1_{tail}']:.3f} "
+            f"(P {summary[f'{prefix}/flake_precision_{tail}']:.3f}, "
+            f"R {summary[f'{prefix}/flake_recall_{tail}']:.3f}; "
+            f"{summary[f'{prefix}/flake_tp_{tail}']} found / {summary[f'{prefix}/flake_fp_{tail}']} false / "
+            f"{summary[f'{prefix}/flake_fn_{tail}']} missed)"
+        )
+    if not parts:
+        return ""
+    where = "held-out folds pooled" if prefix == "cv" else f"{prefix} split"
+    return f"flakes >= 600 px, IoU 0.5 ({where}): " + "; ".join(parts)
 
 
 def plot_learning_curves(folds: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:

@@ -64,9 +64,13 @@ def evaluate_fold_models(cfg: DictConfig, metrics: dict[str, Any]) -> dict[str, 
         return None
     result = evaluate_cv_run(metrics, options)
     write_json_atomic(Path(cfg.paths.output_dir) / "evaluation.json", result)
+    names = [c for c in ("monolayer", "bilayer") if f"cv/flake_f1_{c}_device" in result]
+    flakes = ", ".join(f"{c} {result[f'cv/flake_f1_{c}_device']:.3f}" for c in names)
     log.info(
-        "evaluation (%s): CV mean class acc %.3f, macro precision %.3f, ECE %.3f; test region accuracy %.3f",
+        "evaluation (%s): CV flake F1 (>= 600 px) %s; CV mean class acc %.3f, macro precision %.3f, "
+        "ECE %.3f; test region accuracy %.3f",
         ", ".join(k for k in ("tta", "ensemble", "postprocess", "temperature") if getattr(options, k)),
+        flakes or "n/a",
         result["cv/mean_class_acc"],
         result["cv/macro_precision"],
         result["cv/ece"],
