@@ -37,6 +37,10 @@ COMMANDS = {
         "flakeseg.cli.export_labels:main",
         "a data set's masks as COCO instances, for labelling tools to show and correct",
     ),
+    "audit-labels": (
+        "flakeseg.cli.audit_labels:main",
+        "labelled regions whose colour contrast contradicts their class (no label is changed)",
+    ),
     "export": (
         "flakeseg.cli.export:main",
         "export a checkpoint to ONNX for fast inference (predict --backend onnx)",

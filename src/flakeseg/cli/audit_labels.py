@@ -1,0 +1,149 @@
+"""``flakeseg audit-labels``: the labelled regions whose colour contrast contradicts their class, by
+the data set's own contrast statistics (no optics); no label is changed.
+
+Per image the substrate colour is the densest colour of the pixels labelled 0; each region (a
+connected region of a flake class, 1-px holes closed, >= 100 px) gets its median contrast I/b - 1
+per channel (channels where b >= 250 are skipped). Per class, the centre and spread are the median
+and MAD-based sigma (floor 0.01) over the images (an image's contrast: the area-weighted median of its
+regions'); z is a region's largest |contrast - centre| / sigma on the class's dominant channel(s).
+
+Examples:
+    flakeseg audit-labels --data mos2
+    flakeseg audit-labels --data graphene --threshold 4 --out audit_graphene
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from flakeseg.errors import ConfigError, FlakesegError
+from flakeseg.utils.command_line import SET_HELP, ArgumentParser, data_overrides
+
+DEFAULT_THRESHOLD = 5.0  # = flakeseg.evaluation.label_audit.DEFAULT_THRESHOLD (not imported: --help)
+
+
+def _fmt(values) -> str:
+    return " ".join("  -   " if v != v else f"{v:+.3f}" for v in values)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(
+        prog="flakeseg audit-labels",
+        description=__doc__.split("\n\n", 1)[0].split(": ", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument("--data", required=True, help="data config name (mos2, graphene, an imported one)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for audit.csv and audit.html")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"flag a region whose z exceeds this (default {DEFAULT_THRESHOLD:g})",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="data.KEY=VALUE",
+        help=SET_HELP,
+    )
+    args = parser.parse_args(argv)
+    if not args.threshold > 0:
+        parser.error(f"--threshold: must be > 0, got {args.threshold:g}")
+    try:
+        from hydra import compose, initialize_config_dir
+        from hydra.errors import HydraException
+        from omegaconf import OmegaConf
+        from rich.console import Console
+        from rich.table import Table
+
+        from flakeseg.data.catalog import load_dataset
+        from flakeseg.data.classes import region_class_indices
+        from flakeseg.data.io import read_mask
+        from flakeseg.evaluation.label_audit import audit_html, audit_labels, region_crop_jpeg
+        from flakeseg.utils.config_files import CONFIG_DIR
+        from flakeseg.utils.files import write_csv_atomic, write_text_atomic
+
+        overrides = data_overrides(args.set)
+        try:
+            with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+                cfg = compose("train", overrides=[f"data={args.data}", *overrides])
+        except HydraException as exc:
+            raise ConfigError(f"--data/--set: {str(exc).splitlines()[0]}") from None
+        data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+        # contrasts of the images as stored: no resampling, no white balance
+        data_cfg.update(scale=1.0, substrate_normalize=False)
+        data = load_dataset(data_cfg, progress=sys.stderr.isatty())
+        flake = region_class_indices(data_cfg["classes"], data.scheme.names)
+        class_names = {i: data.scheme.names[i] for i in flake}
+        # the substrate: raw label value(s) of the background class that are listed first (MoS2: 0,
+        # not 3 = thick flakes)
+        substrate_value = data.scheme.label_values[0][0]
+        substrates = [read_mask(pair.mask_path) == substrate_value for pair in data.pairs]
+        regions, stats = audit_labels(
+            data.ids,
+            data.images,
+            data.masks,
+            class_names,
+            substrates,
+            threshold=args.threshold,
+            substrate_name="substrate",
+        )
+    except FlakesegError as exc:
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) and str(exc).startswith("--set") else 1
+
+    flagged = [r for r in regions if r.flagged]
+    stats_lines = [
+        f"{class_names[cls]}: centre ({_fmt(centre)}), sigma ({_fmt(sigma)}), "
+        f"{sum(r.cls == cls for r in regions)} regions"
+        for cls, (centre, sigma) in stats.items()
+    ]
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    table = Table(
+        title=f"{args.data}: {len(flagged)} of {len(regions)} labelled regions with z > {args.threshold:g}",
+        title_justify="left",
+    )
+    for column in ("image", "class", "region", "area px", "bbox x0,y0,x1,y1", "contrast R,G,B",
+                   "class centre", "z", "looks like"):  # fmt: skip
+        table.add_column(column, justify="right" if column in ("region", "area px", "z") else "left")
+    for r in flagged:
+        table.add_row(
+            r.image_id,
+            r.class_name,
+            str(r.region_id),
+            str(r.area),
+            ",".join(map(str, r.bbox)),
+            _fmt(r.contrast),
+            _fmt(r.centre),
+            f"{r.z:.1f}",
+            r.looks_like,
+        )
+    if flagged:
+        console.print(table)
+    else:
+        console.print(f"{args.data}: none of {len(regions)} labelled regions has z > {args.threshold:g}")
+    for line in stats_lines:
+        console.print(line, highlight=False)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        rows = [r.row() for r in regions]
+        write_csv_atomic(args.out / "audit.csv", rows, list(rows[0]) if rows else ["image_id"])
+        position = {image_id: i for i, image_id in enumerate(data.ids)}
+        crops = {
+            (r.image_id, r.class_name, r.region_id): region_crop_jpeg(
+                data.images[position[r.image_id]], data.masks[position[r.image_id]], r
+            )
+            for r in flagged
+        }
+        page = audit_html(f"audit-labels {args.data}", flagged, crops, stats_lines)
+        write_text_atomic(args.out / "audit.html", page)
+        console.print(
+            f"-> {args.out / 'audit.csv'} (every region), {args.out / 'audit.html'}", highlight=False
+        )
+    return 0

@@ -1,0 +1,97 @@
+"""``flakeseg audit-labels``: regions whose contrast contradicts their class, on the real MoS2 labels
+and on a planted mislabel."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from flakeseg.cli import audit_labels as cli
+from flakeseg.evaluation import label_audit
+from flakeseg.evaluation.label_audit import audit_labels
+
+SUBSTRATE = np.array([200.0, 170.0, 210.0])
+MONOLAYER = np.array([-0.21, -0.05, 0.05])
+BILAYER = np.array([-0.40, -0.05, 0.075])
+
+
+def _paint(image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], cls: int, contrast) -> None:
+    y0, x0, y1, x1 = box
+    image[y0:y1, x0:x1] = np.clip(np.round(SUBSTRATE * (1.0 + np.asarray(contrast))), 0, 255)
+    mask[y0:y1, x0:x1] = cls
+
+
+def synthetic_set(n: int = 6) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """``n`` images of substrate with a monolayer and a bilayer each (contrasts jittered by image); in
+    image 002 a small extra region labelled monolayer has the bilayer's contrast."""
+    rng = np.random.default_rng(0)
+    ids, images, masks = [], [], []
+    for i in range(n):
+        image = np.empty((120, 160, 3), np.uint8)
+        image[:] = SUBSTRATE.astype(np.uint8)
+        mask = np.zeros((120, 160), np.uint8)
+        jitter = rng.uniform(-0.004, 0.004, 3)
+        _paint(image, mask, (10, 10, 50, 70), 1, MONOLAYER + jitter)
+        _paint(image, mask, (60, 90, 110, 150), 2, BILAYER + jitter)
+        if i == 2:
+            _paint(image, mask, (70, 10, 90, 30), 1, BILAYER)  # the mislabel: 400 px
+        image = np.clip(image.astype(int) + rng.integers(-2, 3, image.shape), 0, 255).astype(np.uint8)
+        ids.append(f"{i:03d}")
+        images.append(image)
+        masks.append(mask)
+    return ids, images, masks
+
+
+def test_planted_mislabel_is_the_only_flag() -> None:
+    ids, images, masks = synthetic_set()
+    regions, stats = audit_labels(ids, images, masks, {1: "monolayer", 2: "bilayer"})
+    assert len(regions) == 13
+    np.testing.assert_allclose(stats[1][0], MONOLAYER, atol=0.02)
+    np.testing.assert_allclose(stats[2][0], BILAYER, atol=0.02)
+    flagged = [r for r in regions if r.flagged]
+    assert [(r.image_id, r.class_name, r.area, r.looks_like) for r in flagged] == [
+        ("002", "monolayer", 400, "bilayer")
+    ]
+    assert flagged[0].bbox == (10, 70, 30, 90)
+    assert all(r.looks_like == r.class_name for r in regions if not r.flagged)
+
+
+def test_clipped_channels_are_skipped() -> None:
+    ids, images, masks = synthetic_set(3)
+    for image in images:  # a saturated red substrate: red says nothing
+        image[..., 0] = 255
+    regions, _ = audit_labels(ids, images, masks, {1: "monolayer", 2: "bilayer"})
+    assert all(np.isnan(r.contrast[0]) and np.isfinite(r.contrast[1:]).all() for r in regions)
+
+
+def test_mos2_monolayers_of_00001_and_00006_are_flagged(data_root: Path, tmp_path: Path, capsys) -> None:
+    status = cli.main(["--data", "mos2", "--set", f"data.root={data_root}", "--out", str(tmp_path)])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "00001" in out and "00006" in out
+    with (tmp_path / "audit.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    flagged = {(r["image_id"], r["class"]) for r in rows if r["flagged"] == "True"}
+    assert {("00001", "monolayer"), ("00006", "monolayer")} <= flagged
+    big = [r for r in rows if r["image_id"] in ("00001", "00006") and r["class"] == "monolayer"]
+    biggest = max(big, key=lambda r: int(r["area_px"]))
+    assert biggest["flagged"] == "True" and biggest["looks_like"] == "bilayer"
+    # few others: outside those two images, at most a handful of the ~100 regions
+    assert sum(r["flagged"] == "True" and r["image_id"] not in ("00001", "00006") for r in rows) <= 6
+    assert "<img" in (tmp_path / "audit.html").read_text()
+
+
+def test_bad_data_name_is_one_line(capsys) -> None:
+    assert cli.main(["--data", "hbn2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "data/hbn2" in err[0]
+
+
+def test_threshold_default_agrees_and_help_imports_no_torch() -> None:
+    assert cli.DEFAULT_THRESHOLD == label_audit.DEFAULT_THRESHOLD
+    code = "import sys; import flakeseg.cli.audit_labels; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
