@@ -55,9 +55,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.threshold > 0:
         parser.error(f"--threshold: must be > 0, got {args.threshold:g}")
     try:
-        from hydra import compose, initialize_config_dir
-        from hydra.errors import HydraException
-        from omegaconf import OmegaConf
         from rich.console import Console
         from rich.table import Table
 
@@ -65,16 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flakeseg.data.classes import region_class_indices
         from flakeseg.data.io import read_mask
         from flakeseg.evaluation.label_audit import audit_html, audit_labels, region_crop_jpeg
-        from flakeseg.utils.config_files import CONFIG_DIR
+        from flakeseg.utils.config_files import compose_data_config
         from flakeseg.utils.files import write_csv_atomic, write_text_atomic
 
-        overrides = data_overrides(args.set)
-        try:
-            with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-                cfg = compose("train", overrides=[f"data={args.data}", *overrides])
-        except HydraException as exc:
-            raise ConfigError(f"--data/--set: {str(exc).splitlines()[0]}") from None
-        data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+        data_cfg = compose_data_config(args.data, data_overrides(args.set))
         # contrasts of the images as stored: no resampling, no white balance
         data_cfg.update(scale=1.0, substrate_normalize=False)
         data = load_dataset(data_cfg, progress=sys.stderr.isatty())

@@ -47,22 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        from hydra import compose, initialize_config_dir
-        from hydra.errors import HydraException
-        from omegaconf import OmegaConf
-
         from flakeseg.data.importing import export_coco
         from flakeseg.data.splits import split_from_config
-        from flakeseg.utils.config_files import CONFIG_DIR
+        from flakeseg.utils.config_files import compose_data_config
         from flakeseg.utils.files import write_text_atomic
 
-        overrides = data_overrides(args.set)
-        try:
-            with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-                cfg = compose("train", overrides=[f"data={args.data}", *overrides])
-        except HydraException as exc:
-            raise ConfigError(f"--data/--set: {str(exc).splitlines()[0]}") from None
-        data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+        data_cfg = compose_data_config(args.data, data_overrides(args.set))
         if args.ids:
             ids = [i.strip() for i in args.ids.split(",") if i.strip()]
         else:

@@ -49,3 +49,21 @@ def yaml_float(value: float) -> str:
         mantissa, exponent = text.split("e")
         return f"{mantissa}.0e{exponent}"
     return text
+
+
+def compose_data_config(name: str, overrides: list[str]) -> dict:
+    """The ``data`` section of ``train.py``'s config for ``data=<name>`` and ``data.KEY=VALUE``
+    overrides, as plain data (what the label commands read).
+
+    Raises:
+        ConfigError: ``--data/--set: ...`` in one line for an unknown data set or key.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=[f"data={name}", *overrides])
+    except HydraException as exc:
+        raise ConfigError(f"--data/--set: {str(exc).splitlines()[0]}") from None
+    return OmegaConf.to_container(cfg.data, resolve=True)
