@@ -10,7 +10,7 @@ export FLAKESEG_DATA
 PYTEST_ARGS ?= -n 2 --dist worksteal --durations=15
 RUN := $(UV) run --frozen
 
-.PHONY: help install bytecode train test test-fast lint format data clean bench bench-train browser reproduce reproduce-quick compare ablation leaderboard fewshot models predict
+.PHONY: help install bytecode train test test-fast lint format data clean bench bench-train browser reproduce reproduce-quick compare ablation leaderboard fewshot models predict optics
 
 help:  ## show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -103,6 +103,9 @@ data:  ## clone the upstream data set into .data/ (needs internet)
 clean:  ## remove run outputs (outputs/*) and caches
 	rm -rf outputs/* .pytest_cache .ruff_cache
 	touch outputs/.gitkeep
+
+optics: install  ## the optics against the labels: MoS2 and graphene setups calibrated, each material predicted from the other's, ~30 s -> docs/results/optics/
+	$(RUN) python benchmarks/optics.py --out docs/results/optics
 
 bench: install  ## inference images/s per backend (eager, channels-last, compile, onnxruntime) -> docs/results/bench_cpu/
 	$(RUN) python benchmarks/bench_predict.py --out docs/results/bench_$(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)

@@ -75,6 +75,18 @@ BAD_INVOCATIONS = [
     (["ablation", "--bogus"], 2, "unrecognized arguments: --bogus"),
     (["sweep-local"], 2, "sweep"),
     (["sweep-local", "missing.yaml"], 1, "missing.yaml: cannot read"),
+    # calibrate: nothing to fit on, the wrong output, images that cannot be read or fitted
+    (["calibrate", "--out", "s.yaml"], 2, "give images to fit the oxide on"),
+    (["calibrate", "img.png", "--out", "s.txt"], 2, "a setup is a .yaml file"),
+    (["calibrate", "nested", "--out", "s.yaml"], 1, "nested: no images in the folder itself"),
+    (["calibrate", "bad.png", "--out", "s.yaml"], 1, "bad.png: not an image"),
+    (["calibrate", "img.png", "--out", "s.yaml"], 1, "the oxide cannot be fitted"),
+    (["calibrate", "--data", "hbn2", "--out", "s.yaml"], 2, "hbn2"),
+    (
+        ["calibrate", "--data", "mos2", "--material", "unobtainium", "--out", "s.yaml"],
+        2,
+        "unobtainium: unknown",
+    ),
     (["evaluate", "mos2"], 2, "--data"),
     (["evaluate", "mos3", "--data", "mos2"], 2, "--model: 'mos3' is neither a shipped model"),
     (["evaluate", "mos2", "--data", "mos2", "--set", "seed=1"], 2, "--set seed=1: only data.KEY=VALUE"),

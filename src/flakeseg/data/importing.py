@@ -87,6 +87,8 @@ def _config_text(labels: ImportedLabels, name: str, root: Path, split: dict, com
             "region_classes": list(labels.names[1:]),
         },
         "split": {"seed": split["seed"], "train": split["train"], "test": split["test"]},
+        # not MoS2's: set it (e.g. material: WSe2) for `flakeseg calibrate --data`
+        "material": None,
     }
     header = [
         f"# {name}: {len(labels.images)} images imported by `{command}`.",

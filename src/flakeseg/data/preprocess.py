@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from flakeseg.data.substrate import normalize_substrate
+from flakeseg.optics.substrate import normalize_substrate
 
 __all__ = ["SUBSTRATE_CHOICES", "prepare_image", "resize_image", "resize_probabilities", "uses_fitted_inputs"]
 
@@ -38,7 +38,7 @@ def resize_probabilities(probs: np.ndarray, height: int, width: int) -> np.ndarr
 
 def prepare_image(image: np.ndarray, scale: float, substrate_normalize: bool) -> np.ndarray:
     """An ``H x W x 3`` uint8 image as the model was trained on: resampled by ``scale``, then, with
-    ``substrate_normalize``, white-balanced against its own substrate (:mod:`flakeseg.data.substrate`)."""
+    ``substrate_normalize``, white-balanced against its own substrate (:mod:`flakeseg.optics.substrate`)."""
     image = resize_image(image, scale)
     return normalize_substrate(image) if substrate_normalize else image
 

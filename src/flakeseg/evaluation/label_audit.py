@@ -1,7 +1,7 @@
 """Labels whose colour contradicts their class: a check of the masks against the data's own contrasts.
 
 Per image, the substrate colour ``b`` is the densest colour of the pixels of the background class
-(:func:`flakeseg.data.substrate.colour_peaks`, as ``benchmarks/optics_check.py`` measures it). Each
+(:func:`flakeseg.optics.substrate.substrate_colour`, as ``flakeseg calibrate`` measures it). Each
 labelled region is a 4-connected region of a flake class in the labels after
 :func:`~flakeseg.evaluation.flake_scores.clean_labels`, of at least ``min_area`` pixels; its contrast
 is the per-channel median ``I / b - 1`` of its pixels, on the channels where the substrate is not
@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from flakeseg.data.substrate import colour_peaks
 from flakeseg.evaluation.flake_scores import clean_labels
+from flakeseg.optics.substrate import substrate_colour
 
 #: a threshold that flags the MoS2 monolayers of 00001 and 00006 (red contrast -0.33 against a
 #: centre near -0.21) and few other regions of MoS2 and graphene (docs/data.md, "Auditing labels")
@@ -70,14 +70,6 @@ class Region:
             "looks_like": self.looks_like,
             "flagged": self.flagged,
         }
-
-
-def substrate_colour(image: np.ndarray, substrate: np.ndarray) -> np.ndarray:
-    """The densest colour of the pixels where ``substrate`` is true (all pixels if none are)."""
-    pixels = image[substrate]
-    if len(pixels) == 0:
-        pixels = image.reshape(-1, 3)
-    return colour_peaks(pixels.reshape(-1, 1, 3), max_peaks=1)[0].colour
 
 
 def measure_regions(

@@ -78,7 +78,7 @@ class ModelCard:
         pixel_size_um: micrometres per pixel of the training images as stored, if known.
         flake_classes: class names reported as flakes (the others are background).
         substrate_normalize: images are white-balanced against their substrate before the network
-            (``data.substrate_normalize``, see :mod:`flakeseg.data.substrate`).
+            (``data.substrate_normalize``, see :mod:`flakeseg.optics.substrate`).
         input_multiple: input sides must be multiples of this (the network's stride).
         inputs: the input features fitted on the training images (fitted substrate choice, GMM
             channels; :class:`~flakeseg.inference.inputs.InputFeatures` as a dict), or ``None``.

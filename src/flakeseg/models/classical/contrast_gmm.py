@@ -28,10 +28,10 @@ import numpy as np
 from scipy.special import logsumexp
 
 from flakeseg.data.classes import IGNORE_INDEX
-from flakeseg.data.substrate import SubstratePrior, estimate_background
 from flakeseg.errors import ConfigError
 from flakeseg.models.classical.base import ClassicalModel, softmax
 from flakeseg.models.registry import register_model
+from flakeseg.optics.substrate import SubstratePrior, estimate_background
 
 PRIORS = ("uniform", "empirical")
 

@@ -34,6 +34,7 @@ __all__ = [
     "estimate_background",
     "fit_substrate_prior",
     "normalize_substrate",
+    "substrate_colour",
 ]
 
 #: the level the substrate is mapped to: flakes up to twice as bright as the substrate stay unclipped
@@ -120,6 +121,14 @@ def colour_peaks(
         if len(peaks) == max_peaks:
             break
     return peaks
+
+
+def substrate_colour(image: np.ndarray, substrate: np.ndarray) -> np.ndarray:
+    """The densest colour of the pixels where ``substrate`` is true (all pixels if none are)."""
+    pixels = image[substrate]
+    if len(pixels) == 0:
+        pixels = image.reshape(-1, 3)
+    return colour_peaks(pixels.reshape(-1, 1, 3), max_peaks=1)[0].colour
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,136 @@
+"""``flakeseg calibrate``: fit a microscope's setup (oxide thickness, camera, tone curve) from its
+images, and write it as a small YAML a lab keeps per microscope and objective.
+
+Unlabelled images fix the oxide thickness (from the bare-substrate colour; each image's densest colour
+is taken as its substrate). The camera's channel sensitivities and its tone curve need one labelled
+material on that microscope (--data: a data config whose masks label monolayers and bilayers, its
+material named by the config's `material` key or --material). How it is fitted:
+flakeseg.optics.calibration; how well it predicts another material: docs/results/optics/.
+
+Examples:
+    flakeseg calibrate --data mos2 --out setup_nikon100x.yaml
+    flakeseg calibrate new_images/ --data mos2 --split train --out setup.yaml
+    flakeseg calibrate new_images/ --out oxide_only.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from flakeseg.errors import ConfigError, DataError, FlakesegError
+from flakeseg.utils.command_line import SET_HELP, ArgumentParser, data_overrides
+
+SPLITS = ("all", "train", "test")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(
+        prog="flakeseg calibrate",
+        description=__doc__.split("\n\n", 1)[0].split(": ", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument(
+        "images", nargs="*", help="unlabelled images, folders or glob patterns of the microscope"
+    )
+    parser.add_argument(
+        "--data", default=None, help="a labelled data config (mos2, graphene, an imported one)"
+    )
+    parser.add_argument(
+        "--split", choices=SPLITS, default="all", help="which of --data's images to fit on (default all)"
+    )
+    parser.add_argument(
+        "--material", default=None, help="the labelled crystal (default: the config's material)"
+    )
+    parser.add_argument("--recursive", action="store_true", help="also the images in sub-folders")
+    parser.add_argument(
+        "--oxide-range",
+        nargs=3,
+        type=float,
+        metavar=("FROM", "TO", "STEP"),
+        default=None,
+        help="oxide thicknesses searched, nm (default 50 350 2)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="the setup file to write (YAML)")
+    parser.add_argument("--set", action="append", default=[], metavar="data.KEY=VALUE", help=SET_HELP)
+    args = parser.parse_args(argv)
+    if not args.images and not args.data:
+        parser.error("give images to fit the oxide on, --data with labels, or both")
+    if args.out.suffix.lower() not in (".yaml", ".yml"):
+        parser.error(f"--out {args.out}: a setup is a .yaml file")
+    if args.out.is_dir():
+        parser.error(f"--out {args.out}: is a folder; name the setup file, e.g. {args.out / 'setup.yaml'}")
+    if args.set and not args.data:
+        parser.error("--set changes --data's config: give --data")
+    try:
+        import numpy as np
+        from rich.progress import Progress
+
+        from flakeseg.data.io import image_problem, read_image
+        from flakeseg.optics.calibration import OXIDE_RANGE_NM, calibrate, contrast_errors
+        from flakeseg.optics.materials import material as find_material
+        from flakeseg.optics.substrate import substrate_colour
+        from flakeseg.screening.inputs import collect_inputs
+
+        oxide_range = tuple(args.oxide_range) if args.oxide_range else OXIDE_RANGE_NM
+        files, problems = collect_inputs(args.images, recursive=args.recursive)
+        problems += [problem for problem in map(image_problem, files) if problem]
+        if problems:
+            raise DataError(problems[0])
+        substrates = [
+            substrate_colour(image, np.ones(image.shape[:2], bool)) for image in map(read_image, files)
+        ]
+        labelled, material = [], args.material
+        if args.data:
+            from flakeseg.data.contrasts import measure_labelled
+            from flakeseg.utils.config_files import compose_data_config
+
+            data_cfg = compose_data_config(args.data, data_overrides(args.set))
+            material = material or data_cfg.get("material")
+            if not material:
+                raise ConfigError(f"--data {args.data}: the config names no material; give --material")
+            find_material(material)  # an unknown material is one line before any image is read
+            ids = None if args.split == "all" else list(data_cfg["split"][args.split])
+            labelled = measure_labelled(data_cfg, ids, progress=sys.stderr.isatty())
+        with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("fitting camera x tone curve", total=None)
+            setup = calibrate(
+                np.array(substrates, dtype=float).reshape(-1, 3),
+                material,
+                labelled,
+                oxide_range=oxide_range,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        setup.save(args.out)
+    except FlakesegError as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+
+    fitted = setup.fitted_on
+    print(
+        f"oxide {setup.oxide_nm:g} nm, camera {setup.camera}, gamma {setup.gamma:g}, "
+        f"shoulder {setup.shoulder if setup.shoulder is not None else 'none'} "
+        f"({fitted['images']} images, {fitted['labelled_images']} labelled)"
+    )
+    if labelled:
+        errors = contrast_errors(setup, material, [m for m in labelled if m.layers])
+        error = float(np.nanmean(np.abs(errors)))
+        print(f"{material}: mean |predicted - measured| contrast {error:.3f} (R, G, B pooled)")
+        for count in sorted({n for m in labelled for n in m.layers}):
+            images = [m for m in labelled if count in m.layers]
+            predicted = setup.contrast(material, count, np.stack([m.substrate for m in images]))
+            measured = np.stack([m.layers[count] for m in images])
+            layers = f"{count} layer{'s' if count > 1 else ''}"
+            print(
+                f"  {layers}: predicted {_fmt(np.nanmedian(predicted, axis=0))}, "
+                f"measured {_fmt(np.nanmedian(measured, axis=0))} (median of {len(images)} images)"
+            )
+    print(f"-> {args.out}")
+    return 0
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:+.3f}" for v in values) + ")"

@@ -1,0 +1,53 @@
+"""What a labelled data set says about flake colour: per image, the substrate colour and the median
+contrast of each layer class (:func:`flakeseg.optics.calibration.measure_contrast`), the input of
+``flakeseg calibrate`` and of the optics validation (``make optics``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from flakeseg.data.catalog import FlakeImages, load_dataset
+from flakeseg.data.io import read_mask
+from flakeseg.errors import ConfigError
+from flakeseg.optics.calibration import ImageContrast, measure_contrast
+
+__all__ = ["LAYER_COUNTS", "layer_classes", "measure_labelled", "substrate_masks"]
+
+#: class names that are a known number of layers
+LAYER_COUNTS = {"monolayer": 1, "bilayer": 2, "trilayer": 3}
+
+
+def layer_classes(names: Iterable[str]) -> dict[int, int]:
+    """Class index -> layer count, for the classes named like :data:`LAYER_COUNTS`."""
+    return {i: LAYER_COUNTS[n] for i, n in enumerate(names) if n in LAYER_COUNTS}
+
+
+def substrate_masks(data: FlakeImages) -> list[np.ndarray]:
+    """Per image, the pixels of the bare substrate: the first raw label value of the background class
+    (MoS2: 0, not 3 = thick flakes, which share the class)."""
+    value = data.scheme.label_values[0][0]
+    return [read_mask(pair.mask_path) == value for pair in data.pairs]
+
+
+def measure_labelled(
+    data_cfg: Mapping[str, Any], ids: Iterable[str] | None = None, progress: bool = False
+) -> list[ImageContrast]:
+    """Substrate colour and per-layer contrasts of the labelled images (all, or ``ids``), as stored
+    (no resampling, no white balance)."""
+    cfg = {**dict(data_cfg), "scale": 1.0, "substrate_normalize": False}
+    data = load_dataset(cfg, ids=ids, progress=progress)
+    layers = layer_classes(data.scheme.names)
+    if not layers:
+        raise ConfigError(
+            f"data.classes.names: no layer class among {list(data.scheme.names)} "
+            f"(known: {', '.join(LAYER_COUNTS)})"
+        )
+    return [
+        measure_contrast(image_id, image, {count: mask == cls for cls, count in layers.items()}, substrate)
+        for image_id, image, mask, substrate in zip(
+            data.ids, data.images, data.masks, substrate_masks(data), strict=True
+        )
+    ]
