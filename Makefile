@@ -104,7 +104,7 @@ clean:  ## remove run outputs (outputs/*) and caches
 	rm -rf outputs/* .pytest_cache .ruff_cache
 	touch outputs/.gitkeep
 
-optics: install  ## the optics against the labels: MoS2 and graphene setups calibrated, each material predicted from the other's, ~30 s -> docs/results/optics/
+optics: install  ## the optics against the labels: MoS2 and graphene setups calibrated, each material predicted and screened (zero labels) from the other's, ~1 min -> docs/results/optics/
 	$(RUN) python benchmarks/optics.py --out docs/results/optics
 
 bench: install  ## inference images/s per backend (eager, channels-last, compile, onnxruntime) -> docs/results/bench_cpu/

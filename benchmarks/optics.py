@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"**{'met' if met else 'missed'}**"
                 )
                 entry["target_met"] = met
+    zero_rows, report["zero_labels"] = zero_label_screening(cfgs, material, setups)
     elapsed = time.perf_counter() - started
     table = "\n".join(
         [
@@ -204,6 +205,21 @@ def main(argv: list[str] | None = None) -> int:
         "",
         table,
         "",
+        "## Zero labels: `flakeseg predict --material`",
+        "",
+        "Every image of each data set screened by the optics alone (`model=optics`, its defaults; the "
+        "oxide fitted on each image's substrate colour within 40 nm of the setup's), scored like any model "
+        "(flakes as `predict` lists them, >= 100 px and confidence >= 0.5; matched at IoU >= 0.5; "
+        "device-sized: >= 600 px). Zero labels: each material screened with the setup calibrated on the "
+        "*other* one's training labels; the same-material rows (training images, own setup) are where "
+        "the model's defaults were chosen. Beside them, the contrast GMM fitted on every training label "
+        "(`make leaderboard`, CV, protocol paper).",
+        "",
+        "| screened | setup from | images | monolayer P / R / F1 (device) | bilayer P / R / F1 (device) | "
+        "monolayer F1 (>= 100 px) | s per image |",
+        "|---|---|---|---|---|---|---|",
+        *zero_rows,
+        "",
         "![substrate colour against oxide thickness](substrate_vs_oxide.png)",
         "",
         "![colour against layer count](layers.png)",
@@ -213,6 +229,79 @@ def main(argv: list[str] | None = None) -> int:
     ]
     (args.out / "optics.md").write_text("\n".join(page))
     return 0
+
+
+def zero_label_screening(cfgs: dict, material: dict, setups: dict) -> tuple[list[str], list[dict]]:
+    """Flake scores of the optics model on every image of each data set, with the other material's
+    setup (zero labels) and, for reference, its own setup on its training images."""
+    from flakeseg.data.catalog import load_dataset
+    from flakeseg.evaluation.flake_scores import FlakeScores
+    from flakeseg.models.classical.optics_layers import OpticsLayers
+
+    rows, entries = [], []
+    gmm = leaderboard_gmm()
+    for name in DATASETS:
+        cfg = {**cfgs[name], "scale": 1.0, "substrate_normalize": False}
+        data = load_dataset(cfg, progress=False)
+        other = next(n for n in DATASETS if n != name)
+        for setup_from, ids in ((other, data.ids), (name, list(cfgs[name]["split"]["train"]))):
+            model = OpticsLayers(
+                len(data.scheme.names), material=material[name], setup=setups[setup_from].to_dict()
+            )
+            flake = [i for i, n in enumerate(data.scheme.names) if n in LAYERS.values()]
+            scores = FlakeScores(list(data.scheme.names), flake, min_area=100, min_confidence=0.5)
+            started = time.perf_counter()
+            chosen = set(ids)
+            count = 0
+            for image_id, image, mask in zip(data.ids, data.images, data.masks, strict=True):
+                if image_id in chosen:
+                    scores.update(model.predict_proba(image), mask)
+                    count += 1
+            seconds = (time.perf_counter() - started) / max(count, 1)
+            result = scores.compute("zero")
+            cell = {
+                layer: tuple(result[f"zero/flake_{k}_{layer}_device"] for k in ("precision", "recall", "f1"))
+                for layer in LAYERS.values()
+            }
+            what = "all" if setup_from == other else "training"
+            source = f"{setup_from} (zero labels)" if setup_from == other else setup_from
+            rows.append(
+                f"| {name} | {source} | {what} ({count}) | "
+                + " | ".join("{:.2f} / {:.2f} / {:.2f}".format(*cell[layer]) for layer in LAYERS.values())
+                + f" | {result['zero/flake_f1_monolayer']:.2f} | {seconds:.2f} |"
+            )
+            entries.append(
+                {
+                    "screened": name,
+                    "setup_from": setup_from,
+                    "images": what,
+                    "count": count,
+                    "seconds_per_image": round(seconds, 3),
+                    **{k.removeprefix("zero/"): v for k, v in result.items() if "_iou25" not in k},
+                }
+            )
+        if gmm.get(name):
+            mono, bi = gmm[name]
+            rows.append(
+                f"| {name} | contrast GMM, every training label (CV) | training | - / - / {mono:.2f} | "
+                f"- / - / {bi:.2f} | | |"
+            )
+    return rows, entries
+
+
+def leaderboard_gmm() -> dict[str, tuple[float, float]]:
+    """The fitted contrast GMM's CV device-sized flake F1 (monolayer, bilayer) from the committed
+    leaderboard (protocol paper), where it is there."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "results" / "leaderboard_cpu" / "leaderboard.json"
+    if not path.is_file():
+        return {}
+    board = json.loads(path.read_text())
+    out = {}
+    for name in DATASETS:
+        row = board.get(name, {}).get("paper", {}).get("contrast_gmm", {})
+        if "cv/flake_f1_monolayer_device" in row:
+            out[name] = (row["cv/flake_f1_monolayer_device"], row["cv/flake_f1_bilayer_device"])
+    return out
 
 
 def plots(out: Path, setups: dict, material: dict, train: dict, scatter: dict) -> None:

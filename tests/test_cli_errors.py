@@ -75,6 +75,26 @@ BAD_INVOCATIONS = [
     (["ablation", "--bogus"], 2, "unrecognized arguments: --bogus"),
     (["sweep-local"], 2, "sweep"),
     (["sweep-local", "missing.yaml"], 1, "missing.yaml: cannot read"),
+    # predict --material: one model only, its own options, a known crystal
+    (
+        ["predict", "--model", "mos2", "--material", "MoS2", "img.png", "--out", "out"],
+        2,
+        "--model and --material",
+    ),
+    (
+        ["predict", "model.ckpt", "img.png", "--material", "MoS2", "--out", "out"],
+        2,
+        "model.ckpt and --material",
+    ),
+    (["predict", "--model", "mos2", "img.png", "--oxide", "90", "--out", "out"], 2, "go with --material"),
+    (["predict", "--material", "unobtainium", "img.png", "--out", "out"], 2, "material unobtainium: unknown"),
+    (["predict", "--material", "MoS2", "img.png", "--oxide", "-5", "--out", "out"], 2, "--oxide: a SiO2"),
+    (
+        ["predict", "--material", "MoS2", "img.png", "--setup", "no.yaml", "--out", "out"],
+        1,
+        "no.yaml: setup file",
+    ),
+    (["predict", "--material", "MoS2", "img.png", "--tta", "--out", "out"], 2, "--tta and --temperature"),
     # calibrate: nothing to fit on, the wrong output, images that cannot be read or fitted
     (["calibrate", "--out", "s.yaml"], 2, "give images to fit the oxide on"),
     (["calibrate", "img.png", "--out", "s.txt"], 2, "a setup is a .yaml file"),

@@ -117,6 +117,11 @@ class TestContrastGmm(ClassicalContract):
     name = "contrast_gmm"
 
 
+class TestOptics(ClassicalContract):
+    name = "optics"
+    small: ClassVar[dict[str, Any]] = {"material": "MoS2"}  # the config reads ${data.material}
+
+
 class TestConstant(ClassicalContract):
     name = "constant"
 

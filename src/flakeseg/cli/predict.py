@@ -47,7 +47,8 @@ def build_parser(
             "  flakeseg predict model.onnx 'scans/**/*.tif' --out s2 --min-area 300 --min-confidence 0.8\n"
             "  flakeseg predict final.ckpt img.jpg --out s3 --pixel-size 0.1 --model-pixel-size 0.05\n"
             "  flakeseg predict --model hbn.ckpt new/ --out s4 --coco s4/flakes.json   (correct in CVAT)\n"
-            "  flakeseg predict --model graphene new/ --out s5 --top 10 --min-area-um2 50\n\n"
+            "  flakeseg predict --model graphene new/ --out s5 --top 10 --min-area-um2 50\n"
+            "  flakeseg predict --material WSe2 --setup setup.yaml new/ --out s6   (zero labels: optics)\n\n"
             "Exit status: 0 when every input was screened, 1 when an input was skipped (each named in\n"
             "one line) or nothing could be screened."
         ),
@@ -65,6 +66,22 @@ def build_parser(
         "--model",
         default=None,
         help="a model shipped in the package (mos2, graphene) or a model file, instead of CHECKPOINT",
+    )
+    parser.add_argument(
+        "--material",
+        default=None,
+        help="no trained model: layer counts of this crystal from thin-film optics (MoS2, graphene, WSe2, "
+        "hBN...; docs/optics.md), zero labels; instead of CHECKPOINT or --model",
+    )
+    parser.add_argument(
+        "--setup",
+        type=Path,
+        default=None,
+        help="with --material: the microscope's setup from `flakeseg calibrate` (default: the paper's "
+        "microscope, calibrated on its MoS2 training labels, the oxide fitted on each image)",
+    )
+    parser.add_argument(
+        "--oxide", type=float, default=None, help="with --material: the SiO2 thickness in nm (fixes it)"
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (created; reruns continue it)")
     parser.add_argument(
@@ -165,6 +182,57 @@ def _model_hint() -> str:
     return f"--model {names[0]}" + (f" (or {', '.join(names[1:])})" if names[1:] else "")
 
 
+#: what a file named as the model ends with (a model given together with --material is refused)
+MODEL_SUFFIXES = (".ckpt", ".onnx", ".pt", ".pth")
+
+
+def choose_model(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, inputs: str, example: str
+) -> list[str]:
+    """Which model screens: ``args.checkpoint`` (a file, a shipped model's file, or ``None`` with
+    ``--material``) and the positionals that are inputs, which it returns. Exactly one of the
+    CHECKPOINT positional, ``--model`` and ``--material``; every mistake is one line (``inputs``: what
+    the positionals hold, for the messages; ``example``: a command line that works)."""
+    from flakeseg.inference.model_files import checkpoint_problem
+    from flakeseg.inference.shipped import resolve_model
+
+    if args.material is None and (args.setup is not None or args.oxide is not None):
+        parser.error("--setup and --oxide go with --material (a trained model knows its colours)")
+    if args.material is not None:
+        if args.model is not None:
+            parser.error("--model and --material: give one (a trained model, or the optics with zero labels)")
+        if args.paths and Path(args.paths[0]).suffix.lower() in MODEL_SUFFIXES:
+            parser.error(f"{args.paths[0]} and --material: give one (a trained model, or the optics)")
+        if args.oxide is not None and not 0 < args.oxide <= 2000:
+            parser.error(f"--oxide: a SiO2 thickness in nm, in (0, 2000], got {args.oxide:g}")
+        if args.setup is not None and not args.setup.is_file():
+            raise DataError(f"{args.setup}: setup file not found (flakeseg calibrate writes one)")
+        from flakeseg.optics.materials import material
+
+        try:
+            material(args.material)  # an unknown material: one line naming close ones
+        except ConfigError as exc:
+            parser.error(str(exc))
+        args.checkpoint = None
+        return list(args.paths)
+    if args.model is not None:  # every positional is an input
+        try:
+            args.checkpoint = resolve_model(args.model)
+        except ConfigError as exc:  # no such shipped model nor file: a usage mistake
+            parser.error(str(exc))
+        found = list(args.paths)
+    elif not args.paths:
+        parser.error(f"no model and no {inputs} given; e.g. {example}")
+    else:
+        args.checkpoint, found = Path(args.paths[0]), list(args.paths[1:])
+    problem = checkpoint_problem(args.checkpoint)
+    if problem is not None and args.model is None and problem.endswith("an image, not a model"):
+        parser.error(f"{problem}; did you mean {_model_hint()}?")  # the model was forgotten
+    if problem is not None:
+        raise DataError(problem)
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -172,26 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # the model file and the inputs are checked before torch loads: a slip is answered at once
         from flakeseg.data.io import image_problem
-        from flakeseg.inference.model_files import checkpoint_problem
-        from flakeseg.inference.shipped import resolve_model
         from flakeseg.screening.inputs import collect_inputs
 
-        if args.model is not None:  # every positional is an input
-            try:
-                args.checkpoint, args.inputs = resolve_model(args.model), list(args.paths)
-            except ConfigError as exc:  # no such shipped model nor file: a usage mistake
-                parser.error(str(exc))
-        elif not args.paths:
-            parser.error(
-                f"no model and no images given; e.g. flakeseg predict {_model_hint()} IMAGES --out DIR"
-            )
-        else:
-            args.checkpoint, args.inputs = Path(args.paths[0]), list(args.paths[1:])
-        problem = checkpoint_problem(args.checkpoint)
-        if problem is not None and args.model is None and problem.endswith("an image, not a model"):
-            parser.error(f"{problem}; did you mean {_model_hint()}?")  # the model was forgotten
-        if problem is not None:
-            raise DataError(problem)
+        example = f"flakeseg predict {_model_hint()} IMAGES --out DIR"
+        args.inputs = choose_model(args, parser, "images", example)
         if not args.inputs:
             parser.error("no images given: name image files, folders or glob patterns after the model")
         paths, problems = collect_inputs(args.inputs, exclude=args.out, recursive=args.recursive)

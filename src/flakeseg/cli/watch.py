@@ -11,9 +11,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from flakeseg.cli.predict import _model_hint
+from flakeseg.cli.predict import _model_hint, choose_model
 from flakeseg.cli.predict import build_parser as predict_parser
-from flakeseg.errors import ConfigError, DataError, FlakesegError, UsageError
+from flakeseg.errors import DataError, FlakesegError, UsageError
 
 __all__ = ["build_parser", "main"]
 
@@ -79,25 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--idle-exit: must be > 0, got {args.idle_exit}")
     try:
         # the model file and the folder are checked before torch loads: a slip is answered at once
-        from flakeseg.inference.model_files import checkpoint_problem
-        from flakeseg.inference.shipped import resolve_model
-
-        if args.model is not None:  # the positional is the folder
-            try:
-                args.checkpoint, folders = resolve_model(args.model), list(args.paths)
-            except ConfigError as exc:  # no such shipped model nor file: a usage mistake
-                parser.error(str(exc))
-        elif not args.paths:
-            parser.error(
-                f"no model and no folder given; e.g. flakeseg watch {_model_hint()} FOLDER --out OUT"
-            )
-        else:
-            args.checkpoint, folders = Path(args.paths[0]), list(args.paths[1:])
-        problem = checkpoint_problem(args.checkpoint)
-        if problem is not None and args.model is None and problem.endswith("an image, not a model"):
-            parser.error(f"{problem}; did you mean {_model_hint()}?")  # the model was forgotten
-        if problem is not None:
-            raise DataError(problem)
+        example = f"flakeseg watch {_model_hint()} FOLDER --out OUT"
+        folders = choose_model(args, parser, "folder", example)
         if len(folders) != 1:
             parser.error(f"give one folder to watch, got {len(folders)}: {' '.join(folders) or 'none'}")
         folder = Path(folders[0])

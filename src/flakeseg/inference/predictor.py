@@ -40,6 +40,7 @@ __all__ = [
     "class_indices",
     "load_card",
     "load_predictor",
+    "optics_predictor",
     "resolve_device",
 ]
 
@@ -282,6 +283,48 @@ def load_predictor(
     if not target.exists():
         export_onnx(net, card, target)
     return Predictor(OnnxBackend(target, threads), load_onnx_card(target), **options)
+
+
+#: the classes the optics model reports (index n: n layers), as the shipped models do
+OPTICS_CLASSES = ("other", "monolayer", "bilayer")
+
+
+def optics_predictor(
+    material: str, setup: Any = None, oxide_nm: float | None = None, **options: Any
+) -> Predictor:
+    """A :class:`Predictor` with no trained model: the layer counts of ``material`` from thin-film
+    optics (:class:`~flakeseg.models.classical.optics_layers.OpticsLayers`), zero labels.
+
+    Args:
+        material: the crystal (:func:`~flakeseg.optics.materials.material`'s names).
+        setup: a :class:`~flakeseg.optics.calibration.Setup`, a setup file, or ``None``: the paper's
+            microscope (:func:`~flakeseg.optics.calibration.shipped_setup`), the oxide then fitted on
+            each image's substrate colour unless ``oxide_nm`` is given.
+        oxide_nm: fixes the oxide thickness.
+        options: :class:`Predictor` options (``tile``, ``overlap``, ``scale``...; no TTA).
+    """
+    from flakeseg.models.classical.optics_layers import OpticsLayers
+    from flakeseg.optics.calibration import Setup, shipped_setup
+
+    if setup is None:
+        chosen, fit_per_image = shipped_setup(), oxide_nm is None
+    else:
+        chosen = setup if isinstance(setup, Setup) else Setup.load(setup)
+        fit_per_image = False
+    fixed = oxide_nm if oxide_nm is not None else (None if fit_per_image else chosen.oxide_nm)
+    model = OpticsLayers(len(OPTICS_CLASSES), material=material, setup=chosen.to_dict(), oxide_nm=fixed)
+    card = ModelCard(
+        model=model.config,
+        class_names=list(OPTICS_CLASSES),
+        class_colors=["#000000", "#1f5fff", "#20c020"],
+        mean=[0.5] * 3,
+        std=[0.25] * 3,
+        flake_classes=list(OPTICS_CLASSES[1:]),
+        data=f"zero labels: {material} by thin-film optics",
+        source=f"optics:{material}",
+    )
+    options = {k: v for k, v in options.items() if k not in ("tta", "temperature") or v not in (False, 1.0)}
+    return Predictor(ClassicalBackend(model), card, **options)
 
 
 def load_card(path: Path | str) -> ModelCard:

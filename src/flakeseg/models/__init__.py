@@ -6,7 +6,7 @@ Networks: ``unet_paper`` (the paper's U-Net), ``unet_norm`` (with normalisation)
 """
 
 from flakeseg.models import pixel_cnn, smp_models, unet_norm, unet_paper  # noqa: F401  (register the networks)
-from flakeseg.models.classical import bovw, constant, contrast_gmm  # noqa: F401  (register the classical models)
+from flakeseg.models.classical import bovw, constant, contrast_gmm, optics_layers  # noqa: F401  (register the classical models)
 from flakeseg.models.registry import available_models, build_model, is_classical, model_kind, register_model
 from flakeseg.models.unet_paper import PaperUNet
 

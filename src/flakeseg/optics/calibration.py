@@ -50,6 +50,7 @@ __all__ = [
     "calibrate",
     "fit_oxide",
     "measure_contrast",
+    "shipped_setup",
 ]
 
 #: the wavelengths spectra are integrated on, nm (5 nm steps over the camera band)
@@ -277,6 +278,21 @@ class Setup:
         if not isinstance(values, Mapping):
             raise DataError(f"{path}: not a setup file (YAML written by flakeseg calibrate)")
         return cls.from_dict(values, source=str(path))
+
+
+#: setups that come with the package (``<name>.yaml`` here)
+SHIPPED_DIR = Path(__file__).parent / "setups"
+#: the paper's microscope (Saito et al. 2019), calibrated on the MoS2 training images and labels
+DEFAULT_SETUP = "paper_mos2"
+
+
+def shipped_setup(name: str = DEFAULT_SETUP) -> Setup:
+    """A setup shipped with the package, by name (``paper_mos2``, ``paper_graphene``)."""
+    path = SHIPPED_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml"))
+        raise ConfigError(f"setup {name}: not shipped (shipped: {', '.join(known) or 'none'})")
+    return Setup.load(path)
 
 
 def _oxide_grid(oxide_range: tuple[float, float, float]) -> np.ndarray:

@@ -31,7 +31,7 @@ from flakeseg.data.io import read_image
 from flakeseg.errors import ConfigError, DataError, FlakesegError, UsageError
 from flakeseg.evaluation.flakes import FLAKE_COLUMNS, find_flakes, rounded_row
 from flakeseg.evaluation.postprocess import Postprocess
-from flakeseg.inference.predictor import Predictor, class_indices, load_predictor
+from flakeseg.inference.predictor import Predictor, class_indices, load_predictor, optics_predictor
 from flakeseg.screening.html_report import DEFAULT_TOP, ReportOptions, render_report
 from flakeseg.screening.inputs import IMAGE_SUFFIXES, collect_inputs
 from flakeseg.screening.overlay import draw_overlay, flake_crop_uri, probability_map, thumbnail_data_uri
@@ -353,16 +353,26 @@ def prepare(args: argparse.Namespace) -> tuple[Predictor, ScreenSettings, dict[s
         raise ConfigError(f"--top: must be >= 0, got {top}")
     if min_area_um2 is not None and not min_area_um2 >= 0:
         raise ConfigError(f"--min-area-um2: must be >= 0, got {min_area_um2}")
-    sha = file_sha256(args.checkpoint) if args.checkpoint.is_file() else ""
     options = {"tile": args.tile, "overlap": args.overlap, "tta": args.tta, "temperature": args.temperature}
-    predictor = load_predictor(
-        args.checkpoint,
-        backend=args.backend,
-        onnx_path=args.out / f"model-{sha[:12]}.onnx",
-        threads=args.threads,
-        device=args.device,
-        **options,
-    )
+    if getattr(args, "material", None) is not None:  # zero labels: the optics, no checkpoint
+        if args.tta or args.temperature != 1.0:
+            raise UsageError("--tta and --temperature are for trained networks, not --material")
+        predictor = optics_predictor(
+            args.material, args.setup, args.oxide, tile=args.tile, overlap=args.overlap
+        )
+        # the model's whole config (material, setup, oxide) is what a rerun must match
+        sha = hashlib.sha256(json.dumps(predictor.card.model, sort_keys=True).encode()).hexdigest()
+        args.checkpoint = Path(predictor.card.source)
+    else:
+        sha = file_sha256(args.checkpoint) if args.checkpoint.is_file() else ""
+        predictor = load_predictor(
+            args.checkpoint,
+            backend=args.backend,
+            onnx_path=args.out / f"model-{sha[:12]}.onnx",
+            threads=args.threads,
+            device=args.device,
+            **options,
+        )
     scale, model_px = resolve_scale(args, predictor.card.pixel_size_um)
     predictor.scale = scale
     pixel_size, pixel_source = resolve_pixel_size(args, scale, model_px)
@@ -394,7 +404,9 @@ def prepare(args: argparse.Namespace) -> tuple[Predictor, ScreenSettings, dict[s
         # report settings: how the page presents the run, not part of the signature
         "top": top,
         "min_area_um2": min_area_um2,
-        "model": f"{predictor.card.model.get('name')} trained on {predictor.card.data or '?'}",
+        "model": predictor.card.data
+        if getattr(args, "material", None)
+        else f"{predictor.card.model.get('name')} trained on {predictor.card.data or '?'}",
         "classes": ", ".join(predictor.card.class_names),
         "resample (training scale x --scale)": round(predictor.resample, 4),
         "inputs": " ".join(args.inputs),
