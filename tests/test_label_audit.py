@@ -80,6 +80,10 @@ def test_mos2_monolayers_of_00001_and_00006_are_flagged(data_root: Path, tmp_pat
     big = [r for r in rows if r["image_id"] in ("00001", "00006") and r["class"] == "monolayer"]
     biggest = max(big, key=lambda r: int(r["area_px"]))
     assert biggest["flagged"] == "True" and biggest["looks_like"] == "bilayer"
+    # the optics (the shipped paper_mos2 setup) flags the same two images' monolayers, and no other's
+    by_optics = {(r["image_id"], r["class"]) for r in rows if r["optics_flagged"] == "True"}
+    assert {("00001", "monolayer"), ("00006", "monolayer")} <= by_optics
+    assert {image for image, _ in by_optics} == {"00001", "00006"}
     # few others: outside those two images, at most a handful of the ~100 regions
     assert sum(r["flagged"] == "True" and r["image_id"] not in ("00001", "00006") for r in rows) <= 6
     assert "<img" in (tmp_path / "audit.html").read_text()
@@ -95,3 +99,26 @@ def test_threshold_default_agrees_and_help_imports_no_torch() -> None:
     assert cli.DEFAULT_THRESHOLD == label_audit.DEFAULT_THRESHOLD
     code = "import sys; import flakeseg.cli.audit_labels; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_optics_flags_a_region_whose_contrast_is_another_layer_count() -> None:
+    """Regions rendered by a setup's optics: the labelled monolayer that is really a bilayer is
+    flagged by the optics (off by about 90 %) and named 2 layers; the true ones are not flagged."""
+    from flakeseg.optics.calibration import shipped_setup
+
+    setup = shipped_setup()
+    substrate = np.array([176.0, 151.0, 207.0])
+    colours = setup.colours("MoS2", [0, 1, 2], substrate)[0]
+    image = np.broadcast_to(np.round(colours[0]), (100, 160, 3)).astype(np.uint8).copy()
+    mask = np.zeros((100, 160), np.uint8)
+    image[10:40, 10:60], mask[10:40, 10:60] = np.round(colours[1]), 1  # a monolayer
+    image[50:90, 10:60], mask[50:90, 10:60] = np.round(colours[2]), 2  # a bilayer
+    image[30:70, 90:140], mask[30:70, 90:140] = np.round(colours[2]), 1  # a bilayer labelled monolayer
+    regions, _ = audit_labels(["x"], [image], [mask], {1: "monolayer", 2: "bilayer"})
+    label_audit.optics_verdicts(regions, setup, "MoS2", {1: 1, 2: 2})
+    verdicts = {(r.class_name, r.bbox[0]): (r.optics_flagged, r.optics_layers) for r in regions}
+    assert verdicts == {
+        ("monolayer", 10): (False, 1),
+        ("bilayer", 10): (False, 2),
+        ("monolayer", 90): (True, 2),
+    }

@@ -25,6 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from flakeseg.evaluation.flake_scores import clean_labels
+from flakeseg.optics.calibration import RELATIVE_FLOOR, Setup
 from flakeseg.optics.substrate import substrate_colour
 
 #: a threshold that flags the MoS2 monolayers of 00001 and 00006 (red contrast -0.33 against a
@@ -35,6 +36,9 @@ CLIP = 250.0
 SIGMA_FLOOR = 0.01
 MAD_TO_SIGMA = 1.4826
 DOMINANT_SHARE = 0.5
+#: the optics flags a region whose contrast is off its labelled layer count's prediction by more than
+#: this share: the optics' own error across materials is 5-39 % (docs/results/optics/)
+OPTICS_TOLERANCE = 0.5
 
 
 @dataclass
@@ -53,6 +57,9 @@ class Region:
     z: float = float("nan")
     looks_like: str = ""
     flagged: bool = False
+    optics_layers: int | None = None  # the layer count the optics predicts nearest (None: not asked)
+    optics_error: float = float("nan")  # relative to the optics' contrast of the labelled layer count
+    optics_flagged: bool = False
 
     def row(self) -> dict[str, object]:
         def fmt(values: np.ndarray) -> str:
@@ -69,6 +76,9 @@ class Region:
             "z": round(self.z, 2) if np.isfinite(self.z) else "nan",
             "looks_like": self.looks_like,
             "flagged": self.flagged,
+            "optics_layers": "" if self.optics_layers is None else self.optics_layers,
+            "optics_error": round(self.optics_error, 2) if np.isfinite(self.optics_error) else "",
+            "optics_flagged": self.optics_flagged,
         }
 
 
@@ -172,6 +182,40 @@ def score_regions(
             if distance < best_distance:
                 best, best_distance = name, distance
         region.looks_like = best
+
+
+def optics_verdicts(
+    regions: Sequence[Region],
+    setup: Setup,
+    material: str,
+    layers_of_class: Mapping[int, int],
+    tolerance: float = OPTICS_TOLERANCE,
+    max_layers: int = 6,
+) -> None:
+    """The optics' verdict on each region (in place): ``optics_error``, the relative difference
+    between its contrast and the contrast ``setup`` predicts for its labelled layer count on its
+    substrate, in the prediction's dominant channels (:func:`dominant_channels`); ``optics_flagged``
+    above ``tolerance``; ``optics_layers``, the layer count (0: bare substrate, up to ``max_layers``)
+    predicted nearest, relative to each prediction's size."""
+    counts = list(range(max_layers + 1))
+    for region in regions:
+        labelled = layers_of_class.get(region.cls)
+        predicted = np.stack(
+            [np.zeros(3)] + [setup.contrast(material, n, region.substrate[None])[0] for n in counts[1:]]
+        )
+        usable = np.isfinite(region.contrast) & np.isfinite(predicted).all(axis=0)
+        if labelled is None or not usable.any():
+            continue
+        scale = np.maximum(np.abs(predicted[:, usable]), RELATIVE_FLOOR)
+        distance = np.sqrt((((region.contrast[usable] - predicted[:, usable]) / scale) ** 2).sum(axis=1))
+        region.optics_layers = int(counts[int(np.argmin(distance))])
+        expected = predicted[labelled]
+        dominant = dominant_channels(np.where(usable, expected, np.nan)) & usable
+        relative = np.abs(region.contrast[dominant] - expected[dominant]) / np.maximum(
+            np.abs(expected[dominant]), RELATIVE_FLOOR
+        )
+        region.optics_error = float(relative.max())
+        region.optics_flagged = region.optics_error > tolerance
 
 
 def audit_labels(
