@@ -86,7 +86,7 @@ BAD_INVOCATIONS = [
         2,
         "model.ckpt and --material",
     ),
-    (["predict", "--model", "mos2", "img.png", "--oxide", "90", "--out", "out"], 2, "go with --material"),
+    (["predict", "--model", "mos2", "img.png", "--oxide", "90", "--out", "out"], 2, "goes with --material"),
     (["predict", "--material", "unobtainium", "img.png", "--out", "out"], 2, "material unobtainium: unknown"),
     (["predict", "--material", "MoS2", "img.png", "--oxide", "-5", "--out", "out"], 2, "--oxide: a SiO2"),
     (

@@ -93,7 +93,9 @@ def test_predict_writes_every_output_and_never_touches_inputs(checkpoint, images
             c: sum(f["class_name"] == c for f in record["flakes"]) for c in card.flake_classes
         }
     rows = _rows(out / "flakes.csv")
-    assert list(rows[0]) == ["image", "source", *FLAKE_COLUMNS]
+    # a model of the mos2 data: its images are checked against the shipped paper_mos2 setup
+    assert list(rows[0]) == ["image", "source", *FLAKE_COLUMNS, "setup_ok"]
+    assert {row["setup_ok"] for row in rows} == {"True"}  # the paper's own MoS2 images pass
     records = [json.loads((out / "records" / f"{n}.json").read_text()) for n in names]
     assert len(rows) == sum(len(r["flakes"]) for r in records) > 0
     for row in rows:

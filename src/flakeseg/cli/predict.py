@@ -77,8 +77,15 @@ def build_parser(
         "--setup",
         type=Path,
         default=None,
-        help="with --material: the microscope's setup from `flakeseg calibrate` (default: the paper's "
-        "microscope, calibrated on its MoS2 training labels, the oxide fitted on each image)",
+        help="the microscope's setup from `flakeseg calibrate`: with --material the optics runs on it "
+        "(default: the paper's microscope, calibrated on its MoS2 training labels, the oxide fitted on "
+        "each image); with a model, the setup check compares each image's substrate colour with its "
+        "images (default: the shipped paper_<data> setup of the model's training data, if any)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="withhold the candidates of images the setup check flags (they still get a line and an overlay)",
     )
     parser.add_argument(
         "--oxide", type=float, default=None, help="with --material: the SiO2 thickness in nm (fixes it)"
@@ -196,8 +203,10 @@ def choose_model(
     from flakeseg.inference.model_files import checkpoint_problem
     from flakeseg.inference.shipped import resolve_model
 
-    if args.material is None and (args.setup is not None or args.oxide is not None):
-        parser.error("--setup and --oxide go with --material (a trained model knows its colours)")
+    if args.material is None and args.oxide is not None:
+        parser.error("--oxide goes with --material (a trained model knows its colours)")
+    if args.setup is not None and not args.setup.is_file():
+        raise DataError(f"{args.setup}: setup file not found (flakeseg calibrate writes one)")
     if args.material is not None:
         if args.model is not None:
             parser.error("--model and --material: give one (a trained model, or the optics with zero labels)")
@@ -205,8 +214,6 @@ def choose_model(
             parser.error(f"{args.paths[0]} and --material: give one (a trained model, or the optics)")
         if args.oxide is not None and not 0 < args.oxide <= 2000:
             parser.error(f"--oxide: a SiO2 thickness in nm, in (0, 2000], got {args.oxide:g}")
-        if args.setup is not None and not args.setup.is_file():
-            raise DataError(f"{args.setup}: setup file not found (flakeseg calibrate writes one)")
         from flakeseg.optics.materials import material
 
         try:

@@ -163,6 +163,8 @@ class Setup:
         na: numerical aperture of the illumination (0: normal incidence).
         substrate_rgb: the median substrate colour of the images fitted on (8-bit), for reference.
         fitted_on: what the setup was fitted on, and how well it fits (written by :func:`calibrate`).
+        substrates: the substrate colour of every image fitted on (8-bit): what ``predict``'s setup
+            check compares a new image with (:mod:`~flakeseg.optics.drift`).
     """
 
     oxide_nm: float
@@ -173,6 +175,7 @@ class Setup:
     na: float = 0.0
     substrate_rgb: tuple[float, float, float] | None = None
     fitted_on: Mapping[str, Any] = field(default_factory=dict)
+    substrates: tuple[tuple[float, float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.oxide_nm <= 2000.0:
@@ -220,6 +223,7 @@ class Setup:
             None if self.substrate_rgb is None else [round(float(v), 1) for v in self.substrate_rgb]
         )
         out["fitted_on"] = dict(self.fitted_on)
+        out["substrates"] = [[round(float(v), 1) for v in colour] for colour in self.substrates]
         return out
 
     @classmethod
@@ -243,6 +247,11 @@ class Setup:
             if kwargs.get("substrate_rgb") is not None:
                 kwargs["substrate_rgb"] = tuple(float(v) for v in kwargs["substrate_rgb"])
             kwargs["fitted_on"] = dict(kwargs.get("fitted_on") or {})
+            kwargs["substrates"] = tuple(
+                tuple(float(v) for v in colour) for colour in kwargs.get("substrates") or ()
+            )
+            if any(len(colour) != 3 for colour in kwargs["substrates"]):
+                raise ValueError("substrates: each an R, G, B triple")
             setup = cls(**kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: {exc}") from None
@@ -390,7 +399,7 @@ def calibrate(
         oxide = fit_oxide(subs, cameras[0], tone, oxide_range, na, illuminant)
         return Setup(
             oxide, cameras[0], gamma, None, illuminant, na, reference,
-            {"images": len(subs), "labelled_images": 0, "fitted": "oxide"},
+            {"images": len(subs), "labelled_images": 0, "fitted": "oxide"}, _triples(subs),
         )  # fmt: skip
     trials = list(itertools.product(cameras, gammas, shoulders))
     best: tuple[float, Setup] | None = None
@@ -417,4 +426,18 @@ def calibrate(
         ),
         "candidates": len(trials),
     }
-    return Setup(setup.oxide_nm, setup.camera, setup.gamma, setup.shoulder, illuminant, na, reference, fitted)
+    return Setup(
+        setup.oxide_nm,
+        setup.camera,
+        setup.gamma,
+        setup.shoulder,
+        illuminant,
+        na,
+        reference,
+        fitted,
+        _triples(subs),
+    )
+
+
+def _triples(colours: np.ndarray) -> tuple[tuple[float, float, float], ...]:
+    return tuple(tuple(round(float(v), 1) for v in colour) for colour in colours)

@@ -276,6 +276,7 @@ def render_report(
     problems: Sequence[str] = (),
     refresh_seconds: int | None = None,
     options: ReportOptions | None = None,
+    setup_flags: Sequence[str] = (),
 ) -> str:
     """The report page as a string.
 
@@ -290,6 +291,7 @@ def render_report(
         refresh_seconds: the browser reloads the page this often (``flakeseg watch``, while watching);
             ``None``: a still page.
         options: how the page presents the run (best-candidates tables, the pixel size).
+        setup_flags: one line per image the setup check flags (a banner at the top).
     """
     options = options or ReportOptions()
     pixel_size = options.pixel_size_um
@@ -320,6 +322,17 @@ def render_report(
         + " candidates"
         + (f'; <span class="problem">{len(problems)} input(s) skipped</span>' if problems else "")
         + f'.</p><p id="pixel-size">{scale_note}.</p>',
+        *(
+            [
+                f'<div id="setup-check" class="problem"><b>{len(setup_flags)} image(s) do not look like the '
+                "model's training images</b> (setup check: their substrate colour is unlike every training "
+                "image's; another oxide, lamp or camera?). Their candidates may be wrong:<ul>"
+                + "".join(f"<li>{html.escape(line)}</li>" for line in setup_flags)
+                + "</ul></div>"
+            ]
+            if setup_flags
+            else []
+        ),
         # Settings near the top but folded: the candidates are what a person opens the page for.
         '<details id="settings-box"><summary>Settings of this run</summary><table id="settings">',
     ]

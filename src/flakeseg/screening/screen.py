@@ -32,6 +32,8 @@ from flakeseg.errors import ConfigError, DataError, FlakesegError, UsageError
 from flakeseg.evaluation.flakes import FLAKE_COLUMNS, find_flakes, rounded_row
 from flakeseg.evaluation.postprocess import Postprocess
 from flakeseg.inference.predictor import Predictor, class_indices, load_predictor, optics_predictor
+from flakeseg.optics.drift import SetupCheck
+from flakeseg.optics.substrate import estimate_background
 from flakeseg.screening.html_report import DEFAULT_TOP, ReportOptions, render_report
 from flakeseg.screening.inputs import IMAGE_SUFFIXES, collect_inputs
 from flakeseg.screening.overlay import draw_overlay, flake_crop_uri, probability_map, thumbnail_data_uri
@@ -64,9 +66,18 @@ class ScreenSettings:
     save_probabilities: bool = False
     tta: bool = False
     temperature: float = 1.0
+    #: the substrate colours of the images the model knows (its setup's), for the setup check; ()
+    setup_substrates: tuple[tuple[float, float, float], ...] = ()
+    #: withhold the candidates of images the setup check flags
+    strict: bool = False
 
     def signature(self) -> str:
-        fields = {k: v for k, v in self.__dict__.items() if k != "checkpoint"}
+        # the setup check's fields enter only when set, so runs without a check keep their signature
+        fields = {
+            k: v
+            for k, v in self.__dict__.items()
+            if k != "checkpoint" and not (k in ("setup_substrates", "strict") and not v)
+        }
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -123,6 +134,13 @@ def screen_one(
         settings.min_confidence,
         settings.pixel_size_um,
     )
+    setup_check = None
+    if settings.setup_substrates:
+        ok, reason = SetupCheck(settings.setup_substrates)(estimate_background(image))
+        setup_check = {"setup_ok": ok, "reason": reason}
+        if settings.strict and not ok:  # --strict: no candidates from an image the model does not know
+            setup_check["withheld"] = len(flakes)
+            flake_ids, flakes = np.zeros_like(flake_ids), []
     colors = dict(zip(card.class_names, card.class_colors, strict=True))
     overlay = draw_overlay(image, flake_ids, flakes, colors)
     overlay_path = out / "overlays" / f"{name}.png"
@@ -159,6 +177,7 @@ def screen_one(
         "crops": {str(f.flake_id): flake_crop_uri(overlay, f) for f in flakes},
         "probability_maps": maps,
         "thumbnail": thumbnail_data_uri(overlay),
+        "setup_check": setup_check,
         "seconds": round(time.perf_counter() - start, 3),
     }
 
@@ -209,6 +228,9 @@ def screen_images(
                     record.update(signature=signature, source_stamp=stamp)
                     write_json_atomic(record_path, record)  # last: the mark of a finished image
                 records.append(record)
+                if (record.get("setup_check") or {}).get("setup_ok") is False:
+                    note = setup_line(record)
+                    progress.console.print(f"[yellow]setup check[/yellow] {note}", highlight=False)
             except (FlakesegError, OSError) as exc:
                 line = str(exc).splitlines()[0] if str(exc) else f"{path}: {type(exc).__name__}"
                 problems.append(line if str(path) in line else f"{path}: {line}")
@@ -265,12 +287,19 @@ def write_run_outputs(
             summary["records"], card.class_names, class_indices(card, card.flake_classes)
         )
         write_text_atomic(coco, json.dumps(document))
+    checked = any(r.get("setup_check") for r in summary["records"])
     rows = [
-        {"image": r["name"], "source": r["source"], **rounded_row({k: f.get(k) for k in FLAKE_COLUMNS})}
+        {
+            "image": r["name"],
+            "source": r["source"],
+            **rounded_row({k: f.get(k) for k in FLAKE_COLUMNS}),
+            **({"setup_ok": (r.get("setup_check") or {}).get("setup_ok", "")} if checked else {}),
+        }
         for r in summary["records"]
         for f in r["flakes"]
     ]
-    write_csv_atomic(out / "flakes.csv", rows, columns=["image", "source", *FLAKE_COLUMNS])
+    columns = ["image", "source", *FLAKE_COLUMNS, *(["setup_ok"] if checked else [])]
+    write_csv_atomic(out / "flakes.csv", rows, columns=columns)
     colors = dict(zip(card.class_names, card.class_colors, strict=True))
     problems = summary["problems"]
     page = render_report(
@@ -281,6 +310,9 @@ def write_run_outputs(
         problems,
         refresh_seconds=refresh_seconds,
         options=report or report_options(settings),
+        setup_flags=[
+            setup_line(r) for r in summary["records"] if (r.get("setup_check") or {}).get("setup_ok") is False
+        ],
     )
     write_text_atomic(out / "report.html", page)
     write_json_atomic(
@@ -291,8 +323,19 @@ def write_run_outputs(
             "images": [r["name"] for r in summary["records"]],
             "flakes": len(rows),
             "problems": summary["problems"],
+            "setup_check": [
+                {"image": r["name"], **r["setup_check"]} for r in summary["records"] if r.get("setup_check")
+            ],
         },
     )
+
+
+def setup_line(record: dict[str, Any]) -> str:
+    """One line for an image the setup check flags: its name, why, and what ``--strict`` withheld."""
+    check = record.get("setup_check") or {}
+    withheld = check.get("withheld")
+    tail = f"; {withheld} candidates withheld (--strict)" if withheld is not None else ""
+    return f"{record['name']}: {check.get('reason', '')}{tail}"
 
 
 def resolve_scale(args: argparse.Namespace, model_pixel_size: float | None) -> tuple[float, float | None]:
@@ -383,6 +426,7 @@ def prepare(args: argparse.Namespace) -> tuple[Predictor, ScreenSettings, dict[s
     card_post = Postprocess.from_card(predictor.card.postprocess)
     min_area = card_post.min_area if args.min_area is None else args.min_area
     min_confidence = card_post.min_confidence if args.min_confidence is None else args.min_confidence
+    check_setup, check_source = setup_to_check(args, predictor)
     settings = ScreenSettings(
         checkpoint=str(args.checkpoint),
         checkpoint_sha256=sha,
@@ -396,9 +440,12 @@ def prepare(args: argparse.Namespace) -> tuple[Predictor, ScreenSettings, dict[s
         save_probabilities=args.save_probabilities,
         tta=args.tta,
         temperature=args.temperature,
+        setup_substrates=tuple(check_setup.substrates) if check_setup is not None else (),
+        strict=bool(getattr(args, "strict", False)),
     )
     shown = {
-        **settings.__dict__,
+        **{k: v for k, v in settings.__dict__.items() if k != "setup_substrates"},
+        "setup check": check_source,
         "model_pixel_size_um": model_px,
         "pixel_size_from": pixel_source or None,
         # report settings: how the page presents the run, not part of the signature
@@ -413,6 +460,34 @@ def prepare(args: argparse.Namespace) -> tuple[Predictor, ScreenSettings, dict[s
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     return predictor, settings, shown
+
+
+def setup_to_check(args: argparse.Namespace, predictor: Predictor) -> tuple[Any, str]:
+    """The setup whose images new images are checked against, and a line saying which: ``--setup``
+    (with ``--material`` the setup the optics runs on), else the shipped ``paper_<data>`` of the
+    model's training data when there is one; ``(None, why not)`` otherwise."""
+    from flakeseg.optics.calibration import SHIPPED_DIR, Setup, shipped_setup
+
+    if args.setup is not None:
+        setup, source = Setup.load(args.setup), str(args.setup)
+    elif getattr(args, "material", None) is not None:
+        setup, source = shipped_setup(), "the shipped paper_mos2 setup"
+    elif predictor.card.data and (SHIPPED_DIR / f"paper_{predictor.card.data}.yaml").is_file():
+        setup, source = (
+            shipped_setup(f"paper_{predictor.card.data}"),
+            f"the shipped paper_{predictor.card.data} setup",
+        )
+    else:
+        return (
+            None,
+            f"none: no setup known for data '{predictor.card.data or '?'}' (--setup: flakeseg calibrate's)",
+        )
+    if not setup.substrates:
+        return (
+            None,
+            f"none: {source} lists no substrate colours (made before flakeseg calibrate recorded them)",
+        )
+    return setup, f"against {source} ({len(setup.substrates)} images)"
 
 
 def summary_line(summary: dict[str, Any], flake_classes: Sequence[str], out: Path, coco: Path | None) -> str:

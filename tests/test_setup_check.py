@@ -1,0 +1,77 @@
+"""The setup check (flakeseg.optics.drift; ``predict`` flags images unlike its model's training
+images) and the re-rendering of a labelled image as another setup would show it."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flakeseg.optics.calibration import shipped_setup
+from flakeseg.optics.drift import TOLERANCE, SetupCheck, log_chroma, rerender
+from tests.test_optics_layers import rendered
+
+TRAINING = [(176.0, 151.0, 207.0), (219.0, 190.0, 226.0), (255.0, 209.0, 255.0)]
+
+
+def test_log_chroma_leaves_out_ratios_of_clipped_channels():
+    assert log_chroma((176, 151, 207)) == pytest.approx(np.log([176 / 151, 207 / 151]))
+    assert np.isnan(log_chroma((255, 200, 180))[0]) and np.isfinite(log_chroma((255, 200, 180))[1])
+    assert np.isnan(log_chroma((200, 255, 180))).all()  # green clipped: no ratio at all
+
+
+def test_the_check_passes_a_known_colour_at_any_exposure_and_flags_another():
+    check = SetupCheck(TRAINING)
+    for gain in (0.8, 1.0, 1.2):  # a common gain through a power-law gamma keeps the ratios
+        colour = 255.0 * ((np.array(TRAINING[0]) / 255.0) ** 2.2 * gain) ** (1 / 2.2)
+        assert check(colour)[0], gain
+    ok, reason = check((176.0, 151.0, 240.0))  # bluer: log(240/207) = 0.15 > the tolerance
+    assert not ok and "unlike every training image" in reason and f"{TOLERANCE:g}" in reason
+    ok, reason = check((255.0, 200.0, 255.0))
+    assert ok and reason.startswith("not checked")
+
+
+def test_rerender_at_the_same_setup_changes_nothing_and_at_90_nm_is_flagged():
+    setup = shipped_setup()
+    image, layers = rendered(setup, "MoS2")
+    counts = np.where(layers == 12, -1, layers)  # the thick flake: thickness unknown to the re-render
+    same = rerender(image, counts, "MoS2", setup, setup)
+    assert np.abs(same.astype(int) - image.astype(int)).max() <= 1
+    thin = rerender(image, counts, "MoS2", setup, dataclasses.replace(setup, oxide_nm=90.0))
+    check = SetupCheck(setup.substrates)
+    assert check(np.median(image[layers == 0], axis=0))[0]
+    assert not check(np.median(thin[layers == 0], axis=0))[0]
+    # the monolayer keeps its contrast's sign in red, as the optics predicts for 90 nm
+    expected = dataclasses.replace(setup, oxide_nm=90.0).contrast(
+        "MoS2", 1, np.median(thin[layers == 0], axis=0)
+    )
+    measured = np.median(thin[layers == 1], axis=0) / np.median(thin[layers == 0], axis=0) - 1
+    assert np.sign(measured[0]) == np.sign(expected[0, 0])
+
+
+def test_predict_flags_a_foreign_image_and_strict_withholds_its_candidates(tmp_path, capsys):
+    from flakeseg.cli.predict import main
+
+    setup = shipped_setup()
+    known, _ = rendered(setup, "MoS2")
+    foreign, _ = rendered(setup, "MoS2", substrate=(150.0, 190.0, 120.0))  # a greenish substrate
+    Image.fromarray(known).save(tmp_path / "known.png")
+    Image.fromarray(foreign).save(tmp_path / "foreign.png")
+    out = tmp_path / "screen"
+    images = [str(tmp_path / "known.png"), str(tmp_path / "foreign.png")]
+    assert main(["--material", "MoS2", *images, "--out", str(out), "--strict"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    verdicts = {entry["image"]: entry["setup_ok"] for entry in run["setup_check"]}
+    assert verdicts == {"known": True, "foreign": False}
+    with open(out / "flakes.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert (
+        rows and {row["image"] for row in rows} == {"known"} and {row["setup_ok"] for row in rows} == {"True"}
+    )
+    assert 'id="setup-check"' in (out / "report.html").read_text()
+    err = capsys.readouterr().err
+    assert "setup check foreign:" in err and "withheld (--strict)" in err
