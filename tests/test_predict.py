@@ -99,7 +99,7 @@ def test_predict_writes_every_output_and_never_touches_inputs(checkpoint, images
     records = [json.loads((out / "records" / f"{n}.json").read_text()) for n in names]
     assert len(rows) == sum(len(r["flakes"]) for r in records) > 0
     for row in rows:
-        assert row["class_name"] in card.flake_classes
+        assert row["class_name"] in [*card.flake_classes, "unknown"]  # unknown: colour fits no class
         assert float(row["area_um2"]) == pytest.approx(int(row["area_px"]) * 0.01, rel=1e-6)
         assert 0.0 <= float(row["confidence"]) <= 1.0
     page = (out / "report.html").read_text()
@@ -130,7 +130,10 @@ def _check_coco(path: Path, rows: list[dict[str, str]], images: list[Path], card
         image = coco.loadImgs(ann["image_id"])[0]
         row = by_flake[(Path(image["file_name"]).stem, ann["attributes"]["flake_id"])]
         assert coco.annToMask(ann).sum() == ann["area"] == int(row["area_px"])
-        assert coco.loadCats(ann["category_id"])[0]["name"] == row["class_name"]
+        if row["class_name"] == "unknown":  # the model's class stays the category, flagged
+            assert ann["attributes"]["unknown"] is True
+        else:
+            assert coco.loadCats(ann["category_id"])[0]["name"] == row["class_name"]
         assert ann["score"] == pytest.approx(float(row["confidence"]), abs=1e-4)
     root = Path(json.loads(path.read_text())["info"]["image_root"])
     assert root == images[0].parent.resolve()

@@ -75,3 +75,22 @@ def test_predict_flags_a_foreign_image_and_strict_withholds_its_candidates(tmp_p
     assert 'id="setup-check"' in (out / "report.html").read_text()
     err = capsys.readouterr().err
     assert "setup check foreign:" in err and "withheld (--strict)" in err
+
+
+def test_a_flake_whose_colour_fits_not_its_class_is_unknown():
+    """A region the model calls monolayer but coloured as a bilayer is reported ``unknown``; a
+    monolayer-coloured one keeps its class."""
+    from flakeseg.evaluation.flakes import find_flakes
+    from flakeseg.screening.screen import UNKNOWN, unknown_flakes
+
+    setup = shipped_setup()
+    image, layers = rendered(setup, "MoS2")
+    probs = np.zeros((3, *layers.shape), np.float32)
+    probs[0] = 1.0
+    for region in (layers == 1, layers == 2):  # both called monolayer by a (wrong) model
+        probs[:, region] = 0.0
+        probs[1, region] = 1.0
+    ids, flakes = find_flakes(probs, ["other", "monolayer", "bilayer"], [1, 2], 100, 0.5)
+    substrate = np.median(image[layers == 0], axis=0)
+    named = {f.area_px: f.class_name for f in unknown_flakes(image, ids, flakes, setup, "MoS2", substrate)}
+    assert named == {int((layers == 1).sum()): "monolayer", int((layers == 2).sum()): UNKNOWN}

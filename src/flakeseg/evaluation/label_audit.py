@@ -26,6 +26,7 @@ from scipy import ndimage
 
 from flakeseg.evaluation.flake_scores import clean_labels
 from flakeseg.optics.calibration import RELATIVE_FLOOR, Setup
+from flakeseg.optics.drift import CONTRAST_TOLERANCE, contrast_error
 from flakeseg.optics.substrate import substrate_colour
 
 #: a threshold that flags the MoS2 monolayers of 00001 and 00006 (red contrast -0.33 against a
@@ -37,8 +38,8 @@ SIGMA_FLOOR = 0.01
 MAD_TO_SIGMA = 1.4826
 DOMINANT_SHARE = 0.5
 #: the optics flags a region whose contrast is off its labelled layer count's prediction by more than
-#: this share: the optics' own error across materials is 5-39 % (docs/results/optics/)
-OPTICS_TOLERANCE = 0.5
+#: this share (:data:`flakeseg.optics.drift.CONTRAST_TOLERANCE`)
+OPTICS_TOLERANCE = CONTRAST_TOLERANCE
 
 
 @dataclass
@@ -209,12 +210,7 @@ def optics_verdicts(
         scale = np.maximum(np.abs(predicted[:, usable]), RELATIVE_FLOOR)
         distance = np.sqrt((((region.contrast[usable] - predicted[:, usable]) / scale) ** 2).sum(axis=1))
         region.optics_layers = int(counts[int(np.argmin(distance))])
-        expected = predicted[labelled]
-        dominant = dominant_channels(np.where(usable, expected, np.nan)) & usable
-        relative = np.abs(region.contrast[dominant] - expected[dominant]) / np.maximum(
-            np.abs(expected[dominant]), RELATIVE_FLOOR
-        )
-        region.optics_error = float(relative.max())
+        region.optics_error = contrast_error(setup, material, labelled, region.contrast, region.substrate)
         region.optics_flagged = region.optics_error > tolerance
 
 

@@ -13,6 +13,7 @@ Inputs are only read.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -27,12 +28,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from flakeseg.data.coco import CocoImage, coco_document, mask_instances
+from flakeseg.data.contrasts import LAYER_COUNTS
 from flakeseg.data.io import read_image
 from flakeseg.errors import ConfigError, DataError, FlakesegError, UsageError
-from flakeseg.evaluation.flakes import FLAKE_COLUMNS, find_flakes, rounded_row
+from flakeseg.evaluation.flakes import FLAKE_COLUMNS, Flake, find_flakes, rounded_row
 from flakeseg.evaluation.postprocess import Postprocess
 from flakeseg.inference.predictor import Predictor, class_indices, load_predictor, optics_predictor
-from flakeseg.optics.drift import SetupCheck
+from flakeseg.optics.calibration import CLIP, Setup
+from flakeseg.optics.drift import CONTRAST_TOLERANCE, SetupCheck, contrast_error
 from flakeseg.optics.substrate import estimate_background
 from flakeseg.screening.html_report import DEFAULT_TOP, ReportOptions, render_report
 from flakeseg.screening.inputs import IMAGE_SUFFIXES, collect_inputs
@@ -66,8 +69,10 @@ class ScreenSettings:
     save_probabilities: bool = False
     tta: bool = False
     temperature: float = 1.0
-    #: the substrate colours of the images the model knows (its setup's), for the setup check; ()
-    setup_substrates: tuple[tuple[float, float, float], ...] = ()
+    #: the setup of the images the model knows (``Setup.to_dict`` as JSON), for the setup check; ""
+    setup: str = ""
+    #: the crystal, for calling flakes whose contrast fits no layer count ``unknown``; ""
+    material: str = ""
     #: withhold the candidates of images the setup check flags
     strict: bool = False
 
@@ -76,7 +81,7 @@ class ScreenSettings:
         fields = {
             k: v
             for k, v in self.__dict__.items()
-            if k != "checkpoint" and not (k in ("setup_substrates", "strict") and not v)
+            if k != "checkpoint" and not (k in ("setup", "material", "strict") and not v)
         }
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -135,13 +140,17 @@ def screen_one(
         settings.pixel_size_um,
     )
     setup_check = None
-    if settings.setup_substrates:
-        ok, reason = SetupCheck(settings.setup_substrates)(estimate_background(image))
+    if settings.setup:
+        setup = Setup.from_dict(json.loads(settings.setup))
+        substrate = estimate_background(image)
+        ok, reason = SetupCheck(setup.substrates)(substrate)
         setup_check = {"setup_ok": ok, "reason": reason}
         if settings.strict and not ok:  # --strict: no candidates from an image the model does not know
             setup_check["withheld"] = len(flakes)
             flake_ids, flakes = np.zeros_like(flake_ids), []
-    colors = dict(zip(card.class_names, card.class_colors, strict=True))
+        if settings.material:
+            flakes = unknown_flakes(image, flake_ids, flakes, setup, settings.material, substrate)
+    colors = dict(zip(card.class_names, card.class_colors, strict=True)) | {UNKNOWN: UNKNOWN_COLOR}
     overlay = draw_overlay(image, flake_ids, flakes, colors)
     overlay_path = out / "overlays" / f"{name}.png"
     save_image_atomic(overlay, overlay_path)
@@ -157,6 +166,7 @@ def screen_one(
             save_image_atomic(probability_map(probs[card.class_names.index(cls)]), target)
             maps.append(str(target.relative_to(out)))
     counts = {c: sum(f.class_name == c for f in flakes) for c in card.flake_classes}
+    unknown = sum(f.class_name == UNKNOWN for f in flakes)
     # each flake's own pixels as COCO RLE, for `--coco` (labelling tools load them for correction)
     instances = mask_instances(
         probs.argmax(axis=0),
@@ -164,6 +174,10 @@ def screen_one(
         scores={f.flake_id: f.row()["confidence"] for f in flakes},  # as flakes.csv has it
         instance_ids=flake_ids,
     )
+    unknown_ids = {f.flake_id for f in flakes if f.class_name == UNKNOWN}
+    for instance in instances:  # the model's class stays its category; the colour says otherwise
+        if instance.get("attributes", {}).get("flake_id") in unknown_ids:
+            instance["attributes"][UNKNOWN] = True
     return {
         "version": RECORD_VERSION,
         "name": name,
@@ -171,6 +185,7 @@ def screen_one(
         "width": int(image.shape[1]),
         "height": int(image.shape[0]),
         "counts": counts,
+        "unknown": unknown,
         "flakes": [f.row() for f in flakes],
         "overlay": str(overlay_path.relative_to(out)),
         "instances": instances,
@@ -180,6 +195,30 @@ def screen_one(
         "setup_check": setup_check,
         "seconds": round(time.perf_counter() - start, 3),
     }
+
+
+#: the class of a flake whose contrast fits no layer count the optics knows
+UNKNOWN = "unknown"
+UNKNOWN_COLOR = "#9a9a9a"
+
+
+def unknown_flakes(
+    image: np.ndarray, flake_ids: np.ndarray, flakes: Sequence[Flake], setup: Setup, material: str, substrate
+) -> list[Flake]:
+    """``flakes`` with those whose median contrast is off the optics' prediction for their class's
+    layer count (:func:`~flakeseg.optics.drift.contrast_error` above ``CONTRAST_TOLERANCE``) called
+    :data:`UNKNOWN`: the model calls them a class their colour does not fit."""
+    out = []
+    usable = np.asarray(substrate) < CLIP
+    for flake in flakes:
+        layers = LAYER_COUNTS.get(flake.class_name)
+        if layers is not None:
+            median = np.median(image[flake_ids == flake.flake_id].astype(np.float64), axis=0)
+            contrast = np.where(usable, median / np.maximum(substrate, 1.0) - 1.0, np.nan)
+            if contrast_error(setup, material, layers, contrast, substrate) > CONTRAST_TOLERANCE:
+                flake = dataclasses.replace(flake, class_name=UNKNOWN)
+        out.append(flake)
+    return out
 
 
 def screen_images(
@@ -427,6 +466,9 @@ def prepare(args: argparse.Namespace) -> tuple[Predictor, ScreenSettings, dict[s
     min_area = card_post.min_area if args.min_area is None else args.min_area
     min_confidence = card_post.min_confidence if args.min_confidence is None else args.min_confidence
     check_setup, check_source = setup_to_check(args, predictor)
+    check_material = getattr(args, "material", None) or (
+        check_setup.fitted_on.get("material") if check_setup else ""
+    )
     settings = ScreenSettings(
         checkpoint=str(args.checkpoint),
         checkpoint_sha256=sha,
@@ -440,11 +482,12 @@ def prepare(args: argparse.Namespace) -> tuple[Predictor, ScreenSettings, dict[s
         save_probabilities=args.save_probabilities,
         tta=args.tta,
         temperature=args.temperature,
-        setup_substrates=tuple(check_setup.substrates) if check_setup is not None else (),
+        setup=json.dumps(check_setup.to_dict(), sort_keys=True) if check_setup is not None else "",
+        material=check_material if check_setup is not None else "",
         strict=bool(getattr(args, "strict", False)),
     )
     shown = {
-        **{k: v for k, v in settings.__dict__.items() if k != "setup_substrates"},
+        **{k: v for k, v in settings.__dict__.items() if k != "setup"},
         "setup check": check_source,
         "model_pixel_size_um": model_px,
         "pixel_size_from": pixel_source or None,
@@ -493,10 +536,13 @@ def setup_to_check(args: argparse.Namespace, predictor: Predictor) -> tuple[Any,
 def summary_line(summary: dict[str, Any], flake_classes: Sequence[str], out: Path, coco: Path | None) -> str:
     """The one line a run ends with: images, candidates per class, skipped inputs, where the report is."""
     counts = {c: sum(r["counts"].get(c, 0) for r in summary["records"]) for c in flake_classes}
+    unknown = sum(r.get("unknown", 0) for r in summary["records"])
     return (
         f"{len(summary['records'])} images ({summary['done']} screened, {summary['skipped']} already done), "
         + ", ".join(f"{n} {c}" for c, n in counts.items())
-        + f" candidates; {summary['failed']} inputs skipped. Report: {out / 'report.html'}"
+        + " candidates"
+        + (f" and {unknown} {UNKNOWN} (colour fits no layer count)" if unknown else "")
+        + f"; {summary['failed']} inputs skipped. Report: {out / 'report.html'}"
         + (f"; COCO: {coco}" if coco else "")
     )
 
