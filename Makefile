@@ -10,7 +10,7 @@ export FLAKESEG_DATA
 PYTEST_ARGS ?= -n 2 --dist worksteal --durations=15
 RUN := $(UV) run --frozen
 
-.PHONY: help install bytecode train test test-fast lint format data clean bench bench-train browser reproduce reproduce-quick compare ablation leaderboard fewshot models predict optics
+.PHONY: help install bytecode train test test-fast lint format data clean bench bench-train browser reproduce reproduce-quick compare ablation leaderboard fewshot models predict optics robustness
 
 help:  ## show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -106,6 +106,10 @@ clean:  ## remove run outputs (outputs/*) and caches
 
 optics: install  ## the optics against the labels: MoS2 and graphene setups calibrated, each material predicted and screened (zero labels) from the other's, ~1 min -> docs/results/optics/
 	$(RUN) python benchmarks/optics.py --out docs/results/optics
+
+robustness: install  ## the shipped models, the contrast GMM and the zero-label optics under 11 shifts of the microscope, both data sets -> docs/results/robustness_cpu/
+	$(RUN) flakeseg robustness mos2 contrast_gmm optics --data mos2 --out docs/results/robustness_cpu/mos2
+	$(RUN) flakeseg robustness graphene contrast_gmm optics --data graphene --out docs/results/robustness_cpu/graphene
 
 bench: install  ## inference images/s per backend (eager, channels-last, compile, onnxruntime) -> docs/results/bench_cpu/
 	$(RUN) python benchmarks/bench_predict.py --out docs/results/bench_$(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)

@@ -107,6 +107,8 @@ BAD_INVOCATIONS = [
         2,
         "unobtainium: unknown",
     ),
+    (["robustness", "mos2", "--data", "mos2", "--out", "r", "--shifts", "fog"], 2, "--shifts: unknown fog"),
+    (["robustness", "mos2", "--out", "r"], 2, "--data"),
     (["evaluate", "mos2"], 2, "--data"),
     (["evaluate", "mos3", "--data", "mos2"], 2, "--model: 'mos3' is neither a shipped model"),
     (["evaluate", "mos2", "--data", "mos2", "--set", "seed=1"], 2, "--set seed=1: only data.KEY=VALUE"),

@@ -65,6 +65,10 @@ COMMANDS = {
         "flakeseg.cli.studies:fewshot_main",
         "how many labelled images a new material needs: fine-tuned vs scratch (make fewshot)",
     ),
+    "robustness": (
+        "flakeseg.studies.robustness:main",
+        "flake scores under shifts of the microscope: exposure, lamp, blur, oxide... (make robustness)",
+    ),
     "reproduce": (
         "flakeseg.studies.reproduce:main",
         "the paper's protocol: Table-1 grid, selection, test report",

@@ -290,7 +290,11 @@ OPTICS_CLASSES = ("other", "monolayer", "bilayer")
 
 
 def optics_predictor(
-    material: str, setup: Any = None, oxide_nm: float | None = None, **options: Any
+    material: str,
+    setup: Any = None,
+    oxide_nm: float | None = None,
+    fit_oxide: bool | None = None,
+    **options: Any,
 ) -> Predictor:
     """A :class:`Predictor` with no trained model: the layer counts of ``material`` from thin-film
     optics (:class:`~flakeseg.models.classical.optics_layers.OpticsLayers`), zero labels.
@@ -301,16 +305,16 @@ def optics_predictor(
             microscope (:func:`~flakeseg.optics.calibration.shipped_setup`), the oxide then fitted on
             each image's substrate colour unless ``oxide_nm`` is given.
         oxide_nm: fixes the oxide thickness.
+        fit_oxide: fit the oxide on each image's substrate colour, within 40 nm of the setup's (default:
+            only without ``setup``; a setup calibrated on the screened microscope knows its oxide, one
+            from another microscope does not).
         options: :class:`Predictor` options (``tile``, ``overlap``, ``scale``...; no TTA).
     """
     from flakeseg.models.classical.optics_layers import OpticsLayers
     from flakeseg.optics.calibration import Setup, shipped_setup
 
-    if setup is None:
-        chosen, fit_per_image = shipped_setup(), oxide_nm is None
-    else:
-        chosen = setup if isinstance(setup, Setup) else Setup.load(setup)
-        fit_per_image = False
+    chosen = shipped_setup() if setup is None else setup if isinstance(setup, Setup) else Setup.load(setup)
+    fit_per_image = (setup is None if fit_oxide is None else fit_oxide) and oxide_nm is None
     fixed = oxide_nm if oxide_nm is not None else (None if fit_per_image else chosen.oxide_nm)
     model = OpticsLayers(len(OPTICS_CLASSES), material=material, setup=chosen.to_dict(), oxide_nm=fixed)
     card = ModelCard(
