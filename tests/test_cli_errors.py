@@ -95,6 +95,11 @@ BAD_INVOCATIONS = [
         "no.yaml: setup file",
     ),
     (["predict", "--material", "MoS2", "img.png", "--tta", "--out", "out"], 2, "--tta and --temperature"),
+    (
+        ["predict", "--model", "mos2", "img.png", "--flatfield", "notes.txt", "--out", "out"],
+        1,
+        "--flatfield notes.txt",
+    ),
     # calibrate: nothing to fit on, the wrong output, images that cannot be read or fitted
     (["calibrate", "--out", "s.yaml"], 2, "give images to fit the oxide on"),
     (["calibrate", "img.png", "--out", "s.txt"], 2, "a setup is a .yaml file"),

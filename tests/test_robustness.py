@@ -82,3 +82,33 @@ def test_the_study_writes_its_json_in_the_issue_layout(data_root, tmp_path, monk
     assert (out / "robustness.png").stat().st_size > 0 and "| optics | oxide | 90 |" in (
         out / "robustness.md"
     ).read_text()
+
+
+def test_a_blank_image_undoes_vignetting_and_a_wrong_size_is_one_line(sample, tmp_path, capsys):
+    from PIL import Image
+
+    from flakeseg.cli.predict import main
+    from flakeseg.errors import DataError
+    from flakeseg.optics.substrate import apply_flat_field, flat_field_from_blank
+
+    image, layers, context = sample
+    vignetted = shift_image("vignetting", 0.3, image, layers, context)
+    blank = shift_image("vignetting", 0.3, np.full_like(image, 180), layers, context)
+    corrected = apply_flat_field(vignetted, flat_field_from_blank(blank))
+    corner, side = (slice(0, 8), slice(0, 8)), (slice(56, 64), slice(0, 8))
+    for im in (image, corrected):  # corner and side lit alike again
+        assert im[corner].astype(float).mean() / im[side].astype(float).mean() == pytest.approx(
+            image[corner].astype(float).mean() / image[side].astype(float).mean(), abs=0.03
+        )
+    with pytest.raises(DataError, match="flat field 10 x 10"):
+        apply_flat_field(image, np.ones((10, 10, 3), np.float32))
+    Image.fromarray(vignetted).save(tmp_path / "v.png")
+    Image.fromarray(blank).save(tmp_path / "blank.png")
+    Image.fromarray(blank[:50]).save(tmp_path / "small.png")
+    out = tmp_path / "s"
+    assert main(["--material", "MoS2", str(tmp_path / "v.png"), "--flatfield", str(tmp_path / "blank.png"),
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert json.loads((out / "run.json").read_text())["settings"]["flatfield_sha256"]
+    code = main(["--material", "MoS2", str(tmp_path / "v.png"), "--flatfield", str(tmp_path / "small.png"),
+                 "--out", str(tmp_path / "s2")])  # fmt: skip
+    assert code == 1 and "the flat field 160 x 50" in capsys.readouterr().err

@@ -83,6 +83,14 @@ def build_parser(
         "images (default: the shipped paper_<data> setup of the model's training data, if any)",
     )
     parser.add_argument(
+        "--flatfield",
+        type=Path,
+        default=None,
+        metavar="BLANK",
+        help="a blank image (bare substrate, same objective and camera, same size): every image is divided "
+        "by its smoothed brightness first, undoing vignetting",
+    )
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="withhold the candidates of images the setup check flags (they still get a line and an overlay)",
@@ -207,6 +215,11 @@ def choose_model(
         parser.error("--oxide goes with --material (a trained model knows its colours)")
     if args.setup is not None and not args.setup.is_file():
         raise DataError(f"{args.setup}: setup file not found (flakeseg calibrate writes one)")
+    if args.flatfield is not None:
+        from flakeseg.data.io import image_problem
+
+        if (problem := image_problem(args.flatfield)) is not None:
+            raise DataError(f"--flatfield {problem}")
     if args.material is not None:
         if args.model is not None:
             parser.error("--model and --material: give one (a trained model, or the optics with zero labels)")

@@ -237,8 +237,16 @@ class Predictor:
             self.batch_size,
         )
 
+    #: a flat field (``H x W x 3``, median 1) every image is divided by first, or ``None``
+    flatfield: np.ndarray | None = None
+
     def probabilities(self, image: np.ndarray) -> np.ndarray:
-        """Softmax probabilities, ``C x H x W`` float32, on the pixels of the ``H x W x 3`` uint8 image."""
+        """Softmax probabilities, ``C x H x W`` float32, on the pixels of the ``H x W x 3`` uint8 image
+        (divided by :attr:`flatfield` first, when one is set)."""
+        if self.flatfield is not None:
+            from flakeseg.optics.substrate import apply_flat_field
+
+            image = apply_flat_field(image, self.flatfield)
         height, width = image.shape[:2]
         probs = self.probabilities_at_model_scale(self.prepare(image))
         return resize_probabilities(probs, height, width)  # back onto the original pixels

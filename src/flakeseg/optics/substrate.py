@@ -25,14 +25,18 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from flakeseg.errors import DataError
+
 __all__ = [
     "SUBSTRATE_GREY",
     "ColourPeak",
     "SubstratePrior",
+    "apply_flat_field",
     "choose_substrate",
     "colour_peaks",
     "estimate_background",
     "fit_substrate_prior",
+    "flat_field_from_blank",
     "normalize_substrate",
     "substrate_colour",
 ]
@@ -251,6 +255,25 @@ def estimate_background(
     peaks = colour_peaks(image, bin_width, radius, max_pixels)
     sample = _sample(image, max_pixels // 5)
     return choose_substrate(peaks, prior, sample).colour
+
+
+def flat_field_from_blank(blank: np.ndarray, smooth_px: float = 4.0) -> np.ndarray:
+    """The field of view's relative brightness (``H x W x 3``, median 1 per channel) from a blank image
+    (bare substrate or a mirror, same objective and camera), smoothed by a Gaussian of ``smooth_px``
+    so that its noise and dust specks of the sample do not enter; what 2DMatGMM divides every image by."""
+    field = ndimage.gaussian_filter(blank.astype(np.float32), sigma=(smooth_px, smooth_px, 0))
+    return (field / np.maximum(np.median(field.reshape(-1, 3), axis=0), 1e-6)).astype(np.float32)
+
+
+def apply_flat_field(image: np.ndarray, field: np.ndarray, name: str = "image") -> np.ndarray:
+    """``image`` (uint8) divided by the flat ``field``: as if the whole field of view were lit as its
+    median. Encoded values divide as linear ones do under a power-law tone curve."""
+    if field.shape != image.shape:
+        raise DataError(
+            f"{name}: {image.shape[1]} x {image.shape[0]} px, the flat field {field.shape[1]} x "
+            f"{field.shape[0]}: a blank image of another camera or binning"
+        )
+    return np.clip(np.round(image.astype(np.float32) / np.maximum(field, 1e-3)), 0, 255).astype(np.uint8)
 
 
 def normalize_substrate(

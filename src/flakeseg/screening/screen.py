@@ -75,13 +75,15 @@ class ScreenSettings:
     material: str = ""
     #: withhold the candidates of images the setup check flags
     strict: bool = False
+    #: the blank image every image is divided by (its sha256), or ""
+    flatfield_sha256: str = ""
 
     def signature(self) -> str:
         # the setup check's fields enter only when set, so runs without a check keep their signature
         fields = {
             k: v
             for k, v in self.__dict__.items()
-            if k != "checkpoint" and not (k in ("setup", "material", "strict") and not v)
+            if k != "checkpoint" and not (k in ("setup", "material", "strict", "flatfield_sha256") and not v)
         }
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -465,6 +467,11 @@ def prepare(args: argparse.Namespace) -> tuple[Predictor, ScreenSettings, dict[s
     card_post = Postprocess.from_card(predictor.card.postprocess)
     min_area = card_post.min_area if args.min_area is None else args.min_area
     min_confidence = card_post.min_confidence if args.min_confidence is None else args.min_confidence
+    flatfield = getattr(args, "flatfield", None)
+    if flatfield is not None:
+        from flakeseg.optics.substrate import flat_field_from_blank
+
+        predictor.flatfield = flat_field_from_blank(read_image(flatfield))
     check_setup, check_source = setup_to_check(args, predictor)
     check_material = getattr(args, "material", None) or (
         check_setup.fitted_on.get("material") if check_setup else ""
@@ -485,6 +492,7 @@ def prepare(args: argparse.Namespace) -> tuple[Predictor, ScreenSettings, dict[s
         setup=json.dumps(check_setup.to_dict(), sort_keys=True) if check_setup is not None else "",
         material=check_material if check_setup is not None else "",
         strict=bool(getattr(args, "strict", False)),
+        flatfield_sha256=file_sha256(flatfield) if flatfield is not None else "",
     )
     shown = {
         **{k: v for k, v in settings.__dict__.items() if k != "setup"},
