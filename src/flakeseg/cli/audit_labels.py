@@ -36,7 +36,7 @@ def _fmt(values) -> str:
 def _setup(choice: str | None, data_name: str):
     """The setup of the optics' verdict: a file, a shipped name, ``none``, or by default the shipped
     ``paper_<data>`` when there is one (``None``: no optics)."""
-    from flakeseg.optics.calibration import SHIPPED_DIR, Setup, shipped_setup
+    from flakeseg.optics.calibration import SHIPPED_DIR, resolve_setup, shipped_setup
 
     if choice is None:
         return (
@@ -46,7 +46,7 @@ def _setup(choice: str | None, data_name: str):
         )
     if choice.lower() == "none":
         return None
-    return Setup.load(choice) if choice.endswith((".yaml", ".yml")) else shipped_setup(choice)
+    return resolve_setup(choice)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -335,7 +335,6 @@ def optics_predictor(
         data=f"zero labels: {material} by thin-film optics",
         source=f"optics:{material}",
     )
-    options = {k: v for k, v in options.items() if k not in ("tta", "temperature") or v not in (False, 1.0)}
     return Predictor(ClassicalBackend(model), card, **options)
 
 

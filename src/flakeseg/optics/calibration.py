@@ -28,6 +28,7 @@ labelled pixels of one image against its substrate (the densest colour of its su
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 from collections.abc import Mapping, Sequence
@@ -50,6 +51,7 @@ __all__ = [
     "calibrate",
     "fit_oxide",
     "measure_contrast",
+    "resolve_setup",
     "shipped_setup",
 ]
 
@@ -161,7 +163,6 @@ class Setup:
         gamma, shoulder: the tone curve (:class:`~flakeseg.optics.camera.Tone`).
         illuminant: the lamp (colour-science name or a colour temperature in K).
         na: numerical aperture of the illumination (0: normal incidence).
-        substrate_rgb: the median substrate colour of the images fitted on (8-bit), for reference.
         fitted_on: what the setup was fitted on, and how well it fits (written by :func:`calibrate`).
         substrates: the substrate colour of every image fitted on (8-bit): what ``predict``'s setup
             check compares a new image with (:mod:`~flakeseg.optics.drift`).
@@ -173,7 +174,6 @@ class Setup:
     shoulder: float | None = None
     illuminant: str | float = "A"
     na: float = 0.0
-    substrate_rgb: tuple[float, float, float] | None = None
     fitted_on: Mapping[str, Any] = field(default_factory=dict)
     substrates: tuple[tuple[float, float, float], ...] = ()
 
@@ -219,9 +219,6 @@ class Setup:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["substrate_rgb"] = (
-            None if self.substrate_rgb is None else [round(float(v), 1) for v in self.substrate_rgb]
-        )
         out["fitted_on"] = dict(self.fitted_on)
         out["substrates"] = [[round(float(v), 1) for v in colour] for colour in self.substrates]
         return out
@@ -244,8 +241,6 @@ class Setup:
                     kwargs[key] = float(kwargs[key])
             if kwargs.get("shoulder") is not None:
                 kwargs["shoulder"] = float(kwargs["shoulder"])
-            if kwargs.get("substrate_rgb") is not None:
-                kwargs["substrate_rgb"] = tuple(float(v) for v in kwargs["substrate_rgb"])
             kwargs["fitted_on"] = dict(kwargs.get("fitted_on") or {})
             kwargs["substrates"] = tuple(
                 tuple(float(v) for v in colour) for colour in kwargs.get("substrates") or ()
@@ -302,6 +297,11 @@ def shipped_setup(name: str = DEFAULT_SETUP) -> Setup:
         known = sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml"))
         raise ConfigError(f"setup {name}: not shipped (shipped: {', '.join(known) or 'none'})")
     return Setup.load(path)
+
+
+def resolve_setup(choice: str | Path) -> Setup:
+    """A setup by what a user writes: a YAML file (``flakeseg calibrate``'s) or a shipped name."""
+    return Setup.load(choice) if str(choice).endswith((".yaml", ".yml")) else shipped_setup(str(choice))
 
 
 def _oxide_grid(oxide_range: tuple[float, float, float]) -> np.ndarray:
@@ -389,7 +389,6 @@ def calibrate(
         subs = np.concatenate([subs.reshape(-1, 3), np.stack([m.substrate for m in labelled])])
     if len(subs) == 0:
         raise DataError("no images to calibrate on")
-    reference = tuple(float(v) for v in np.median(subs, axis=0))
     counted = [m for m in labelled if m.layers]
     if counted and material is None:
         raise ConfigError("calibrate: labelled contrasts need the material they were measured on")
@@ -397,16 +396,14 @@ def calibrate(
         gamma = 2.2 if 2.2 in gammas else float(gammas[len(gammas) // 2])
         tone = Tone(gamma=gamma)
         oxide = fit_oxide(subs, cameras[0], tone, oxide_range, na, illuminant)
-        return Setup(
-            oxide, cameras[0], gamma, None, illuminant, na, reference,
-            {"images": len(subs), "labelled_images": 0, "fitted": "oxide"}, _triples(subs),
-        )  # fmt: skip
+        fitted = {"images": len(subs), "labelled_images": 0, "fitted": "oxide"}
+        return Setup(oxide, cameras[0], gamma, None, illuminant, na, fitted, _triples(subs))
     trials = list(itertools.product(cameras, gammas, shoulders))
     best: tuple[float, Setup] | None = None
     for done, (camera, gamma, shoulder) in enumerate(trials):
         tone = Tone(gamma=float(gamma), shoulder=shoulder)
         oxide = fit_oxide(subs, camera, tone, oxide_range, na, illuminant)
-        setup = Setup(oxide, camera, float(gamma), shoulder, illuminant, na, reference)
+        setup = Setup(oxide, camera, float(gamma), shoulder, illuminant, na)
         errors = np.abs(contrast_errors(setup, material, counted, relative=True))
         score = float(np.nanmean(errors)) if np.isfinite(errors).any() else np.inf
         if best is None or score < best[0]:
@@ -426,17 +423,7 @@ def calibrate(
         ),
         "candidates": len(trials),
     }
-    return Setup(
-        setup.oxide_nm,
-        setup.camera,
-        setup.gamma,
-        setup.shoulder,
-        illuminant,
-        na,
-        reference,
-        fitted,
-        _triples(subs),
-    )
+    return dataclasses.replace(setup, fitted_on=fitted, substrates=_triples(subs))
 
 
 def _triples(colours: np.ndarray) -> tuple[tuple[float, float, float], ...]:

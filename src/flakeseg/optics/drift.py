@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from flakeseg.optics.calibration import CLIP, Setup
+from flakeseg.optics.calibration import CLIP, RELATIVE_FLOOR, Setup
 from flakeseg.optics.camera import Tone
 from flakeseg.optics.substrate import substrate_colour
 
@@ -30,7 +30,6 @@ __all__ = [
     "CONTRAST_TOLERANCE",
     "TOLERANCE",
     "SetupCheck",
-    "check_substrate",
     "contrast_error",
     "log_chroma",
     "rerender",
@@ -82,11 +81,6 @@ class SetupCheck:
         )
 
 
-def check_substrate(substrates: Sequence[Sequence[float]], substrate: Sequence[float]) -> tuple[bool, str]:
-    """:class:`SetupCheck` in one call."""
-    return SetupCheck(substrates)(substrate)
-
-
 def rerender(
     image: np.ndarray, layers: np.ndarray, material: str, source: Setup, target: Setup
 ) -> np.ndarray:
@@ -130,5 +124,7 @@ def contrast_error(
         return float("nan")
     size = np.where(known, np.abs(expected), 0.0)
     dominant = known & (size >= 0.5 * size.max())
-    relative = np.abs(contrast[dominant] - expected[dominant]) / np.maximum(np.abs(expected[dominant]), 0.02)
+    relative = np.abs(contrast[dominant] - expected[dominant]) / np.maximum(
+        np.abs(expected[dominant]), RELATIVE_FLOOR
+    )
     return float(relative.max())

@@ -37,6 +37,7 @@ this model scores it on every image with zero labels.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,7 +48,7 @@ from scipy import ndimage, stats
 from flakeseg.errors import ConfigError, DataError
 from flakeseg.models.classical.base import ClassicalModel, softmax
 from flakeseg.models.registry import register_model
-from flakeseg.optics.calibration import CLIP, Setup, fit_oxide, shipped_setup
+from flakeseg.optics.calibration import CLIP, Setup, fit_oxide, resolve_setup
 from flakeseg.optics.materials import material as find_material
 from flakeseg.optics.substrate import estimate_background
 
@@ -96,9 +97,7 @@ class OpticsLayers(ClassicalModel):
         if setup is None:
             raise ConfigError("model.setup: the optics model needs a setup (flakeseg calibrate's YAML)")
         if isinstance(setup, str):  # a shipped setup's name or a setup file
-            setup = (
-                Setup.load(setup) if setup.endswith((".yaml", ".yml")) else shipped_setup(setup)
-            ).to_dict()
+            setup = resolve_setup(setup).to_dict()
         if not material:
             raise ConfigError("model.material: no crystal named; set data.material, e.g. data.material=WSe2")
         find_material(material)  # an unknown material is one line here
@@ -125,8 +124,6 @@ class OpticsLayers(ClassicalModel):
         self.material = material
         self.setup = Setup.from_dict(setup_dict, source="model.setup")
         if oxide_nm is not None:
-            import dataclasses
-
             self.setup = dataclasses.replace(self.setup, oxide_nm=float(oxide_nm))
         self.fit_oxide = oxide_nm is None
         self.layers = list(range(1, int(max_layers) + 1))
@@ -138,8 +135,6 @@ class OpticsLayers(ClassicalModel):
         """The setup of one image: the oxide fitted on its substrate colour unless fixed."""
         if not self.fit_oxide:
             return self.setup
-        import dataclasses
-
         centre = self.setup.oxide_nm
         window = (max(centre - OXIDE_WINDOW_NM, 0.0), centre + OXIDE_WINDOW_NM, 2.0)
         try:
