@@ -44,6 +44,8 @@ def run_job(cfg: DictConfig) -> float:
 
 def main() -> None:
     """``python train.py OVERRIDES``: the overrides in ``sys.argv`` checked, then Hydra's job."""
+    if quick_help(sys.argv[1:]):
+        return
     problem = override_problem(sys.argv[1:])
     if problem is not None:
         fail(*problem)
@@ -55,6 +57,45 @@ def main_argv(argv: list[str]) -> int:
     sys.argv = ["flakeseg train", *argv]
     main()
     return 0
+
+
+def config_groups() -> dict[str, list[str]]:
+    """The application's config groups (``data``, ``data/classes``, ...) and their options, read from
+    the config folder (Hydra's own groups, ``hydra/...``, left out as its ``--help`` does)."""
+    groups = {}
+    for folder in sorted(p for p in CONFIG_DIR.rglob("*") if p.is_dir()):
+        name = folder.relative_to(CONFIG_DIR).as_posix()
+        options = sorted(f.stem for f in folder.glob("*.yaml"))
+        if options and name != "hydra" and not name.startswith("hydra/"):
+            groups[name] = options
+    return dict(sorted(groups.items()))
+
+
+def quick_help(argv: Sequence[str]) -> bool:
+    """``--help`` (or ``-h``) with nothing but overrides: Hydra's help text, the config groups listed
+    from the folder rather than through Hydra's config loader (which builds one repository per group,
+    a second per call; 1.2 s of the 1.4 s its help took). Returns whether help was printed."""
+    import string
+
+    if not {"-h", "--help"} & set(argv):
+        return False
+    rest = [arg for arg in argv if arg not in ("-h", "--help")]
+    if any(arg.split("=")[0] in HYDRA_FLAGS or arg in MULTIRUN_FLAGS for arg in rest):
+        return False  # Hydra's other flags with --help: Hydra answers
+    from omegaconf import OmegaConf
+
+    try:
+        cfg = _compose(rest)
+    except Exception:  # a bad override: Hydra's own help reports it as before
+        return False
+    job = OmegaConf.to_container(cfg, resolve=False)
+    del job["hydra"]
+    groups = "".join(f"{group}: {', '.join(options)}\n" for group, options in config_groups().items())
+    text = string.Template(cfg.hydra.help.template).safe_substitute(
+        APP_CONFIG_GROUPS=groups, CONFIG=OmegaConf.to_yaml(OmegaConf.create(job))
+    )
+    print(text)
+    return True
 
 
 def _compose(overrides: Sequence[str]) -> DictConfig:

@@ -42,6 +42,8 @@ class FlakeImages:
         images: ``H x W x 3`` uint8 RGB arrays.
         masks: ``H x W`` uint8 class-index arrays (values ``0..num_classes-1``).
         scheme: the class scheme the masks are encoded with.
+        apart_masks: with subclasses trained apart (``scheme.apart``), the masks training learns from,
+            each subclass at its own index (:meth:`ClassScheme.training_table`); else ``None``.
     """
 
     ids: list[str]
@@ -49,6 +51,12 @@ class FlakeImages:
     masks: list[np.ndarray]
     scheme: ClassScheme
     pairs: list[Pair] = field(default_factory=list)
+    apart_masks: list[np.ndarray] | None = None
+
+    @property
+    def training_masks(self) -> list[np.ndarray]:
+        """The masks training crops are cut from: :attr:`apart_masks` if any, else :attr:`masks`."""
+        return self.masks if self.apart_masks is None else self.apart_masks
 
     def subset(self, ids: Iterable[str]) -> FlakeImages:
         """The images with the given ids, in the given order."""
@@ -66,6 +74,7 @@ class FlakeImages:
             masks=[self.masks[i] for i in idx],
             scheme=self.scheme,
             pairs=[self.pairs[i] for i in idx] if self.pairs else [],
+            apart_masks=None if self.apart_masks is None else [self.apart_masks[i] for i in idx],
         )
 
     def mapped(self, prepare: Callable[[np.ndarray], np.ndarray]) -> FlakeImages:
@@ -76,6 +85,7 @@ class FlakeImages:
             masks=self.masks,
             scheme=self.scheme,
             pairs=self.pairs,
+            apart_masks=self.apart_masks,
         )
 
     def stored_masks(self, crop: int | None = None, scale: float = 1.0) -> list[np.ndarray]:
@@ -104,6 +114,9 @@ class FlakeImages:
             masks=[_center_crop(mask, size) for mask in self.masks],
             scheme=self.scheme,
             pairs=list(self.pairs),
+            apart_masks=None
+            if self.apart_masks is None
+            else [_center_crop(mask, size) for mask in self.apart_masks],
         )
 
 
@@ -233,7 +246,10 @@ def load_dataset(
         ]
         pairs = [by_id[i] for i in wanted if i in by_id]
 
-    loaded = FlakeImages(ids=[], images=[], masks=[], scheme=scheme, pairs=[])
+    apart_table = scheme.training_table() if scheme.apart else None
+    loaded = FlakeImages(
+        ids=[], images=[], masks=[], scheme=scheme, pairs=[], apart_masks=[] if scheme.apart else None
+    )
     with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task(f"loading {data_cfg.get('name', 'data')}", total=len(pairs))
         for pair in pairs:
@@ -252,12 +268,15 @@ def load_dataset(
                 continue
             # the same preparation as prediction's; nearest for masks, so no label is invented
             image = prepare_image(image, scale, substrate)
+            masks = [mask] if apart_table is None else [mask, apart_table[raw]]
             if image.shape[:2] != mask.shape:
-                mask = cv2.resize(mask, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+                masks = [cv2.resize(m, image.shape[1::-1], interpolation=cv2.INTER_NEAREST) for m in masks]
             loaded.ids.append(pair.id)
             loaded.images.append(image)
-            loaded.masks.append(mask)
+            loaded.masks.append(masks[0])
             loaded.pairs.append(pair)
+            if loaded.apart_masks is not None:
+                loaded.apart_masks.append(masks[1])
     if problems:
         raise DataError(problems)
     return loaded

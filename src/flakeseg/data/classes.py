@@ -23,11 +23,16 @@ class ClassScheme:
         names: class names in index order, e.g. ``("other", "monolayer", "bilayer")``.
         label_values: for each class, the raw mask values that belong to it.
         colors: a display colour per class (hex strings).
+        apart: subclasses kept apart in training though scored inside their class, ``(name, raw
+            values, weight)`` each (``data.classes.apart``, e.g. MoS2's thick flakes inside "other"):
+            each of their pixels counts ``weight`` times in the loss's cross-entropy term
+            (:class:`flakeseg.training.module.FlakeSegModule`).
     """
 
     names: tuple[str, ...]
     label_values: tuple[tuple[int, ...], ...]
     colors: tuple[str, ...]
+    apart: tuple[tuple[str, tuple[int, ...], float], ...] = ()
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> ClassScheme:
@@ -50,17 +55,51 @@ class ClassScheme:
             raise ConfigError(f"data.classes.label_values: a raw value is assigned twice in {values}")
         if any(not 0 <= v < IGNORE_INDEX for v in flat):
             raise ConfigError(f"data.classes.label_values: raw values must be in 0..{IGNORE_INDEX - 1}")
-        return cls(names=names, label_values=values, colors=colors)
+        apart = []
+        for name, entry in (cfg.get("apart") or {}).items():
+            key = f"data.classes.apart.{name}"
+            if not isinstance(entry, Mapping) or set(entry) != {"values", "weight"}:
+                raise ConfigError(f"{key}: needs exactly `values` (raw mask values) and `weight`")
+            group = tuple(int(v) for v in entry["values"])
+            parents = {index for index, own in enumerate(values) if set(group) & set(own)}
+            if name in names:
+                raise ConfigError(f"data.classes.apart: {name!r} is already a class name")
+            if not group or len(parents) != 1 or not set(group) <= set(values[next(iter(parents))]):
+                raise ConfigError(
+                    f"{key}.values: raw values {list(group)} must all belong to one class "
+                    f"of label_values {[list(v) for v in values]}"
+                )
+            weight = float(entry["weight"])
+            if not weight > 0:
+                raise ConfigError(f"{key}.weight: must be > 0, got {entry['weight']}")
+            apart.append((str(name), group, weight))
+        return cls(names=names, label_values=values, colors=colors, apart=tuple(apart))
 
     @property
     def num_classes(self) -> int:
         return len(self.names)
+
+    @property
+    def apart_weights(self) -> list[tuple[int, float]]:
+        """``(class index, weight)`` of each subclass kept apart, in the order of their training
+        indices ``num_classes, num_classes + 1, ...`` (:meth:`training_table`)."""
+        return [
+            (next(i for i, own in enumerate(self.label_values) if group[0] in own), weight)
+            for _, group, weight in self.apart
+        ]
 
     def lookup_table(self) -> np.ndarray:
         """A 256-entry table from raw value to class index; unmapped values map to ``IGNORE_INDEX``."""
         table = np.full(256, IGNORE_INDEX, dtype=np.uint8)
         for index, group in enumerate(self.label_values):
             table[list(group)] = index
+        return table
+
+    def training_table(self) -> np.ndarray:
+        """:meth:`lookup_table` with each subclass trained apart at its own index, ``num_classes + k``."""
+        table = self.lookup_table()
+        for k, (_, group, _) in enumerate(self.apart):
+            table[list(group)] = self.num_classes + k
         return table
 
     def encode(self, raw_mask: np.ndarray, source: str = "<mask>") -> np.ndarray:

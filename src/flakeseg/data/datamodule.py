@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytorch_lightning as pl
@@ -70,6 +71,10 @@ class FlakeDataModule(pl.LightningDataModule):
         names = list(classes.get("names") or [])
         flakes = set(classes.get("region_classes") or names[1:])
         background = [i for i, name in enumerate(names) if name not in flakes] or [0]
+        # subclasses kept apart (MoS2's thick flakes) are background wherever their class is
+        apart = self.train_data.scheme.apart_weights
+        background += [len(names) + k for k, (into, _) in enumerate(apart) if into in background]
+        train = replace(self.train_data, masks=self.train_data.training_masks, apart_masks=None)
         channels = self.train_data.images[0].shape[2]
         transform = build_train_transform(
             self.augment_cfg, int(self.data_cfg["crop_size"]), background_values=background, channels=channels
@@ -80,15 +85,15 @@ class FlakeDataModule(pl.LightningDataModule):
         bank = None
         if paste_p > 0:
             bank = FlakeBank(
-                self.train_data.images,
-                self.train_data.masks,
+                train.images,
+                train.masks,
                 [i for i in range(len(names)) if i not in background],
                 background,
                 normalized=bool(self.data_cfg.get("substrate_normalize")),
                 max_side=int(self.data_cfg["crop_size"]),
             )
         dataset = CropDataset(
-            self.train_data,
+            train,
             transform,
             self.data_cfg["mean"],
             self.data_cfg["std"],

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 
+from flakeseg.data.classes import IGNORE_INDEX
 from flakeseg.errors import ConfigError, NonFiniteError
 from flakeseg.evaluation.metrics import confusion_matrix, flatten_metrics, segmentation_metrics
 from flakeseg.inference.checkpoint import ModelCard, card_from_hparams
@@ -45,6 +47,9 @@ class FlakeSegModule(pl.LightningModule):
             white-balanced against their substrate, :mod:`flakeseg.optics.substrate`).
         fast: fast paths for the network, a subset of ``("channels_last", "compile")`` (see
             :mod:`flakeseg.training.fast`; bf16 is Lightning's ``trainer.precision=bf16-mixed``).
+        apart_weights: ``[class index, weight]`` per subclass kept apart in the training masks (at
+            indices from ``len(class_names)``; ``data.classes.apart``): scored as its class, each of
+            its pixels counting ``weight`` times in the cross entropy.
     """
 
     def __init__(
@@ -59,6 +64,7 @@ class FlakeSegModule(pl.LightningModule):
         data_scale: float = 1.0,
         fast: Sequence[str] = (),
         inference: Mapping[str, Any] | None = None,
+        apart_weights: Sequence[Sequence[float]] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -70,6 +76,15 @@ class FlakeSegModule(pl.LightningModule):
             raise ConfigError("fast.bf16: use trainer.precision=bf16-mixed for bf16 training")
         self.net, _ = apply_fast_paths(self.net, fast, device_type="cpu")
         self.criterion = build_loss(loss, class_weights)
+        # training masks hold subclasses kept apart at indices from num_classes: to_class maps them to
+        # their class (IGNORE_INDEX to itself), extra_weight gives their pixels weight - 1 more CE
+        to_class, extra_weight = torch.arange(256), torch.zeros(256)
+        for k, (into, weight) in enumerate(apart_weights or []):
+            to_class[len(self.class_names) + k] = int(into)
+            extra_weight[len(self.class_names) + k] = float(weight) - 1.0
+        self.has_apart = bool(apart_weights)
+        self.register_buffer("to_class", to_class, persistent=False)
+        self.register_buffer("extra_weight", extra_weight, persistent=False)
         self.val_metrics = segmentation_metrics(len(self.class_names))
         self.last_val: dict[str, Any] = {}
         #: scalar validation metrics after each validated training epoch (learning curves, and the
@@ -85,7 +100,14 @@ class FlakeSegModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, masks = batch
-        loss = self.criterion(self(images), masks)
+        logits = self(images)
+        if self.has_apart:
+            target = self.to_class[masks]
+            pixel_ce = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="none")
+            labelled = (masks != IGNORE_INDEX).sum().clamp_min(1)
+            loss = self.criterion(logits, target) + (pixel_ce * self.extra_weight[masks]).sum() / labelled
+        else:
+            loss = self.criterion(logits, masks)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=images.shape[0])
         return loss
 

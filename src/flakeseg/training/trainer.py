@@ -79,6 +79,7 @@ def build_module(
         data_scale=float(data_cfg.scale),
         fast=[name for name, on in (cfg.get("fast") or {}).items() if on],
         inference=inference,
+        apart_weights=[[into, weight] for into, weight in scheme.apart_weights] or None,
     )
     if int(data_cfg.crop_size) % module.input_multiple:
         raise ConfigError(
