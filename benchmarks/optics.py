@@ -381,13 +381,12 @@ def setup_check_rates(cfgs: dict, material: dict) -> tuple[list[str], list[dict]
 def unknown_rates(cfgs: dict) -> tuple[list[str], list[dict]]:
     """How many of the shipped models' test-split flakes the optics calls ``unknown``."""
     from flakeseg.data.catalog import load_dataset
-    from flakeseg.evaluation.flakes import find_flakes
+    from flakeseg.evaluation.flakes import UNKNOWN, find_flakes, unknown_flakes
     from flakeseg.evaluation.postprocess import Postprocess
     from flakeseg.inference.predictor import class_indices, load_predictor
     from flakeseg.inference.shipped import resolve_model
     from flakeseg.optics.calibration import shipped_setup
     from flakeseg.optics.substrate import estimate_background
-    from flakeseg.screening.screen import UNKNOWN, unknown_flakes
 
     rows, entries = [], []
     for name in DATASETS:

@@ -370,3 +370,59 @@ def test_cv_table_line_gives_device_flake_f1_with_counts_per_class():
     assert line.index("monolayer") < line.index("bilayer F1 0.333")
     assert "other" not in line and "\n" not in line
     assert flake_line({}, ["other", "monolayer"]) == ""  # a run without flake scores prints nothing
+
+
+def test_a_flake_predict_lists_as_unknown_is_no_listing_so_its_truth_is_a_miss():
+    """Unknown flakes (colour off the optics' layer counts) are no prediction: a true flake only an
+    unknown flake covers is missed, and a false one listed unknown is no false alarm."""
+    from flakeseg.evaluation.test_scores import flake_scores
+
+    mask = blank()
+    mask[10:40, 10:50] = 1  # found, listed
+    mask[60:100, 60:110] = 1  # found but listed unknown: a miss
+    pred = mask.copy()
+    pred[60:100, 10:40] = 2  # a false bilayer, listed unknown: nothing
+    unlisted = np.zeros(mask.shape, bool)
+    unlisted[60:100, 60:110] = unlisted[60:100, 10:40] = True
+    plain = flake_scores([probs_of(pred)], [mask], NAMES, FLAKES).compute("t")
+    out = flake_scores([probs_of(pred)], [mask], NAMES, FLAKES, unlisted=[unlisted]).compute("t")
+    assert [plain[f"t/flake_{k}_monolayer"] for k in ("tp", "fp", "fn")] == [2, 0, 0]
+    assert [out[f"t/flake_{k}_monolayer"] for k in ("tp", "fp", "fn")] == [1, 0, 1]
+    assert (plain["t/flake_fp_bilayer"], out["t/flake_fp_bilayer"]) == (1, 0)
+
+
+def test_unknown_listing_finds_the_flakes_whose_colour_fits_no_layer_count(tmp_path):
+    """As predict: on the stored image, with the shipped setup of the model's data; none without one."""
+    from PIL import Image
+
+    from flakeseg.data.catalog import FlakeImages, Pair
+    from flakeseg.data.classes import ClassScheme
+    from flakeseg.evaluation.postprocess import Postprocess
+    from flakeseg.evaluation.test_scores import unknown_listing
+    from flakeseg.optics.calibration import shipped_setup
+
+    setup = shipped_setup("paper_mos2")
+    substrate = np.array(setup.substrates[0], dtype=np.float64)
+    one, two = setup.colours("MoS2", [1, 2], substrate)[0]
+    image = np.tile(substrate, (120, 160, 1))
+    image[10:40, 10:50], image[60:100, 60:110] = one, two
+    path = tmp_path / "or00000.png"
+    Image.fromarray(np.clip(image, 0, 255).round().astype(np.uint8)).save(path)
+    pred = blank()
+    pred[10:40, 10:50] = 1  # a monolayer coloured as one: listed
+    pred[60:100, 60:110] = 1  # a "monolayer" coloured as a bilayer: unknown
+    images = FlakeImages(
+        ids=["00000"],
+        images=[image.astype(np.uint8)],
+        masks=[pred],
+        scheme=ClassScheme.from_config({"names": NAMES, "label_values": [[0], [1], [2]]}),
+        pairs=[Pair("00000", path, path)],
+    )
+    post = Postprocess(min_area=100, min_confidence=0.5)
+    masks, summary = unknown_listing([probs_of(pred)], images, FLAKES, post, "mos2")
+    assert summary == {"setup": "paper_mos2", "flakes": 1}
+    assert masks[0][70, 80] and not masks[0][20, 20] and masks[0].sum() == 40 * 50
+    assert unknown_listing([probs_of(pred)], images, FLAKES, post, "hbn") == (
+        None,
+        {"setup": None, "flakes": 0},
+    )

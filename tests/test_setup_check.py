@@ -80,8 +80,7 @@ def test_predict_flags_a_foreign_image_and_strict_withholds_its_candidates(tmp_p
 def test_a_flake_whose_colour_fits_not_its_class_is_unknown():
     """A region the model calls monolayer but coloured as a bilayer is reported ``unknown``; a
     monolayer-coloured one keeps its class."""
-    from flakeseg.evaluation.flakes import find_flakes
-    from flakeseg.screening.screen import UNKNOWN, unknown_flakes
+    from flakeseg.evaluation.flakes import UNKNOWN, find_flakes, unknown_flakes
 
     setup = shipped_setup()
     image, layers = rendered(setup, "MoS2")

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["FLAKE_COLUMNS", "FLAKE_DECIMALS", "Flake", "find_flakes", "rounded_row"]
+if TYPE_CHECKING:
+    from flakeseg.optics.calibration import Setup
+
+__all__ = [
+    "FLAKE_COLUMNS",
+    "FLAKE_DECIMALS",
+    "UNKNOWN",
+    "Flake",
+    "find_flakes",
+    "rounded_row",
+    "unknown_flakes",
+    "unlisted_pixels",
+]
+
+#: the class a listed flake gets when its colour fits no layer count of the optics (``predict`` lists
+#: it apart; flake scores count it as no listing, so a true flake it covers is a miss)
+UNKNOWN = "unknown"
 
 #: columns of ``flakes.csv`` that come from a :class:`Flake` (the image name comes first)
 FLAKE_COLUMNS = (
@@ -142,3 +159,53 @@ def find_flakes(
     for cls, regions in regions_of.items():  # the classes' regions are disjoint
         ids += new_id[cls][regions]
     return ids, flakes
+
+
+def unknown_flakes(
+    image: np.ndarray,
+    flake_ids: np.ndarray,
+    flakes: Sequence[Flake],
+    setup: Setup,
+    material: str,
+    substrate: np.ndarray,
+) -> list[Flake]:
+    """``flakes`` with those whose median contrast is off the optics' prediction for their class's
+    layer count (:func:`~flakeseg.optics.drift.contrast_error` above ``CONTRAST_TOLERANCE``) called
+    :data:`UNKNOWN`: the model calls them a class their colour does not fit. ``image`` is the RGB
+    image the flakes were found on, ``substrate`` its substrate colour."""
+    from flakeseg.data.contrasts import LAYER_COUNTS
+    from flakeseg.optics.calibration import CLIP
+    from flakeseg.optics.drift import CONTRAST_TOLERANCE, contrast_error
+
+    out = []
+    usable = np.asarray(substrate) < CLIP
+    for flake in flakes:
+        layers = LAYER_COUNTS.get(flake.class_name)
+        if layers is not None:
+            median = np.median(image[flake_ids == flake.flake_id].astype(np.float64), axis=0)
+            contrast = np.where(usable, median / np.maximum(substrate, 1.0) - 1.0, np.nan)
+            if contrast_error(setup, material, layers, contrast, substrate) > CONTRAST_TOLERANCE:
+                flake = dataclasses.replace(flake, class_name=UNKNOWN)
+        out.append(flake)
+    return out
+
+
+def unlisted_pixels(
+    image: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    flake_classes: Sequence[int],
+    min_area: int,
+    min_confidence: float,
+    setup: Setup,
+    material: str,
+) -> tuple[np.ndarray, int]:
+    """The pixels of the flakes ``predict`` would list as :data:`UNKNOWN` on ``image`` (``probabilities``
+    at its pixels, flakes kept from ``min_area`` / ``min_confidence``), as an ``H x W`` bool mask, and
+    how many flakes they are."""
+    from flakeseg.optics.substrate import estimate_background
+
+    flake_ids, flakes = find_flakes(probabilities, class_names, flake_classes, min_area, min_confidence)
+    named = unknown_flakes(image, flake_ids, flakes, setup, material, estimate_background(image))
+    unknown = [f.flake_id for f in named if f.class_name == UNKNOWN]
+    return np.isin(flake_ids, unknown), len(unknown)

@@ -17,7 +17,7 @@ from flakeseg.evaluation.flake_scores import FlakeScores
 from flakeseg.evaluation.postprocess import PREDICT_DEFAULTS, Postprocess
 from flakeseg.evaluation.regions import counted_regions, pixel_scores, region_accuracy, region_min_area_px
 
-__all__ = ["SplitScores", "flake_scores", "held_out_flake_matches", "score_test_split"]
+__all__ = ["SplitScores", "flake_scores", "held_out_flake_matches", "score_test_split", "unknown_listing"]
 
 
 def flake_scores(
@@ -26,13 +26,63 @@ def flake_scores(
     names: Sequence[str],
     flake_classes: Sequence[int],
     postprocess: Postprocess = PREDICT_DEFAULTS,
+    unlisted: Sequence[np.ndarray] | None = None,
 ) -> FlakeScores:
     """The flake matches of model-scale probabilities, put back onto the pixels of the masks as stored
-    (as ``predict`` puts them back onto the image's)."""
+    (as ``predict`` puts them back onto the image's). ``unlisted``: per image, the pixels of flakes
+    ``predict`` lists as unknown (:func:`~flakeseg.evaluation.flakes.unlisted_pixels`); they are no
+    prediction, so a true flake only they cover is a miss."""
     scores = FlakeScores(names, flake_classes, postprocess.min_area, postprocess.min_confidence)
-    for prob, mask in zip(probs, stored_masks, strict=True):
-        scores.update(resize_probabilities(prob, *mask.shape), mask)
+    background = next(c for c in range(len(names)) if c not in flake_classes)
+    for index, (prob, mask) in enumerate(zip(probs, stored_masks, strict=True)):
+        prob = resize_probabilities(prob, *mask.shape)
+        if unlisted is not None and unlisted[index].any():
+            prob = prob.copy()
+            prob[:, unlisted[index]] = 0.0
+            prob[background, unlisted[index]] = 1.0
+        scores.update(prob, mask)
     return scores
+
+
+def unknown_listing(
+    probs: Sequence[np.ndarray],
+    images: FlakeImages,
+    flake_classes: Sequence[int],
+    postprocess: Postprocess,
+    data_name: str,
+) -> tuple[list[np.ndarray] | None, dict[str, Any]]:
+    """Per image, the pixels of the flakes ``predict`` lists as unknown (their colour fits no layer
+    count of the optics), found as ``predict`` finds them: on the image as stored, with the setup it
+    checks a model of data set ``data_name`` against (the shipped ``paper_<data>``). ``(None, {...})``
+    when there is no such setup; the dict says which setup and how many flakes."""
+    from flakeseg.data.io import read_image
+    from flakeseg.evaluation.flakes import unlisted_pixels
+    from flakeseg.optics.calibration import SHIPPED_DIR, shipped_setup
+
+    name = f"paper_{data_name}"
+    if not data_name or not (SHIPPED_DIR / f"{name}.yaml").is_file() or len(images.pairs) != len(probs):
+        return None, {"setup": None, "flakes": 0}
+    setup = shipped_setup(name)
+    material = str(setup.fitted_on.get("material") or "")
+    if not setup.substrates or not material:
+        return None, {"setup": None, "flakes": 0}
+    names = list(images.scheme.names)
+    masks, count = [], 0
+    for prob, pair in zip(probs, images.pairs, strict=True):
+        image = read_image(pair.image_path)
+        mask, found = unlisted_pixels(
+            image,
+            resize_probabilities(prob, *image.shape[:2]),
+            names,
+            flake_classes,
+            postprocess.min_area,
+            postprocess.min_confidence,
+            setup,
+            material,
+        )
+        masks.append(mask)
+        count += found
+    return masks, {"setup": name, "flakes": count}
 
 
 def held_out_flake_matches(
@@ -73,11 +123,14 @@ def score_test_split(
     data_cfg: Mapping[str, Any],
     stored_masks: Sequence[np.ndarray],
     postprocess: Postprocess = PREDICT_DEFAULTS,
+    unlisted: Sequence[np.ndarray] | None = None,
+    unknown: Mapping[str, Any] | None = None,
 ) -> SplitScores:
     """Pixel scores, region accuracy (ground-truth regions of at least ``data.region_min_area`` pixels
     at full scale: label specks are not flakes), ROC/PR curves of ``C x H x W`` probabilities, and flake
     precision, recall, F1 and AP50 against ``stored_masks`` (the masks at the files' resolution),
-    predicted flakes kept as ``postprocess`` says."""
+    predicted flakes kept as ``postprocess`` says and those ``unlisted`` (flakes ``predict`` lists as
+    unknown, :func:`unknown_listing`, which ``unknown`` summarises) left out."""
     names = list(names)
     preds = [p.argmax(axis=0).astype(np.uint8) for p in probs]
     scores = pixel_scores(preds, masks, names)
@@ -88,7 +141,7 @@ def score_test_split(
     per_class_regions = {
         names[c]: region_accuracy([r for r in regions if r["true_class"] == names[c]]) for c in regions_of
     }
-    flakes = flake_scores(probs, stored_masks, names, regions_of, postprocess)
+    flakes = flake_scores(probs, stored_masks, names, regions_of, postprocess, unlisted)
     metrics = {
         **{k: v for k, v in scores.items() if k != "test/confmat"},
         **flakes.compute("test"),
@@ -97,6 +150,9 @@ def score_test_split(
             "min_area": postprocess.min_area,
             "min_confidence": postprocess.min_confidence,
         },
+        # listed as unknown by predict's colour check (no listing: a true flake they cover is a miss)
+        "test/flakes_unknown": int((unknown or {}).get("flakes", 0)),
+        "test/flakes_unknown_setup": (unknown or {}).get("setup"),
         "test/region_accuracy": region_accuracy(regions),
         "test/regions": len(regions),
         "test/region_min_area_px": min_area,

@@ -13,7 +13,6 @@ Inputs are only read.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import io
 import json
@@ -28,14 +27,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from flakeseg.data.coco import CocoImage, coco_document, mask_instances
-from flakeseg.data.contrasts import LAYER_COUNTS
 from flakeseg.data.io import read_image
 from flakeseg.errors import ConfigError, DataError, FlakesegError, UsageError
-from flakeseg.evaluation.flakes import FLAKE_COLUMNS, Flake, find_flakes, rounded_row
+from flakeseg.evaluation.flakes import FLAKE_COLUMNS, UNKNOWN, find_flakes, rounded_row, unknown_flakes
 from flakeseg.evaluation.postprocess import Postprocess
 from flakeseg.inference.predictor import Predictor, class_indices, load_predictor, optics_predictor
-from flakeseg.optics.calibration import CLIP, Setup
-from flakeseg.optics.drift import CONTRAST_TOLERANCE, SetupCheck, contrast_error
+from flakeseg.optics.calibration import Setup
+from flakeseg.optics.drift import SetupCheck
 from flakeseg.optics.substrate import estimate_background
 from flakeseg.screening.html_report import DEFAULT_TOP, ReportOptions, render_report
 from flakeseg.screening.inputs import IMAGE_SUFFIXES, collect_inputs
@@ -200,27 +198,10 @@ def screen_one(
 
 
 #: the class of a flake whose contrast fits no layer count the optics knows
-UNKNOWN = "unknown"
+
+
+#: overlay colour of the flakes whose colour fits no layer count (:data:`~flakeseg.evaluation.flakes.UNKNOWN`)
 UNKNOWN_COLOR = "#9a9a9a"
-
-
-def unknown_flakes(
-    image: np.ndarray, flake_ids: np.ndarray, flakes: Sequence[Flake], setup: Setup, material: str, substrate
-) -> list[Flake]:
-    """``flakes`` with those whose median contrast is off the optics' prediction for their class's
-    layer count (:func:`~flakeseg.optics.drift.contrast_error` above ``CONTRAST_TOLERANCE``) called
-    :data:`UNKNOWN`: the model calls them a class their colour does not fit."""
-    out = []
-    usable = np.asarray(substrate) < CLIP
-    for flake in flakes:
-        layers = LAYER_COUNTS.get(flake.class_name)
-        if layers is not None:
-            median = np.median(image[flake_ids == flake.flake_id].astype(np.float64), axis=0)
-            contrast = np.where(usable, median / np.maximum(substrate, 1.0) - 1.0, np.nan)
-            if contrast_error(setup, material, layers, contrast, substrate) > CONTRAST_TOLERANCE:
-                flake = dataclasses.replace(flake, class_name=UNKNOWN)
-        out.append(flake)
-    return out
 
 
 def screen_images(

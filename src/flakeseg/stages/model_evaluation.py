@@ -53,7 +53,7 @@ def evaluate_model(
     from flakeseg.data.classes import region_class_indices
     from flakeseg.data.splits import split_from_config
     from flakeseg.evaluation.postprocess import Postprocess
-    from flakeseg.evaluation.test_scores import score_test_split
+    from flakeseg.evaluation.test_scores import score_test_split, unknown_listing
     from flakeseg.inference.predictor import load_predictor
     from flakeseg.inference.shipped import resolve_model
 
@@ -88,8 +88,19 @@ def evaluate_model(
             predictor.probabilities_at_model_scale(predictor.prepare_loaded(image))
             for image in bar.track(images.images, description=f"predicting {split} images")
         ]
+    # flakes predict lists as unknown (colour off the optics' layer counts) count as no listing
+    unlisted, unknown = unknown_listing(probs, images, regions_of, postprocess, card.data)
     scores = score_test_split(
-        probs, images.masks, images.ids, names, regions_of, data_cfg, images.stored_masks(), postprocess
+        probs,
+        images.masks,
+        images.ids,
+        names,
+        regions_of,
+        data_cfg,
+        images.stored_masks(),
+        postprocess,
+        unlisted,
+        unknown,
     )
     return {
         **scores.metrics,

@@ -9,7 +9,8 @@ config and test scores, what ``flakeseg evaluate <name>`` must reproduce):
 
 The CV run chooses the post-processing (which predicted regions are listed as flakes: min area and
 min confidence) on its folds by flake F1; the card carries it, and the test scores are those of the
-flakes it lists.
+flakes it lists. When only the scoring changes, ``python -m flakeseg.stages.shipping --rescore mos2``
+scores the shipped model again into its card.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from flakeseg.errors import DataError, FlakesegError
 from flakeseg.inference.shipped import SHIPPED_DIR
 from flakeseg.stages.model_evaluation import evaluate_model
 
-__all__ = ["chosen_postprocess", "ship"]
+__all__ = ["chosen_postprocess", "rescore", "ship"]
 
 
 def chosen_postprocess(evaluation_path: Path) -> dict[str, Any]:
@@ -107,13 +108,36 @@ def ship(
     return dest / f"{name}.ckpt"
 
 
+def rescore(name: str, dest: Path = SHIPPED_DIR) -> Path:
+    """Score a shipped model's test split again, as ``flakeseg evaluate <name>`` does now, into its
+    ``<name>.json`` (same weights and card; for when the scoring, not the model, changed)."""
+    from flakeseg.utils.files import write_json_atomic
+
+    path = dest / f"{name}.json"
+    try:
+        card = json.loads(path.read_text())
+        data = str(card["data"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: not a shipped model's card ({type(exc).__name__}: {exc})") from None
+    rescored = evaluate_model(str(dest / f"{name}.ckpt"), data, "test")
+    card.update({k: v for k, v in rescored.items() if k.startswith("test/")})
+    write_json_atomic(path, card)
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m flakeseg.stages.shipping",
         description="Write a test-stage run's model into the package as a shipped model.",
     )
-    parser.add_argument("run_dir", type=Path, help="folder of a `train.py stage=test` run")
-    parser.add_argument("name", help="the shipped model's name (mos2, graphene, ...)")
+    parser.add_argument("run_dir", type=Path, nargs="?", help="folder of a `train.py stage=test` run")
+    parser.add_argument("name", nargs="?", help="the shipped model's name (mos2, graphene, ...)")
+    parser.add_argument(
+        "--rescore",
+        metavar="NAME",
+        help="instead: score shipped model NAME's test split again into its NAME.json (the scoring "
+        "changed, not the model)",
+    )
     parser.add_argument(
         "--postprocess-from",
         type=Path,
@@ -123,7 +147,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "min confidence go into the card",
     )
     args = parser.parse_args(argv)
+    if args.rescore is not None:
+        if args.run_dir is not None or args.postprocess_from is not None:
+            parser.error("--rescore NAME takes no run folder and no --postprocess-from")
+    elif args.run_dir is None or args.name is None:
+        parser.error("give a run folder and a name (or --rescore NAME)")
     try:
+        if args.rescore is not None:
+            print(rescore(args.rescore))
+            return 0
         postprocess = chosen_postprocess(args.postprocess_from) if args.postprocess_from else None
         print(ship(args.run_dir, args.name, postprocess=postprocess))
     except FlakesegError as exc:

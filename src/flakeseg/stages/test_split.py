@@ -23,7 +23,8 @@ from flakeseg.errors import ConfigError
 from flakeseg.evaluation.curves import curve_rows, plot_curves
 from flakeseg.evaluation.flake_scores import DEVICE_FLOOR_PX
 from flakeseg.evaluation.plots import plot_confusion_matrix, plot_examples
-from flakeseg.evaluation.test_scores import score_test_split
+from flakeseg.evaluation.postprocess import PREDICT_DEFAULTS
+from flakeseg.evaluation.test_scores import score_test_split, unknown_listing
 from flakeseg.inference.checkpoint import card_from_config
 from flakeseg.inference.predictor import ClassicalBackend, Predictor
 from flakeseg.models import is_classical
@@ -93,7 +94,11 @@ def run_test_stage(cfg: DictConfig, started: RunStart | None = None) -> dict[str
         model_path = checkpoint.best_model_path or checkpoint.last_model_path
         epochs = int(trainer.current_epoch)
     probs = [predictor.probabilities_at_model_scale(image) for image in test.images]
-    scored = score_test_split(probs, test.masks, test.ids, names, regions_of, data_cfg, test.stored_masks())
+    unlisted, unknown = unknown_listing(probs, test, regions_of, PREDICT_DEFAULTS, str(data_cfg["name"]))
+    scored = score_test_split(
+        probs, test.masks, test.ids, names, regions_of, data_cfg, test.stored_masks(), PREDICT_DEFAULTS,
+        unlisted, unknown,
+    )  # fmt: skip
     preds, regions, curves = scored.preds, scored.regions, scored.curves
 
     title = (
