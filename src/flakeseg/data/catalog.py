@@ -211,8 +211,25 @@ def discover_pairs(data_cfg: Mapping[str, Any]) -> tuple[list[Pair], list[str]]:
     return pairs, problems
 
 
+def flat_field(data_cfg: Mapping[str, Any]) -> np.ndarray | None:
+    """The flat field of ``data.flatfield`` (a blank image's smoothed brightness, median 1), or ``None``;
+    an unreadable file is one line naming the key."""
+    path = data_cfg.get("flatfield")
+    if not path:
+        return None
+    from flakeseg.optics.substrate import flat_field_from_blank
+
+    try:
+        return flat_field_from_blank(read_image(Path(str(path))))
+    except DataError as exc:
+        raise ConfigError(f"data.flatfield: {exc}") from None
+
+
 def load_dataset(
-    data_cfg: Mapping[str, Any], ids: Iterable[str] | None = None, progress: bool = True
+    data_cfg: Mapping[str, Any],
+    ids: Iterable[str] | None = None,
+    progress: bool = True,
+    flatfield: np.ndarray | None = None,
 ) -> FlakeImages:
     """Load, check and (optionally) rescale the data set described by ``data_cfg``.
 
@@ -224,6 +241,8 @@ def load_dataset(
         data_cfg: the ``data`` config node.
         ids: load only these ids (default: every pair found).
         progress: show a progress bar while decoding.
+        flatfield: divide every image by this field first (a model card's); default: the field of
+            ``data.flatfield``, if set.
 
     With ``data.substrate_normalize`` each image is white-balanced against its own substrate colour
     after rescaling (:func:`flakeseg.optics.substrate.normalize_substrate`), unless the inputs are fitted
@@ -235,6 +254,7 @@ def load_dataset(
         raise ConfigError(f"data.scale: must be > 0, got {scale}")
     # inputs fitted on labels are prepared per fold by the stage (flakeseg.inference.inputs)
     substrate = bool(data_cfg.get("substrate_normalize", False)) and not uses_fitted_inputs(data_cfg)
+    blank_field = flatfield if flatfield is not None else flat_field(data_cfg)
     pairs, problems = discover_pairs(data_cfg)
     if ids is not None:
         wanted = list(ids)
@@ -263,6 +283,10 @@ def load_dataset(
                         f"{pair.image_path.name} ({image.shape[1]}x{image.shape[0]})"
                     )
                 mask = scheme.encode(raw, str(pair.mask_path))
+                if blank_field is not None:
+                    from flakeseg.optics.substrate import apply_flat_field
+
+                    image = apply_flat_field(image, blank_field, str(pair.image_path))
             except DataError as exc:
                 problems.extend(exc.problems)
                 continue

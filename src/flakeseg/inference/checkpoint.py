@@ -84,6 +84,9 @@ class ModelCard:
             channels; :class:`~flakeseg.inference.inputs.InputFeatures` as a dict), or ``None``.
         postprocess: which predicted regions are listed as flakes, chosen on the CV folds by flake F1
             (``{"min_area", "min_confidence", "chosen_on"}``), or ``None`` (``predict``'s defaults).
+        flatfield: the flat field the training images were divided by (``data.flatfield``), as
+            :func:`~flakeseg.optics.substrate.compact_flat_field` keeps it, or ``None``; prediction
+            divides every image by it first.
         source: the file the card was read from.
     """
 
@@ -101,6 +104,7 @@ class ModelCard:
     substrate_normalize: bool = False
     inputs: dict[str, Any] | None = None
     postprocess: dict[str, Any] | None = None
+    flatfield: dict[str, Any] | None = None
     source: str = ""
 
     def to_json(self) -> str:
@@ -135,6 +139,7 @@ def card_from_hparams(
         substrate_normalize=bool(inference.get("substrate_normalize", False)),
         inputs=inference.get("inputs") or None,
         postprocess=inference.get("postprocess") or None,
+        flatfield=inference.get("flatfield") or None,
         source=source,
     )
 
@@ -142,14 +147,18 @@ def card_from_hparams(
 def inference_fields(data_cfg: Mapping[str, Any], class_names: Sequence[str]) -> dict[str, Any]:
     """What prediction needs of the ``data`` config beyond classes and normalisation (a checkpoint's
     ``inference`` hyperparameters)."""
+    from flakeseg.data.catalog import flat_field
     from flakeseg.data.classes import region_class_indices
+    from flakeseg.optics.substrate import compact_flat_field
 
+    field = flat_field(data_cfg)
     return {
         "crop_size": int(data_cfg["crop_size"]),
         "pixel_size_um": data_cfg.get("pixel_size_um"),
         "flake_classes": [class_names[i] for i in region_class_indices(data_cfg["classes"], class_names)],
         "data": str(data_cfg["name"]),
         "substrate_normalize": bool(data_cfg.get("substrate_normalize", False)),
+        **({"flatfield": compact_flat_field(field)} if field is not None else {}),
     }
 
 

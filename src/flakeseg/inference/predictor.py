@@ -237,12 +237,17 @@ class Predictor:
             self.batch_size,
         )
 
-    #: a flat field (``H x W x 3``, median 1) every image is divided by first, or ``None``
+    #: a flat field (``H x W x 3``, median 1) every image is divided by first (``predict --flatfield``),
+    #: or ``None``: then the card's, if the model was trained on flat-fielded images
     flatfield: np.ndarray | None = None
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """Softmax probabilities, ``C x H x W`` float32, on the pixels of the ``H x W x 3`` uint8 image
-        (divided by :attr:`flatfield` first, when one is set)."""
+        (divided by :attr:`flatfield`, or the card's flat field, first when there is one)."""
+        if self.flatfield is None and self.card.flatfield:
+            from flakeseg.optics.substrate import expand_flat_field
+
+            self.flatfield = expand_flat_field(self.card.flatfield)
         if self.flatfield is not None:
             from flakeseg.optics.substrate import apply_flat_field
 

@@ -276,6 +276,39 @@ def apply_flat_field(image: np.ndarray, field: np.ndarray, name: str = "image") 
     return np.clip(np.round(image.astype(np.float32) / np.maximum(field, 1e-3)), 0, 255).astype(np.uint8)
 
 
+#: longest side of a flat field as a model card keeps it (a smooth field needs no more)
+CARD_FIELD_SIDE = 64
+
+
+def _resampled(field: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``field`` (``h x w x C``) linearly resampled to ``height x width``, pixel centres aligned."""
+    rows = (np.arange(height) + 0.5) * field.shape[0] / height - 0.5
+    cols = (np.arange(width) + 0.5) * field.shape[1] / width - 0.5
+    grid = np.meshgrid(rows, cols, indexing="ij")
+    channels = [
+        ndimage.map_coordinates(field[..., c], grid, order=1, mode="nearest") for c in range(field.shape[2])
+    ]
+    return np.stack(channels, axis=-1).astype(np.float32)
+
+
+def compact_flat_field(field: np.ndarray) -> dict[str, Any]:
+    """A flat field as plain data for a model card: its image size and the field smoothed and
+    resampled to at most :data:`CARD_FIELD_SIDE` px on its longest side, 4 decimals."""
+    height, width = field.shape[:2]
+    factor = min(1.0, CARD_FIELD_SIDE / max(height, width))
+    small_h, small_w = max(1, round(height * factor)), max(1, round(width * factor))
+    # a Gaussian of about one output pixel first, so the few kept samples average their neighbourhood
+    sigma = (0.5 / factor, 0.5 / factor, 0) if factor < 1 else 0
+    small = _resampled(ndimage.gaussian_filter(field.astype(np.float32), sigma), small_h, small_w)
+    return {"height": int(height), "width": int(width), "field": np.round(small, 4).tolist()}
+
+
+def expand_flat_field(compact: Mapping[str, Any]) -> np.ndarray:
+    """The ``H x W x 3`` field of :func:`compact_flat_field`'s data, at its image size (bilinear)."""
+    small = np.asarray(compact["field"], dtype=np.float32)
+    return _resampled(small, int(compact["height"]), int(compact["width"]))
+
+
 def normalize_substrate(
     image: np.ndarray, grey: float = SUBSTRATE_GREY, prior: SubstratePrior | None = None
 ) -> np.ndarray:

@@ -56,6 +56,7 @@ def evaluate_model(
     from flakeseg.evaluation.test_scores import score_test_split, unknown_listing
     from flakeseg.inference.predictor import load_predictor
     from flakeseg.inference.shipped import resolve_model
+    from flakeseg.optics.substrate import expand_flat_field
 
     if split not in SPLITS:
         raise ConfigError(f"--split: must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -77,7 +78,9 @@ def evaluate_model(
     )
     ids = split_from_config(data_cfg)
     wanted = [*ids["train"], *ids["test"]] if split == "all" else ids[split]
-    images = load_dataset(data_cfg, ids=wanted, progress=progress)
+    # divided by the card's flat field, as predict divides them (data.flatfield when the card has none)
+    field = expand_flat_field(card.flatfield) if card.flatfield else None
+    images = load_dataset(data_cfg, ids=wanted, progress=progress, flatfield=field)
     names = list(card.class_names)
     regions_of = region_class_indices(data_cfg["classes"], names)
     # flakes listed as the card says (chosen on CV when it was shipped), else as `predict` lists them
