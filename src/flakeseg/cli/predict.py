@@ -80,7 +80,8 @@ def build_parser(
         help="the microscope's setup from `flakeseg calibrate`: with --material the optics runs on it "
         "(default: the paper's microscope, calibrated on its MoS2 training labels, the oxide fitted on "
         "each image); with a model, the setup check compares each image's substrate colour with its "
-        "images (default: the shipped paper_<data> setup of the model's training data, if any)",
+        "images (default: the model card's setup, else the shipped paper_<data> of its training data, "
+        "if any)",
     )
     parser.add_argument(
         "--flatfield",

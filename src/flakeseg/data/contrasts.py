@@ -51,3 +51,19 @@ def measure_labelled(
             data.ids, data.images, data.masks, substrate_masks(data), strict=True
         )
     ]
+
+
+def card_setup(data_cfg: Mapping[str, Any], ids: Iterable[str]) -> dict[str, Any] | None:
+    """The microscope setup a model trained on ``ids`` carries in its card: calibrated
+    (:func:`~flakeseg.optics.calibration.calibrate`) on those images and labels when ``data.material``
+    names the crystal and no setup ships for the data set (the paper's data sets have
+    ``paper_<data>``); else ``None``. ``predict`` checks new images against it and lists flakes whose
+    colour fits no layer count as unknown."""
+    from flakeseg.optics.calibration import SHIPPED_DIR, calibrate
+
+    material = data_cfg.get("material")
+    if not material or (SHIPPED_DIR / f"paper_{data_cfg.get('name')}.yaml").is_file():
+        return None
+    labelled = measure_labelled(data_cfg, list(ids))
+    setup = calibrate(np.zeros((0, 3)), str(material), labelled)
+    return setup.to_dict()

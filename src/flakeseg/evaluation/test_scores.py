@@ -50,19 +50,25 @@ def unknown_listing(
     flake_classes: Sequence[int],
     postprocess: Postprocess,
     data_name: str,
+    card_setup: Mapping[str, Any] | None = None,
 ) -> tuple[list[np.ndarray] | None, dict[str, Any]]:
     """Per image, the pixels of the flakes ``predict`` lists as unknown (their colour fits no layer
     count of the optics), found as ``predict`` finds them: on the image as stored, with the setup it
-    checks a model of data set ``data_name`` against (the shipped ``paper_<data>``). ``(None, {...})``
-    when there is no such setup; the dict says which setup and how many flakes."""
+    checks the model against (its card's ``card_setup``, else the shipped ``paper_<data_name>``).
+    ``(None, {...})`` when there is no such setup; the dict says which setup and how many flakes."""
     from flakeseg.data.io import read_image
     from flakeseg.evaluation.flakes import unlisted_pixels
-    from flakeseg.optics.calibration import SHIPPED_DIR, shipped_setup
+    from flakeseg.optics.calibration import SHIPPED_DIR, Setup, shipped_setup
 
     name = f"paper_{data_name}"
-    if not data_name or not (SHIPPED_DIR / f"{name}.yaml").is_file() or len(images.pairs) != len(probs):
+    if len(images.pairs) != len(probs):
         return None, {"setup": None, "flakes": 0}
-    setup = shipped_setup(name)
+    if card_setup:
+        setup, name = Setup.from_dict(card_setup, "model card"), "the model card's setup"
+    elif data_name and (SHIPPED_DIR / f"{name}.yaml").is_file():
+        setup = shipped_setup(name)
+    else:
+        return None, {"setup": None, "flakes": 0}
     material = str(setup.fitted_on.get("material") or "")
     if not setup.substrates or not material:
         return None, {"setup": None, "flakes": 0}

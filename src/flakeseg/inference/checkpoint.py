@@ -87,6 +87,9 @@ class ModelCard:
         flatfield: the flat field the training images were divided by (``data.flatfield``), as
             :func:`~flakeseg.optics.substrate.compact_flat_field` keeps it, or ``None``; prediction
             divides every image by it first.
+        setup: the microscope setup calibrated on the training images and labels
+            (:func:`~flakeseg.data.contrasts.card_setup`, a :class:`~flakeseg.optics.calibration.Setup`
+            as a dict), or ``None``; ``predict`` checks new images against it.
         source: the file the card was read from.
     """
 
@@ -105,6 +108,7 @@ class ModelCard:
     inputs: dict[str, Any] | None = None
     postprocess: dict[str, Any] | None = None
     flatfield: dict[str, Any] | None = None
+    setup: dict[str, Any] | None = None
     source: str = ""
 
     def to_json(self) -> str:
@@ -140,6 +144,7 @@ def card_from_hparams(
         inputs=inference.get("inputs") or None,
         postprocess=inference.get("postprocess") or None,
         flatfield=inference.get("flatfield") or None,
+        setup=inference.get("setup") or None,
         source=source,
     )
 

@@ -496,14 +496,18 @@ def prepare(args: argparse.Namespace) -> tuple[Predictor, ScreenSettings, dict[s
 
 def setup_to_check(args: argparse.Namespace, predictor: Predictor) -> tuple[Any, str]:
     """The setup whose images new images are checked against, and a line saying which: ``--setup``
-    (with ``--material`` the setup the optics runs on), else the shipped ``paper_<data>`` of the
-    model's training data when there is one; ``(None, why not)`` otherwise."""
+    (with ``--material`` the setup the optics runs on), else the model card's (calibrated on its
+    training images), else the shipped ``paper_<data>`` of the model's training data when there is
+    one; ``(None, why not)`` otherwise."""
     from flakeseg.optics.calibration import SHIPPED_DIR, Setup, shipped_setup
 
     if args.setup is not None:
         setup, source = Setup.load(args.setup), str(args.setup)
     elif getattr(args, "material", None) is not None:
         setup, source = shipped_setup(), "the shipped paper_mos2 setup"
+    elif predictor.card.setup:
+        setup = Setup.from_dict(predictor.card.setup, f"{predictor.card.source} (model card)")
+        source = "the model card's setup (calibrated on its training images)"
     elif predictor.card.data and (SHIPPED_DIR / f"paper_{predictor.card.data}.yaml").is_file():
         setup, source = (
             shipped_setup(f"paper_{predictor.card.data}"),

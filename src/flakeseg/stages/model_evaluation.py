@@ -92,7 +92,7 @@ def evaluate_model(
             for image in bar.track(images.images, description=f"predicting {split} images")
         ]
     # flakes predict lists as unknown (colour off the optics' layer counts) count as no listing
-    unlisted, unknown = unknown_listing(probs, images, regions_of, postprocess, card.data)
+    unlisted, unknown = unknown_listing(probs, images, regions_of, postprocess, card.data, card.setup)
     scores = score_test_split(
         probs,
         images.masks,

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from flakeseg.data import FlakeDataModule, load_dataset
 from flakeseg.data.classes import region_class_indices
+from flakeseg.data.contrasts import card_setup
 from flakeseg.data.splits import split_from_config
 from flakeseg.errors import ConfigError
 from flakeseg.evaluation.curves import curve_rows, plot_curves
@@ -78,6 +79,10 @@ def run_test_stage(cfg: DictConfig, started: RunStart | None = None) -> dict[str
     else:
         features, train, test, loader_cfg = prepare_fold_inputs(cfg, train, test, int(cfg.seed))
         module = build_module(cfg, scheme, weights, features)
+        setup = card_setup(data_cfg, split["train"])  # the card's microscope, when no setup ships
+        if setup is not None:
+            module.hparams["inference"]["setup"] = setup
+            log.info("model card: setup calibrated on the %d training images", len(split["train"]))
         datamodule = FlakeDataModule(
             train,
             None,
@@ -94,7 +99,9 @@ def run_test_stage(cfg: DictConfig, started: RunStart | None = None) -> dict[str
         model_path = checkpoint.best_model_path or checkpoint.last_model_path
         epochs = int(trainer.current_epoch)
     probs = [predictor.probabilities_at_model_scale(image) for image in test.images]
-    unlisted, unknown = unknown_listing(probs, test, regions_of, PREDICT_DEFAULTS, str(data_cfg["name"]))
+    unlisted, unknown = unknown_listing(
+        probs, test, regions_of, PREDICT_DEFAULTS, str(data_cfg["name"]), predictor.card.setup
+    )
     scored = score_test_split(
         probs, test.masks, test.ids, names, regions_of, data_cfg, test.stored_masks(), PREDICT_DEFAULTS,
         unlisted, unknown,
