@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,9 @@ def test_bad_profiles_are_one_line(tmp_path: Path):
 
 def _run(arm: str, k: str, draw: int, region: float, train_s: float = 60.0) -> FewshotRun:
     scores = {
+        "heldout/flake_f1_monolayer_device": region - 0.1,
+        "heldout/flake_f1_bilayer_device": 0.4,
+        "heldout/mean_class_acc": 0.6,
         "test/flake_f1_monolayer_device": region,
         "test/flake_f1_bilayer_device": 0.5,
         "test/region_accuracy": region,
@@ -90,7 +94,38 @@ def test_report_json_has_the_documented_shape_and_the_draws_spread(tmp_path: Pat
     assert cell["draws"] == 2 and cell["train_s"] == pytest.approx(70.0)
     assert table["scratch"]["5"]["draws"] == 1  # the failed draw counts nowhere
     page = (tmp_path / "fewshot.md").read_text()
-    assert "| 5 | finetuned | 0.700 ± 0.100 | 0.500 ± 0.000 | 0.700 ± 0.100 |" in page
+    assert (
+        "| 5 | finetuned | 0.600 ± 0.100 | 0.400 ± 0.000 | 0.600 ± 0.000 | 0.700 ± 0.100 | 0.500 ± 0.000 |"
+        in page
+    )
     assert "| 10 | scratch | — |" in page
     assert "scratch, k=5, draw 1: DataError: broken" in page
     assert (tmp_path / "fewshot.png").stat().st_size > 10_000
+
+
+def test_a_run_is_scored_on_the_training_images_it_did_not_draw(monkeypatch, tmp_path: Path):
+    """Arms are compared on held-out training images (``heldout/...``), never on the test split: the
+    job scores its model on every training image outside its set."""
+    import flakeseg.stages.model_evaluation as model_evaluation
+    import flakeseg.stages.test_split as test_split
+    from flakeseg.studies.fewshot import run_job
+
+    scored = {}
+
+    def fake_test_stage(cfg, started=None):
+        return {"checkpoint": "final.ckpt", "train_seconds": 1.0, "test/flake_f1_monolayer_device": 0.3}
+
+    def fake_evaluate(model, data, split="test", progress=True, ids=None, **options):
+        scored.update(model=model, data=data, ids=list(ids))
+        return {"test/flake_f1_monolayer_device": 0.9, "test/mean_class_acc": 0.8}
+
+    monkeypatch.setattr(test_split, "run_test_stage", fake_test_stage)
+    monkeypatch.setattr(model_evaluation, "evaluate_model", fake_evaluate)
+    profile = FewshotProfile.load("cpu")
+    result = run_job(profile, "graphene", "scratch", "3", 0, IDS[:3], tmp_path, train_ids=IDS)
+    assert result.error is None
+    assert scored == {"model": "final.ckpt", "data": "graphene", "ids": IDS[3:]}
+    assert result.scores["heldout/flake_f1_monolayer_device"] == 0.9
+    assert result.scores["test/flake_f1_monolayer_device"] == 0.3
+    everything = run_job(profile, "graphene", "scratch", "all", 0, IDS, tmp_path, train_ids=IDS)
+    assert math.isnan(everything.scores["heldout/mean_class_acc"])  # k = all: nothing held out

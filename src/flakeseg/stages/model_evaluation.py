@@ -45,10 +45,12 @@ def evaluate_model(
     data_overrides: Sequence[str] = (),
     device: str = "cpu",
     progress: bool = True,
+    ids: Sequence[str] | None = None,
     **predictor_options: Any,
 ) -> dict[str, Any]:
-    """The ``test/...`` metrics of ``model`` on the ``split`` images of data set ``data``; ``progress``:
-    the loading bar, then one on stderr while the images are predicted, each gone when done."""
+    """The ``test/...`` metrics of ``model`` on the ``split`` images of data set ``data`` (or on the
+    images ``ids``, e.g. the training images a few-shot model did not draw); ``progress``: the loading
+    bar, then one on stderr while the images are predicted, each gone when done."""
     from flakeseg.data.catalog import load_dataset
     from flakeseg.data.classes import region_class_indices
     from flakeseg.data.splits import split_from_config
@@ -76,8 +78,10 @@ def evaluate_model(
         substrate_normalize=card.substrate_normalize,
         gmm_channels=card.inputs is not None,
     )
-    ids = split_from_config(data_cfg)
-    wanted = [*ids["train"], *ids["test"]] if split == "all" else ids[split]
+    splits = split_from_config(data_cfg)
+    wanted = [*splits["train"], *splits["test"]] if split == "all" else splits[split]
+    if ids is not None:
+        wanted = list(ids)
     # divided by the card's flat field, as predict divides them (data.flatfield when the card has none)
     field = expand_flat_field(card.flatfield) if card.flatfield else None
     images = load_dataset(data_cfg, ids=wanted, progress=progress, flatfield=field)

@@ -4,13 +4,15 @@ For each k of a profile (``conf/fewshot/<name>.yaml``: k = 1, 3, 5, 10 and all t
 data set standing in for a new material) and each of ``draws`` random sets of k training images (drawn
 among those that show a flake: a lab labels images with flakes on them; ``all`` is every one), every
 arm (``finetuned``: ``model.init_from=mos2``; ``scratch``: random weights) is trained on that set with
-``stage=test`` and scored on the data set's fixed test split. Both arms see the same image sets and the
-same training budget. Each run is the ``train.py`` job ``<runs>/<arm>/k<k>/draw<d>/`` (resumed when
+``stage=test`` and scored on the training images it did not draw (held-out: arms are compared there,
+never on the test split) and on the data set's fixed test split (reported). Both arms see the same
+image sets and the same training budget. Each run is the ``train.py`` job ``<runs>/<arm>/k<k>/draw<d>/`` (resumed when
 complete). The report:
 
-- ``fewshot.md``: per arm and k the mean ± std over draws of test region accuracy, macro precision and
-  mean per-class pixel accuracy, and the training seconds;
-- ``fewshot.json``: ``{arm: {k: {"test/flake_f1_monolayer_device", "test/flake_f1_bilayer_device",
+- ``fewshot.md``: per arm and k the mean ± std over draws of the held-out and test scores below, and
+  the training seconds;
+- ``fewshot.json``: ``{arm: {k: {"heldout/flake_f1_monolayer_device", "heldout/flake_f1_bilayer_device",
+  "heldout/mean_class_acc", "test/flake_f1_monolayer_device", "test/flake_f1_bilayer_device",
   "test/region_accuracy", "test/macro_precision", "test/mean_class_acc",
   each with a "_std" key, "train_s", "train_s_std", "draws"}}}``;
 - ``fewshot.png``: each metric against k, one curve per arm with its spread over draws.
@@ -138,8 +140,20 @@ class FewshotRun:
     error: str | None = None
 
 
-def run_job(profile: FewshotProfile, dataset: str, arm: str, k: str, draw: int, ids: list[str], runs: Path):
-    """Train one arm on one image set (resuming a complete run) and keep its test scores."""
+def run_job(
+    profile: FewshotProfile,
+    dataset: str,
+    arm: str,
+    k: str,
+    draw: int,
+    ids: list[str],
+    runs: Path,
+    train_ids: Sequence[str] = (),
+):
+    """Train one arm on one image set (resuming a complete run) and keep its scores: on the training
+    images of ``train_ids`` it did not draw (``heldout/...``, what arms are compared on) and on the
+    test split (``test/...``, reported)."""
+    from flakeseg.stages.model_evaluation import evaluate_model
     from flakeseg.stages.resume import TEST_METRICS_FILE, start_run
     from flakeseg.stages.test_split import run_test_stage
 
@@ -157,6 +171,10 @@ def run_job(profile: FewshotProfile, dataset: str, arm: str, k: str, draw: int, 
     try:
         cfg = compose(overrides)
         metrics = run_test_stage(cfg, start_run(cfg, TEST_METRICS_FILE))
+        held_out = [i for i in train_ids if i not in ids]
+        if held_out:
+            scored = evaluate_model(str(metrics["checkpoint"]), dataset, ids=held_out, progress=False)
+            metrics |= {f"heldout/{key.removeprefix('test/')}": v for key, v in scored.items()}
         result.scores = {m: float(metrics.get(m, float("nan"))) for m in METRICS} | {
             "train_s": float(metrics["train_seconds"])
         }
@@ -183,12 +201,13 @@ def run_fewshot(profile: FewshotProfile, datasets: Sequence[str], out: Path, run
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     jobs = []
+    train_ids: dict[str, list[str]] = {}
     for dataset in datasets:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             data_cfg = hydra_compose("train", overrides=[f"data={dataset}"]).data
-        train_ids = split_from_config(data_cfg)["train"]
-        pool = images_with_flakes(data_cfg, train_ids) if profile.pool == "with_flakes" else None
-        sets = draw_sets(train_ids, profile.ks, profile.draws, profile.seed, pool)
+        train_ids[dataset] = split_from_config(data_cfg)["train"]
+        pool = images_with_flakes(data_cfg, train_ids[dataset]) if profile.pool == "with_flakes" else None
+        sets = draw_sets(train_ids[dataset], profile.ks, profile.draws, profile.seed, pool)
         # draw by draw, so a stopped study has every k and arm of its first draws
         depth = max(len(v) for v in sets.values())
         jobs += [
@@ -204,7 +223,7 @@ def run_fewshot(profile: FewshotProfile, datasets: Sequence[str], out: Path, run
         console.rule(
             f"[bold][{number}/{len(jobs)}] {dataset}: {arm}, k={k}, draw {draw}[/] ({elapsed:.0f} s so far)"
         )
-        results.append(run_job(profile, dataset, arm, k, draw, ids, runs))
+        results.append(run_job(profile, dataset, arm, k, draw, ids, runs, train_ids[dataset]))
         write_report(profile, results, out, time.perf_counter() - started, log_invocation=False)
     write_report(profile, results, out, time.perf_counter() - started)
     return results

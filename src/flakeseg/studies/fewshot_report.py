@@ -17,6 +17,9 @@ from flakeseg.utils.plotting import pyplot, save_figure_atomic
 
 #: the metrics of every (arm, k) cell, as test_metrics.json names them
 METRICS = (
+    "heldout/flake_f1_monolayer_device",
+    "heldout/flake_f1_bilayer_device",
+    "heldout/mean_class_acc",
     "test/flake_f1_monolayer_device",
     "test/flake_f1_bilayer_device",
     "test/region_accuracy",
@@ -24,6 +27,9 @@ METRICS = (
     "test/mean_class_acc",
 )
 LABELS = {
+    "heldout/flake_f1_monolayer_device": "held-out flake F1, monolayer >= 600 px",
+    "heldout/flake_f1_bilayer_device": "held-out flake F1, bilayer >= 600 px",
+    "heldout/mean_class_acc": "held-out mean per-class accuracy",
     "test/flake_f1_monolayer_device": "test flake F1, monolayer >= 600 px",
     "test/flake_f1_bilayer_device": "test flake F1, bilayer >= 600 px",
     "test/region_accuracy": "test region accuracy",
@@ -110,8 +116,10 @@ def write_report(
         "sets of k training images"
         + (" drawn among those whose labels show a flake" if profile.pool == "with_flakes" else "")
         + " (one set for `all`: every training image), the same for every arm; each run trains on its set "
-        "with the overrides below and is scored on the fixed test split (pixel scores over all test "
-        "pixels, region accuracy over ground-truth flakes). Cells: mean ± std over draws. "
+        "with the overrides below and is scored on the training images it did not draw (held-out: what "
+        "a choice between arms is made on; none for `all`) and on the fixed test split (reported; pixel "
+        "scores over all test pixels, region accuracy over ground-truth flakes). Flakes as `flakeseg "
+        "evaluate` counts them. Cells: mean ± std over draws. "
         f"This invocation: {wall_seconds:.0f} s wall so far.",
         "",
         f"- common overrides: `{' '.join(profile.common)}`",
