@@ -6,8 +6,8 @@ among those that show a flake: a lab labels images with flakes on them; ``all`` 
 arm (``finetuned``: ``model.init_from=mos2``; ``scratch``: random weights) is trained on that set with
 ``stage=test`` and scored on the training images it did not draw (held-out: arms are compared there,
 never on the test split) and on the data set's fixed test split (reported). Both arms see the same
-image sets and the same training budget. Each run is the ``train.py`` job ``<runs>/<arm>/k<k>/draw<d>/`` (resumed when
-complete). The report:
+image sets and the same training budget. Each run is the ``train.py`` job
+``<runs>/<arm>/k<k>/draw<d>/`` (resumed when complete). The report:
 
 - ``fewshot.md``: per arm and k the mean ± std over draws of the held-out and test scores below, and
   the training seconds;
