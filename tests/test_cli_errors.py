@@ -106,6 +106,13 @@ BAD_INVOCATIONS = [
     (["calibrate", "nested", "--out", "s.yaml"], 1, "nested: no images in the folder itself"),
     (["calibrate", "bad.png", "--out", "s.yaml"], 1, "bad.png: not an image"),
     (["calibrate", "img.png", "--out", "s.yaml"], 1, "the oxide cannot be fitted"),
+    (["calibrate", "img.png", "--blank", "notes.txt", "--out", "s.yaml"], 1, "--blank notes.txt"),
+    (["calibrate", "img.png", "--flatfield-from-images", "--out", "s.yaml"], 1, "at least 3 of them"),
+    (
+        ["calibrate", "--data", "mos2", "--flatfield-from-images", "--out", "s.yaml"],
+        2,
+        "--flatfield-from-images: give the images",
+    ),
     (["calibrate", "--data", "hbn2", "--out", "s.yaml"], 2, "hbn2"),
     (
         ["calibrate", "--data", "mos2", "--material", "unobtainium", "--out", "s.yaml"],

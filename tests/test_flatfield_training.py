@@ -84,3 +84,78 @@ def test_the_card_carries_the_field_and_predict_divides_by_it(tmp_path):
     )
     assert np.array_equal(through_lens, plain.probabilities(evened))
     assert not np.allclose(through_lens, plain.probabilities(vignetted), atol=1e-3)
+
+
+def _vignetted_images(root: Path, count: int = 5, fall_off: float = 0.3) -> tuple[list[Path], int]:
+    """MoS2-coloured images seen through a vignette, each with a few monolayer flakes of its own, at
+    different exposures; no blank among them. Also the number of flake pixels."""
+    from flakeseg.optics.shifts import decode, encode, falloff
+
+    rng = np.random.default_rng(3)
+    paths, flake_pixels = [], 0
+    for index in range(count):
+        image = np.ones((*SHAPE, 3)) * np.array([176.0, 153.0, 207.0]) * rng.uniform(0.9, 1.05)
+        flakes = np.zeros(SHAPE, bool)
+        for _ in range(3):
+            top, left = rng.integers(0, SHAPE[0] - 20), rng.integers(0, SHAPE[1] - 25)
+            flakes[top : top + 15, left : left + 20] = True
+        image[flakes] *= (0.79, 0.95, 1.05)
+        flake_pixels += int(flakes.sum())
+        noisy = np.clip(np.round(image + rng.normal(0, 1.0, image.shape)), 0, 255).astype(np.uint8)
+        paths.append(root / f"im{index}.png")
+        Image.fromarray(encode(decode(noisy) * falloff(SHAPE, fall_off))).save(paths[-1])
+    return paths, flake_pixels
+
+
+def test_a_field_estimated_from_images_with_flakes_restores_a_flat_substrate(tmp_path):
+    from flakeseg.data.io import read_image
+    from flakeseg.optics.substrate import estimate_flat_field
+
+    images = [read_image(p) for p in _vignetted_images(tmp_path)[0]]
+    field = estimate_flat_field(images)
+    assert field.shape == images[0].shape and np.median(field.reshape(-1, 3), axis=0) == pytest.approx(1.0)
+    corner, centre = (slice(0, 4), slice(0, 4)), (slice(28, 32), slice(38, 42))
+    for image in images[:2]:
+        before = image[corner].mean() / image[centre].mean()
+        flat = apply_flat_field(image, field)
+        after = flat[corner].mean() / flat[centre].mean()
+        assert before < 0.9 and abs(after - 1.0) < 0.03, (before, after)
+    with pytest.raises(Exception, match=r"b.png: 40 x 30 px, the first 80 x 60"):
+        estimate_flat_field(
+            [images[0], np.zeros((30, 40, 3), np.uint8), images[1]], names=["a", "b.png", "c"]
+        )
+
+
+def test_calibrate_keeps_the_folder_field_and_predict_divides_by_it(tmp_path, capsys):
+    """A lab without a blank image: `calibrate --flatfield-from-images` puts the field into the setup;
+    `predict --setup` divides by it, and the optics finds the flakes at their size, surely."""
+    import csv
+
+    from flakeseg.cli import main as flakeseg
+    from flakeseg.cli.calibrate import main as calibrate
+    from flakeseg.optics.calibration import Setup
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    _, truth = _vignetted_images(folder, fall_off=0.45)
+    with_field, without = tmp_path / "setup.yaml", tmp_path / "plain.yaml"
+    assert calibrate([str(folder), "--flatfield-from-images", "--out", str(with_field)]) == 0
+    assert "flat field from 5 images" in capsys.readouterr().out
+    assert calibrate([str(folder), "--out", str(without)]) == 0
+    setup = Setup.load(with_field)
+    assert Setup.load(without).flat_field is None and setup.flat_field["height"] == SHAPE[0]
+    assert np.asarray(setup.flat_field["field"]).min() < 0.88  # corners ~0.82 of the median
+
+    def flakes(setup_file: Path, out: str) -> tuple[float, float]:
+        """Monolayer pixels listed, and the lowest confidence of a listed flake."""
+        args = ["predict", "--material", "MoS2", "--setup", str(setup_file), str(folder), "--out"]
+        assert flakeseg([*args, str(tmp_path / out), "--min-area", "20"]) == 0
+        with open(tmp_path / out / "flakes.csv") as file:
+            rows = list(csv.DictReader(file))
+        area = sum(float(r["area_px"]) for r in rows if r["class_name"] == "monolayer")
+        return area, min(float(r["confidence"]) for r in rows)
+
+    flat_area, flat_confidence = flakes(with_field, "flat")
+    vignetted_area, vignetted_confidence = flakes(without, "vignetted")
+    assert abs(flat_area - truth) < 0.05 * truth < abs(vignetted_area - truth)
+    assert flat_confidence > vignetted_confidence

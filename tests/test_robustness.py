@@ -59,7 +59,7 @@ def test_magnification_resizes_image_and_labels_together(sample):
 def test_every_shift_has_two_strengths():
     assert all(len(strengths) == 2 for strengths in SHIFTS.values())
     names = "exposure white_balance gamma vignetting vignetting_flatfield defocus jpeg noise magnification"
-    assert {*names.split(), "magnification_scaled", "oxide"} == set(SHIFTS)
+    assert {*names.split(), "vignetting_folder", "magnification_scaled", "oxide"} == set(SHIFTS)
 
 
 @pytest.mark.slow

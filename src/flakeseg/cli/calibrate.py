@@ -7,15 +7,22 @@ material on that microscope (--data: a data config whose masks label monolayers 
 material named by the config's `material` key or --material). How it is fitted:
 flakeseg.optics.calibration; how well it predicts another material: docs/results/optics/.
 
+A flat field (the objective's uneven lighting, vignetting) goes into the setup too, and `predict
+--setup` divides every image by it: from a blank image (--blank: bare substrate or a mirror, same
+objective and camera) or, for labs without one, estimated from the images themselves
+(--flatfield-from-images: the median of their substrate after masking flakes, at least 3 images).
+
 Examples:
     flakeseg calibrate --data mos2 --out setup_nikon100x.yaml
     flakeseg calibrate new_images/ --data mos2 --split train --out setup.yaml
     flakeseg calibrate new_images/ --out oxide_only.yaml
+    flakeseg calibrate new_images/ --flatfield-from-images --out setup.yaml
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +31,8 @@ from flakeseg.errors import ConfigError, DataError, FlakesegError
 from flakeseg.utils.command_line import SET_HELP, ArgumentParser, data_overrides
 
 SPLITS = ("all", "train", "test")
+#: longest side of the flat field a setup file keeps (a vignette is smooth; the file stays small)
+SETUP_FIELD_SIDE = 32
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="oxide thicknesses searched, nm (default 50 350 2)",
     )
+    field = parser.add_mutually_exclusive_group()
+    field.add_argument(
+        "--blank", type=Path, default=None, help="a blank image: the setup keeps its flat field"
+    )
+    field.add_argument(
+        "--flatfield-from-images",
+        action="store_true",
+        help="estimate the flat field from the images (at least 3, one camera and binning)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="the setup file to write (YAML)")
     parser.add_argument("--set", action="append", default=[], metavar="data.KEY=VALUE", help=SET_HELP)
     args = parser.parse_args(argv)
@@ -65,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--out {args.out}: is a folder; name the setup file, e.g. {args.out / 'setup.yaml'}")
     if args.set and not args.data:
         parser.error("--set changes --data's config: give --data")
+    if args.flatfield_from_images and not args.images:
+        parser.error("--flatfield-from-images: give the images to estimate it from")
     try:
         import numpy as np
         from rich.progress import Progress
@@ -72,17 +92,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flakeseg.data.io import image_problem, read_image
         from flakeseg.optics.calibration import OXIDE_RANGE_NM, calibrate, contrast_errors
         from flakeseg.optics.materials import material as find_material
-        from flakeseg.optics.substrate import substrate_colour
+        from flakeseg.optics.substrate import (
+            apply_flat_field,
+            compact_flat_field,
+            estimate_flat_field,
+            flat_field_from_blank,
+            substrate_colour,
+        )
         from flakeseg.screening.inputs import collect_inputs
 
         oxide_range = tuple(args.oxide_range) if args.oxide_range else OXIDE_RANGE_NM
         files, problems = collect_inputs(args.images, recursive=args.recursive)
+        if args.blank is not None and (problem := image_problem(args.blank)) is not None:
+            problems.insert(0, f"--blank {problem}")
         problems += [problem for problem in map(image_problem, files) if problem]
         if problems:
             raise DataError(problems[0])
-        substrates = [
-            substrate_colour(image, np.ones(image.shape[:2], bool)) for image in map(read_image, files)
-        ]
+        images = [read_image(path) for path in files]
+        field = None
+        if args.blank is not None:
+            field = flat_field_from_blank(read_image(args.blank))
+        elif args.flatfield_from_images:
+            field = estimate_flat_field(images, names=[str(path) for path in files])
+        if field is not None:  # the substrate colours the oxide is fitted on, as if evenly lit
+            images = [
+                apply_flat_field(image, field, str(path)) for image, path in zip(images, files, strict=True)
+            ]
+        substrates = [substrate_colour(image, np.ones(image.shape[:2], bool)) for image in images]
         labelled, material = [], args.material
         if args.data:
             from flakeseg.data.contrasts import measure_labelled
@@ -104,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 oxide_range=oxide_range,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
+        if field is not None:
+            setup = dataclasses.replace(setup, flat_field=compact_flat_field(field, SETUP_FIELD_SIDE))
         setup.save(args.out)
     except FlakesegError as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
@@ -128,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"  {layers}: predicted {_fmt(np.nanmedian(predicted, axis=0))}, "
                 f"measured {_fmt(np.nanmedian(measured, axis=0))} (median of {len(images)} images)"
             )
+    if setup.flat_field is not None:
+        grid = np.asarray(setup.flat_field["field"])
+        source = args.blank if args.blank is not None else f"{len(files)} images"
+        print(f"flat field from {source}: {grid.min():.2f} to {grid.max():.2f} of the median brightness")
     print(f"-> {args.out}")
     return 0
 

@@ -81,7 +81,7 @@ def build_parser(
         "(default: the paper's microscope, calibrated on its MoS2 training labels, the oxide fitted on "
         "each image); with a model, the setup check compares each image's substrate colour with its "
         "images (default: the model card's setup, else the shipped paper_<data> of its training data, "
-        "if any)",
+        "if any); a setup calibrated with a flat field divides every image by it",
     )
     parser.add_argument(
         "--flatfield",
@@ -89,7 +89,8 @@ def build_parser(
         default=None,
         metavar="BLANK",
         help="a blank image (bare substrate, same objective and camera, same size): every image is divided "
-        "by its smoothed brightness first, undoing vignetting",
+        "by its smoothed brightness first, undoing vignetting (default: the --setup's flat field, else "
+        "the model card's, if any)",
     )
     parser.add_argument(
         "--strict",

@@ -44,6 +44,8 @@ class FlakeImages:
         scheme: the class scheme the masks are encoded with.
         apart_masks: with subclasses trained apart (``scheme.apart``), the masks training learns from,
             each subclass at its own index (:meth:`ClassScheme.training_table`); else ``None``.
+        originals: after :meth:`mapped`, the images before it (what training across simulated
+            setups re-renders before the fitted input features apply); else ``None``.
     """
 
     ids: list[str]
@@ -52,6 +54,7 @@ class FlakeImages:
     scheme: ClassScheme
     pairs: list[Pair] = field(default_factory=list)
     apart_masks: list[np.ndarray] | None = None
+    originals: list[np.ndarray] | None = None
 
     @property
     def training_masks(self) -> list[np.ndarray]:
@@ -75,6 +78,7 @@ class FlakeImages:
             scheme=self.scheme,
             pairs=[self.pairs[i] for i in idx] if self.pairs else [],
             apart_masks=None if self.apart_masks is None else [self.apart_masks[i] for i in idx],
+            originals=None if self.originals is None else [self.originals[i] for i in idx],
         )
 
     def mapped(self, prepare: Callable[[np.ndarray], np.ndarray]) -> FlakeImages:
@@ -86,6 +90,7 @@ class FlakeImages:
             scheme=self.scheme,
             pairs=self.pairs,
             apart_masks=self.apart_masks,
+            originals=self.images if self.originals is None else self.originals,
         )
 
     def stored_masks(self, crop: int | None = None, scale: float = 1.0) -> list[np.ndarray]:
@@ -117,6 +122,7 @@ class FlakeImages:
             apart_masks=None
             if self.apart_masks is None
             else [_center_crop(mask, size) for mask in self.apart_masks],
+            originals=None if self.originals is None else [_center_crop(im, size) for im in self.originals],
         )
 
 

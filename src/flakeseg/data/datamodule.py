@@ -6,13 +6,16 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
 from flakeseg.data.catalog import FlakeImages
+from flakeseg.data.contrasts import layer_classes
 from flakeseg.data.copy_paste import FlakeBank
 from flakeseg.data.datasets import CropDataset, SampleSeedSampler, WholeImageDataset, list_collate
+from flakeseg.data.setup_randomization import SetupRandomization
 from flakeseg.data.transforms import build_train_transform
 from flakeseg.errors import ConfigError
 
@@ -92,6 +95,7 @@ class FlakeDataModule(pl.LightningDataModule):
                 normalized=bool(self.data_cfg.get("substrate_normalize")),
                 max_side=int(self.data_cfg["crop_size"]),
             )
+        randomize, layers = self._setup_randomization(train, names)
         dataset = CropDataset(
             train,
             transform,
@@ -100,6 +104,10 @@ class FlakeDataModule(pl.LightningDataModule):
             bank=bank,
             paste_p=paste_p,
             paste_count=int(self.augment_cfg.get("copy_paste_count") or 1),
+            randomize=randomize,
+            layers=layers,
+            substrate_normalize=bool(self.data_cfg.get("substrate_normalize")),
+            substrate_channels=bool(self.data_cfg.get("substrate_channels")),
         )
         sampler = SampleSeedSampler(self.samples_per_epoch, self.seed)
         return DataLoader(
@@ -109,6 +117,33 @@ class FlakeDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _setup_randomization(
+        self, train: FlakeImages, names: list[str]
+    ) -> tuple[SetupRandomization | None, list[np.ndarray] | None]:
+        """``augment.setup`` as a :class:`SetupRandomization` and each training image's layer map
+        (class 0 0, monolayer 1, bilayer 2, ...; subclasses kept apart, such as MoS2's thick flakes,
+        and unlabelled pixels -1), or ``(None, None)`` when it is off."""
+        cfg = self.augment_cfg.get("setup")
+        if not cfg:
+            return None, None
+        if self.data_cfg.get("gmm_channels"):
+            raise ConfigError(
+                "augment.setup: training across simulated setups needs RGB inputs; "
+                "set data.gmm_channels=false"
+            )
+        randomize = SetupRandomization.from_config(
+            cfg, str(self.data_cfg.get("name")), self.data_cfg.get("material")
+        )
+        counts = layer_classes(names)
+        layers = []
+        for mask in train.masks:
+            layer = np.full(mask.shape, -1, dtype=np.int64)
+            layer[mask == 0] = 0
+            for cls, count in counts.items():
+                layer[mask == cls] = count
+            layers.append(layer)
+        return randomize, layers
 
     def val_dataloader(self) -> DataLoader:
         if self.val_data is None:

@@ -11,7 +11,10 @@ from torch.utils.data import Dataset, Sampler
 
 from flakeseg.data.catalog import FlakeImages
 from flakeseg.data.copy_paste import FlakeBank
+from flakeseg.data.preprocess import network_rgb
+from flakeseg.data.setup_randomization import SetupRandomization
 from flakeseg.data.transforms import to_tensors
+from flakeseg.optics.substrate import substrate_colour
 
 
 class SampleSeedSampler(Sampler[int]):
@@ -57,6 +60,10 @@ class CropDataset(Dataset):
         bank: FlakeBank | None = None,
         paste_p: float = 0.0,
         paste_count: int = 1,
+        randomize: SetupRandomization | None = None,
+        layers: Sequence[np.ndarray] | None = None,
+        substrate_normalize: bool = False,
+        substrate_channels: bool = False,
     ):
         if not data.images:
             raise ValueError("CropDataset needs at least one image")
@@ -67,6 +74,24 @@ class CropDataset(Dataset):
         #: copy-paste augmentation: with probability ``paste_p`` an image gets ``paste_count`` flakes of
         #: other training images pasted on before it is augmented and cropped
         self.bank, self.paste_p, self.paste_count = bank, float(paste_p), int(paste_count)
+        #: training across simulated setups: with probability ``randomize.p`` an image is re-rendered
+        #: from its original (before the input features) by ``randomize``, which needs each image's
+        #: ``layers`` (0 substrate, n layers, -1 unknown); ``substrate_normalize`` and
+        #: ``substrate_channels`` as the input features make them (against the shifted substrate)
+        self.randomize = randomize
+        self.substrate_normalize, self.substrate_channels = (
+            bool(substrate_normalize),
+            bool(substrate_channels),
+        )
+        if randomize is not None:
+            if layers is None or len(layers) != len(data.images):
+                raise ValueError("CropDataset: setup randomisation needs a layer map per image")
+            self.originals = data.originals if data.originals is not None else data.images
+            self.layers = list(layers)
+            self.substrates = [
+                substrate_colour(image, layer == 0)
+                for image, layer in zip(self.originals, self.layers, strict=True)
+            ]
 
     def __len__(self) -> int:  # nominal; the sampler decides what an epoch holds
         return len(self.data.images)
@@ -76,6 +101,11 @@ class CropDataset(Dataset):
         index = int(rng.integers(len(self.data.images)))
         self.transform.set_random_seed(int(rng.integers(2**31 - 1)))
         image, mask = self.data.images[index], self.data.masks[index]
+        if self.randomize is not None and rng.random() < self.randomize.p:
+            image, substrate = self.randomize(
+                self.originals[index], self.layers[index], self.substrates[index], rng
+            )
+            image = network_rgb(image, substrate, self.substrate_normalize, self.substrate_channels)
         if self.bank is not None and rng.random() < self.paste_p:
             image, mask, _ = self.bank.paste(image, mask, index, rng, self.paste_count)
         out = self.transform(image=image, mask=mask)

@@ -11,7 +11,14 @@ import numpy as np
 
 from flakeseg.optics.substrate import normalize_substrate
 
-__all__ = ["SUBSTRATE_CHOICES", "prepare_image", "resize_image", "resize_probabilities", "uses_fitted_inputs"]
+__all__ = [
+    "SUBSTRATE_CHOICES",
+    "network_rgb",
+    "prepare_image",
+    "resize_image",
+    "resize_probabilities",
+    "uses_fitted_inputs",
+]
 
 #: ``data.substrate_choice``: the densest colour, or a choice among colour peaks fitted on labels
 SUBSTRATE_CHOICES = ("densest", "fitted")
@@ -43,9 +50,24 @@ def prepare_image(image: np.ndarray, scale: float, substrate_normalize: bool) ->
     return normalize_substrate(image) if substrate_normalize else image
 
 
+def network_rgb(
+    image: np.ndarray, background: np.ndarray, substrate_normalize: bool, substrate_channels: bool
+) -> np.ndarray:
+    """The network's colour channels of an image whose substrate colour is ``background`` (8-bit RGB):
+    the image, white-balanced against it with ``substrate_normalize`` (contrast channels), followed with
+    ``substrate_channels`` by three constant channels holding the substrate colour itself (what the
+    contrast channels lose: which oxide, lamp and camera the image comes from)."""
+    rgb = normalize_substrate(image, background=background) if substrate_normalize else image
+    if not substrate_channels:
+        return rgb
+    colour = np.clip(np.round(np.asarray(background, dtype=np.float64)), 0, 255).astype(np.uint8)
+    return np.concatenate([rgb, np.broadcast_to(colour, (*rgb.shape[:2], 3))], axis=2)
+
+
 def uses_fitted_inputs(data_cfg: Mapping[str, Any]) -> bool:
     """Whether the network's inputs are fitted on training labels (``data.substrate_choice=fitted`` with
-    ``data.substrate_normalize``, or ``data.gmm_channels``; :mod:`flakeseg.inference.inputs`). The data
+    ``data.substrate_normalize``, ``data.substrate_channels`` or ``data.gmm_channels``;
+    :mod:`flakeseg.inference.inputs`). The data
     loader then leaves images resampled but otherwise as the microscope gave them, and each stage fits
     and applies the inputs on its (fold's) training images."""
     from flakeseg.errors import ConfigError
@@ -56,4 +78,4 @@ def uses_fitted_inputs(data_cfg: Mapping[str, Any]) -> bool:
             f"data.substrate_choice: must be one of {', '.join(SUBSTRATE_CHOICES)}, got {choice!r}"
         )
     fitted_substrate = choice == "fitted" and bool(data_cfg.get("substrate_normalize"))
-    return bool(data_cfg.get("gmm_channels")) or fitted_substrate
+    return bool(data_cfg.get("gmm_channels")) or bool(data_cfg.get("substrate_channels")) or fitted_substrate

@@ -46,7 +46,7 @@ def build_train_transform(
     if channels > 3 and colour_steps:
         raise ConfigError(
             f"augment.{colour_steps[0]}: colour changes need RGB-only images, but the inputs have "
-            f"{channels} channels (data.gmm_channels); set it to 0/null, or use augment.gain_jitter"
+            f"{channels} channels (data.substrate_channels, data.gmm_channels); set it to 0/null"
         )
     if crop_size < 1:
         raise ConfigError(f"data.crop_size: must be positive, got {crop_size}")

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from flakeseg.data.classes import region_class_indices
-from flakeseg.data.preprocess import uses_fitted_inputs
-from flakeseg.optics.substrate import SubstratePrior, fit_substrate_prior, normalize_substrate
+from flakeseg.data.preprocess import network_rgb, uses_fitted_inputs
+from flakeseg.optics.substrate import SubstratePrior, estimate_background, fit_substrate_prior
 
 __all__ = ["GMM_CHANNEL_NORMALIZATION", "InputFeatures", "fit_input_features"]
 
@@ -40,25 +40,36 @@ class InputFeatures:
         substrate_normalize: white-balance the RGB channels against the substrate.
         prior: the fitted flake contrasts that choose the substrate (``None``: the densest colour).
         gmm: the fitted optical-contrast GMM whose posteriors are extra channels, or ``None``.
+        substrate_channels: three constant channels of the substrate's colour after RGB
+            (``data.substrate_channels``; :func:`~flakeseg.data.preprocess.network_rgb`).
     """
 
     substrate_normalize: bool = False
     prior: SubstratePrior | None = None
     gmm: Any = None
+    substrate_channels: bool = False
 
     @property
     def channels(self) -> int:
-        return 3 + (self.gmm.num_classes if self.gmm is not None else 0)
+        return 3 + 3 * self.substrate_channels + (self.gmm.num_classes if self.gmm is not None else 0)
 
     def normalization(self, mean: Sequence[float], std: Sequence[float]) -> dict[str, list[float]]:
-        """The RGB ``mean`` and ``std`` extended by the posterior channels' (one value per channel)."""
-        extra = self.channels - 3
+        """The RGB ``mean`` and ``std`` extended by the substrate channels' (RGB's) and the posterior
+        channels' (one value per channel)."""
+        rgb_mean, rgb_std = list(map(float, mean)), list(map(float, std))
+        if self.substrate_channels:
+            rgb_mean, rgb_std = rgb_mean + rgb_mean[:3], rgb_std + rgb_std[:3]
+        extra = self.channels - len(rgb_mean)
         low, spread = GMM_CHANNEL_NORMALIZATION
-        return {"mean": [*map(float, mean), *[low] * extra], "std": [*map(float, std), *[spread] * extra]}
+        return {"mean": [*rgb_mean, *[low] * extra], "std": [*rgb_std, *[spread] * extra]}
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """The network input of an ``H x W x 3`` uint8 image already resampled to the model's scale."""
-        rgb = normalize_substrate(image, prior=self.prior) if self.substrate_normalize else image
+        if self.substrate_normalize or self.substrate_channels:
+            background = estimate_background(image, prior=self.prior)
+            rgb = network_rgb(image, background, self.substrate_normalize, self.substrate_channels)
+        else:
+            rgb = image
         if self.gmm is None:
             return rgb
         posteriors = self.gmm.predict_proba(image)  # C x H x W, against its own substrate choice
@@ -78,6 +89,7 @@ class InputFeatures:
             "substrate_normalize": self.substrate_normalize,
             "prior": self.prior.to_dict() if self.prior is not None else None,
             "gmm": gmm,
+            "substrate_channels": self.substrate_channels,
         }
 
     @classmethod
@@ -93,7 +105,7 @@ class InputFeatures:
             gmm = ContrastGMM(int(raw["gmm"]["num_classes"]), **options)
             gmm.load_state({k: np.asarray(v) for k, v in raw["gmm"]["state"].items()})
             gmm.substrate_prior = prior
-        return cls(bool(raw.get("substrate_normalize")), prior, gmm)
+        return cls(bool(raw.get("substrate_normalize")), prior, gmm, bool(raw.get("substrate_channels")))
 
 
 def fit_input_features(
@@ -118,4 +130,6 @@ def fit_input_features(
         gmm = ContrastGMM(len(class_names))
         gmm.substrate_prior = prior
         gmm.fit(images, masks, seed=seed)
-    return InputFeatures(bool(data_cfg.get("substrate_normalize")), prior, gmm)
+    return InputFeatures(
+        bool(data_cfg.get("substrate_normalize")), prior, gmm, bool(data_cfg.get("substrate_channels"))
+    )

@@ -166,6 +166,9 @@ class Setup:
         fitted_on: what the setup was fitted on, and how well it fits (written by :func:`calibrate`).
         substrates: the substrate colour of every image fitted on (8-bit): what ``predict``'s setup
             check compares a new image with (:mod:`~flakeseg.optics.drift`).
+        flat_field: the microscope's flat field (``calibrate --blank`` or ``--flatfield-from-images``)
+            as :func:`~flakeseg.optics.substrate.compact_flat_field` keeps it, or ``None``: ``predict
+            --setup`` divides every image by it.
     """
 
     oxide_nm: float
@@ -176,6 +179,7 @@ class Setup:
     na: float = 0.0
     fitted_on: Mapping[str, Any] = field(default_factory=dict)
     substrates: tuple[tuple[float, float, float], ...] = ()
+    flat_field: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.oxide_nm <= 2000.0:
@@ -221,6 +225,8 @@ class Setup:
         out = asdict(self)
         out["fitted_on"] = dict(self.fitted_on)
         out["substrates"] = [[round(float(v), 1) for v in colour] for colour in self.substrates]
+        if self.flat_field is None:
+            del out["flat_field"]
         return out
 
     @classmethod
@@ -247,6 +253,8 @@ class Setup:
             )
             if any(len(colour) != 3 for colour in kwargs["substrates"]):
                 raise ValueError("substrates: each an R, G, B triple")
+            if kwargs.get("flat_field") is not None:
+                _check_flat_field(kwargs["flat_field"])
             setup = cls(**kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: {exc}") from None
@@ -282,6 +290,14 @@ class Setup:
         if not isinstance(values, Mapping):
             raise DataError(f"{path}: not a setup file (YAML written by flakeseg calibrate)")
         return cls.from_dict(values, source=str(path))
+
+
+def _check_flat_field(raw: Any) -> None:
+    if not isinstance(raw, Mapping) or set(raw) != {"height", "width", "field"}:
+        raise ValueError("flat_field: needs exactly height, width and field (flakeseg calibrate writes it)")
+    field = np.asarray(raw["field"], dtype=float)
+    if field.ndim != 3 or field.shape[2] != 3 or not np.isfinite(field).all() or (field <= 0).any():
+        raise ValueError("flat_field.field: an h x w x 3 grid of positive numbers")
 
 
 #: setups that come with the package (``<name>.yaml`` here)

@@ -33,6 +33,7 @@ __all__ = [
     "contrast_error",
     "log_chroma",
     "rerender",
+    "rerender_ratios",
 ]
 
 #: a flake (or labelled region) is off its layer count when its contrast differs from the optics'
@@ -94,21 +95,34 @@ def rerender(
     take the substrate's ratio (their true colour under ``target`` is unknown: documented, not
     modelled). Values clip at 255 as a camera's do.
     """
-    substrate = substrate_colour(image, layers == 0)
+    ratios = rerender_ratios(
+        substrate_colour(image, layers == 0), material, source, target, [int(c) for c in np.unique(layers)]
+    )
+    out = image.astype(np.float64)
+    for count, ratio in ratios.items():
+        out[layers == count] *= ratio
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def rerender_ratios(
+    substrate: np.ndarray, material: str, source: Setup, target: Setup, counts: Sequence[int]
+) -> dict[int, np.ndarray]:
+    """Per layer count (-1: as the substrate), the per-channel factor :func:`rerender` multiplies the
+    8-bit values of an image whose substrate colour is ``substrate`` (8-bit) by."""
     base = source.linear(None, 0)
-    gains = source.tone().decode(np.minimum(substrate, 255.0) / 255.0) / np.maximum(base, 1e-12)
+    gains = source.tone().decode(np.minimum(np.asarray(substrate, float), 255.0) / 255.0) / np.maximum(
+        base, 1e-12
+    )
 
     def colour(setup: Setup, count: int) -> np.ndarray:
         tone = Tone(setup.tone().curve, setup.gamma, 1.0, True, setup.shoulder)
         return 255.0 * tone.encode(gains * setup.linear(material if count else None, count))
 
-    out = image.astype(np.float64)
-    counts = [int(c) for c in np.unique(layers)]
+    ratios = {}
     for count in counts:
-        known = max(count, 0)  # -1: as the substrate
-        ratio = colour(target, known) / np.maximum(colour(source, known), 1e-6)
-        out[layers == count] *= ratio
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+        known = max(int(count), 0)  # -1: as the substrate
+        ratios[int(count)] = colour(target, known) / np.maximum(colour(source, known), 1e-6)
+    return ratios
 
 
 def contrast_error(

@@ -18,6 +18,7 @@ flakes.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "choose_substrate",
     "colour_peaks",
     "estimate_background",
+    "estimate_flat_field",
     "fit_substrate_prior",
     "flat_field_from_blank",
     "normalize_substrate",
@@ -265,6 +267,83 @@ def flat_field_from_blank(blank: np.ndarray, smooth_px: float = 4.0) -> np.ndarr
     return (field / np.maximum(np.median(field.reshape(-1, 3), axis=0), 1e-6)).astype(np.float32)
 
 
+#: longest side the images are averaged at when a flat field is estimated from them (a field is smooth)
+ESTIMATE_SIDE = 160
+
+
+#: degree of the 2-D polynomial a flat field estimated from images is (a vignette is smooth)
+FIELD_DEGREE = 4
+
+
+def _polynomial_surface(values: np.ndarray, degree: int = FIELD_DEGREE) -> np.ndarray:
+    """Per channel, the least-squares 2-D polynomial of ``degree`` through the finite ``values``
+    (``h x w x C``), evaluated everywhere: smooth, and unbiased into the corners, where a Gaussian
+    smoothing would flatten a vignette."""
+    height, width = values.shape[:2]
+    yy, xx = np.mgrid[0:height, 0:width]
+    y, x = (yy / max(height - 1, 1) * 2 - 1).ravel(), (xx / max(width - 1, 1) * 2 - 1).ravel()
+    terms = np.stack([x**i * y**j for i in range(degree + 1) for j in range(degree + 1 - i)], axis=1)
+    surface = np.ones_like(values, dtype=np.float64)
+    for channel in range(values.shape[2]):
+        column = values[..., channel].ravel()
+        known = np.isfinite(column)
+        if known.sum() > terms.shape[1]:
+            coefficients = np.linalg.lstsq(terms[known], column[known], rcond=None)[0]
+            surface[..., channel] = (terms @ coefficients).reshape(height, width)
+    return surface
+
+
+def estimate_flat_field(
+    images: Sequence[np.ndarray],
+    tolerance: float = 0.04,
+    clip: float = 250.0,
+    names: Sequence[str] | None = None,
+) -> np.ndarray:
+    """The field of view's relative brightness (``H x W x 3``, median 1 per channel) estimated from
+    ordinary images of one microscope and objective, for labs without a blank image.
+
+    Each image is divided by its substrate colour (its densest colour), so exposure and white balance
+    drop out; per pixel, the median over the images of that ratio is the field where the pixel shows
+    substrate in most of them. Two passes: the first median (flakes sit in different places on
+    different images), then the same with every pixel masked whose colour differs from the substrate
+    under the first field by more than ``tolerance`` in any channel (flakes, dust) or that is clipped
+    (``>= clip``): the median of their substrate after masking flakes. Computed at
+    :data:`ESTIMATE_SIDE` px, each pass smoothed by a 2-D polynomial of :data:`FIELD_DEGREE` fitted
+    through it (which also fills pixels no image shows as substrate), then resampled to the images'
+    size.
+
+    Raises:
+        DataError: fewer than 3 images, or images of different sizes (named by ``names``).
+    """
+    if len(images) < 3:
+        raise DataError(f"a flat field from images needs at least 3 of them, got {len(images)}")
+    height, width = images[0].shape[:2]
+    for index, image in enumerate(images):
+        if image.shape[:2] != (height, width):
+            name = names[index] if names is not None else f"image {index + 1}"
+            raise DataError(
+                f"{name}: {image.shape[1]} x {image.shape[0]} px, the first {width} x {height}: "
+                "a flat field needs images of one camera and binning"
+            )
+    factor = min(1.0, ESTIMATE_SIDE / max(height, width))
+    small_h, small_w = max(1, round(height * factor)), max(1, round(width * factor))
+    ratios = []
+    for image in images:
+        colour = np.maximum(substrate_colour(image, np.ones(image.shape[:2], bool)), 1.0)
+        small = _resampled(image.astype(np.float32), small_h, small_w) if factor < 1 else image
+        ratio = small.astype(np.float64) / colour
+        ratios.append(np.where(small >= clip, np.nan, ratio))
+    stack = np.stack(ratios)
+    with warnings.catch_warnings():  # pixels masked in every image: NaN, filled from their neighbours
+        warnings.simplefilter("ignore", RuntimeWarning)
+        field = _polynomial_surface(np.nanmedian(stack, axis=0))
+        flakes = (np.abs(stack / field[None] - 1.0) > tolerance).any(axis=-1, keepdims=True)
+        field = _polynomial_surface(np.nanmedian(np.where(flakes, np.nan, stack), axis=0))
+    field = field / np.maximum(np.median(field.reshape(-1, 3), axis=0), 1e-6)
+    full = _resampled(field.astype(np.float32), height, width) if factor < 1 else field
+    return full.astype(np.float32)
+
+
 def apply_flat_field(image: np.ndarray, field: np.ndarray, name: str = "image") -> np.ndarray:
     """``image`` (uint8) divided by the flat ``field``: as if the whole field of view were lit as its
     median. Encoded values divide as linear ones do under a power-law tone curve."""
@@ -291,11 +370,11 @@ def _resampled(field: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.stack(channels, axis=-1).astype(np.float32)
 
 
-def compact_flat_field(field: np.ndarray) -> dict[str, Any]:
-    """A flat field as plain data for a model card: its image size and the field smoothed and
-    resampled to at most :data:`CARD_FIELD_SIDE` px on its longest side, 4 decimals."""
+def compact_flat_field(field: np.ndarray, side: int = CARD_FIELD_SIDE) -> dict[str, Any]:
+    """A flat field as plain data for a model card or a setup file: its image size and the field
+    smoothed and resampled to at most ``side`` px on its longest side, 4 decimals."""
     height, width = field.shape[:2]
-    factor = min(1.0, CARD_FIELD_SIDE / max(height, width))
+    factor = min(1.0, side / max(height, width))
     small_h, small_w = max(1, round(height * factor)), max(1, round(width * factor))
     # a Gaussian of about one output pixel first, so the few kept samples average their neighbourhood
     sigma = (0.5 / factor, 0.5 / factor, 0) if factor < 1 else 0
@@ -310,13 +389,19 @@ def expand_flat_field(compact: Mapping[str, Any]) -> np.ndarray:
 
 
 def normalize_substrate(
-    image: np.ndarray, grey: float = SUBSTRATE_GREY, prior: SubstratePrior | None = None
+    image: np.ndarray,
+    grey: float = SUBSTRATE_GREY,
+    prior: SubstratePrior | None = None,
+    background: np.ndarray | None = None,
 ) -> np.ndarray:
     """White-balance ``image`` (``H x W x 3`` uint8) so its substrate becomes ``grey`` in each channel.
 
     Pixel ``I`` becomes ``grey * I / b``, so ``(pixel / grey) - 1`` is the optical contrast ``I / b - 1``
-    (quantised to ``1 / grey``, clipped at ``255 / grey - 1``). ``prior``: see :func:`estimate_background`.
+    (quantised to ``1 / grey``, clipped at ``255 / grey - 1``). ``prior``: see :func:`estimate_background`;
+    ``background``: the substrate colour ``b`` when it is known (it is then not estimated).
     """
-    background = np.maximum(estimate_background(image, prior=prior), 1.0)
+    if background is None:
+        background = estimate_background(image, prior=prior)
+    background = np.maximum(np.asarray(background, dtype=np.float64), 1.0)
     scaled = image.astype(np.float64) * (grey / background)
     return np.clip(np.round(scaled), 0, 255).astype(np.uint8)

@@ -453,6 +453,13 @@ def prepare(args: argparse.Namespace) -> tuple[Predictor, ScreenSettings, dict[s
         from flakeseg.optics.substrate import flat_field_from_blank
 
         predictor.flatfield = flat_field_from_blank(read_image(flatfield))
+    elif getattr(args, "setup", None) is not None:  # the lab's microscope's field, if calibrated with one
+        from flakeseg.optics.calibration import Setup
+        from flakeseg.optics.substrate import expand_flat_field
+
+        lab_field = Setup.load(args.setup).flat_field
+        if lab_field is not None:
+            predictor.flatfield = expand_flat_field(lab_field)
     check_setup, check_source = setup_to_check(args, predictor)
     check_material = getattr(args, "material", None) or (
         check_setup.fitted_on.get("material") if check_setup else ""

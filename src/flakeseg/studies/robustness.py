@@ -12,6 +12,9 @@ the training augmentation samples:
 - ``vignetting_flatfield`` 15 %, 30 %: the same, divided by a flat field estimated from a simulated
   blank image (uniform grey under that fall-off, noise sigma 2, smoothed): close to, not exactly, the
   field;
+- ``vignetting_folder`` 15 %, 30 %: the same, divided by a flat field estimated from the shifted test
+  images themselves, flakes and all, no blank (:func:`flakeseg.optics.substrate.estimate_flat_field`,
+  what ``flakeseg calibrate --flatfield-from-images`` does for a lab without a blank image);
 - ``defocus`` 1, 2 px: Gaussian blur; ``jpeg`` 50, 30: JPEG quality; ``noise`` 2, 5: Gaussian sensor
   noise in grey levels;
 - ``magnification`` x0.7, x1.4: image and labels resized, the model not told; ``magnification_scaled``:
@@ -54,6 +57,7 @@ SHIFTS: dict[str, tuple[str, str]] = {
     "gamma": ("0.8", "1.25"),
     "vignetting": ("0.15", "0.3"),
     "vignetting_flatfield": ("0.15", "0.3"),
+    "vignetting_folder": ("0.15", "0.3"),
     "defocus": ("1", "2"),
     "jpeg": ("50", "30"),
     "noise": ("2", "5"),
@@ -61,25 +65,6 @@ SHIFTS: dict[str, tuple[str, str]] = {
     "magnification_scaled": ("0.7", "1.4"),
     "oxide": ("90", "285"),
 }
-GAMMA = 2.2
-LAMP_K = 2856.0  # CIE illuminant A
-
-
-def _linear(image: np.ndarray) -> np.ndarray:
-    return (image.astype(np.float64) / 255.0) ** GAMMA
-
-
-def _encoded(linear: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(255.0 * np.clip(linear, 0.0, None) ** (1.0 / GAMMA)), 0, 255).astype(np.uint8)
-
-
-def _falloff(shape: tuple[int, ...], strength: float) -> np.ndarray:
-    height, width = shape[:2]
-    yy, xx = np.mgrid[0:height, 0:width]
-    r2 = ((xx - (width - 1) / 2) / ((width - 1) / 2)) ** 2 + (
-        (yy - (height - 1) / 2) / ((height - 1) / 2)
-    ) ** 2
-    return (1.0 - strength * r2 / 2.0)[..., None]  # the corners (r^2 = 2) lose ``strength``
 
 
 def shift_image(
@@ -87,38 +72,28 @@ def shift_image(
 ) -> np.ndarray:
     """``image`` (uint8 RGB) under one shift; ``layers``: per pixel 0 substrate, n layers, -1 other
     (for ``oxide``); ``context``: the data set's ``setup`` and ``material``. Magnification is not an
-    image shift here (it resizes the labels too: :func:`resize_pair`)."""
+    image shift here (it resizes the labels too: :func:`resize_pair`). The steps:
+    :mod:`flakeseg.optics.shifts`, shared with training across simulated setups."""
     import cv2
 
-    if shift == "exposure":
-        return _encoded(_linear(image) * strength)
-    if shift == "white_balance":
-        setup = context["setup"]
-        from flakeseg.optics.camera import linear_rgb
-        from flakeseg.optics.thin_film import substrate_reflectance
+    from flakeseg.optics import shifts
 
-        camera = setup.camera_model()
-        wavelength = np.arange(400.0, 781.0, 5.0)
-        spectrum = substrate_reflectance(setup.oxide_nm, wavelength)
-        # not white-balanced for the new lamp: raw signal ratio against the old lamp's, green kept
-        raw = {
-            k: linear_rgb(spectrum, wavelength, camera, k) * _lamp_power(camera, wavelength, k)
-            for k in (LAMP_K, strength)
-        }
-        gains = raw[strength] / raw[LAMP_K]
-        return _encoded(_linear(image) * (gains / gains[1]))
+    if shift == "exposure":
+        return shifts.scale_linear(image, strength)
+    if shift == "white_balance":
+        return shifts.scale_linear(image, shifts.lamp_gains(context["setup"], strength))
     if shift == "gamma":
-        return np.clip(np.round(255.0 * (image / 255.0) ** (1.0 / strength)), 0, 255).astype(np.uint8)
+        return shifts.regamma(image, strength)
     if shift in ("vignetting", "vignetting_flatfield"):
-        field = _falloff(image.shape, strength)
-        out = _linear(image) * field
+        field = shifts.falloff(image.shape, strength)
+        out = shifts.decode(image) * field
         if shift == "vignetting_flatfield":
             rng = np.random.default_rng(seed)
-            blank = np.clip(200.0 * field ** (1 / GAMMA) + rng.normal(0.0, 2.0, image.shape), 0, 255)
+            blank = np.clip(200.0 * field ** (1 / shifts.GAMMA) + rng.normal(0.0, 2.0, image.shape), 0, 255)
             estimate = cv2.GaussianBlur(blank.astype(np.float32), (0, 0), 8.0).astype(np.float64)
-            estimate = (estimate / np.median(estimate.reshape(-1, 3), axis=0)) ** GAMMA
+            estimate = (estimate / np.median(estimate.reshape(-1, 3), axis=0)) ** shifts.GAMMA
             out = out / np.maximum(estimate, 1e-3)
-        return _encoded(out)
+        return shifts.encode(out)
     if shift == "defocus":
         return cv2.GaussianBlur(image, (0, 0), strength)
     if shift == "jpeg":
@@ -137,16 +112,6 @@ def shift_image(
             image, layers, context["material"], setup, dataclasses.replace(setup, oxide_nm=strength)
         )
     raise ValueError(f"unknown shift {shift}")
-
-
-def _lamp_power(camera: Any, wavelength: np.ndarray, kelvin: float) -> np.ndarray:
-    """Per channel, the camera's signal of a perfect mirror under a Planckian lamp (arbitrary scale,
-    the same for every lamp's temperature): what the white balance had divided out."""
-    from flakeseg.optics.camera import illuminant_spd
-
-    spd = illuminant_spd(kelvin, wavelength)
-    spd = spd / np.trapezoid(spd, wavelength)
-    return np.trapezoid(spd[:, None] * camera.at(wavelength), wavelength, axis=0)
 
 
 def resize_pair(image: np.ndarray, mask: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
@@ -273,6 +238,7 @@ def run(args: argparse.Namespace, shifts: Sequence[str]) -> int:
     from flakeseg.inference.predictor import class_indices
     from flakeseg.optics.calibration import shipped_setup
     from flakeseg.optics.drift import SetupCheck
+    from flakeseg.optics.substrate import apply_flat_field, estimate_flat_field
     from flakeseg.utils.config_files import compose_data_config
 
     started = time.perf_counter()
@@ -300,6 +266,10 @@ def run(args: argparse.Namespace, shifts: Sequence[str]) -> int:
                 pairs = [resize_pair(im, m, value) for im, m in zip(tests.images, tests.masks, strict=True)]
             elif shift == "none":
                 pairs = list(zip(tests.images, tests.masks, strict=True))
+            elif shift == "vignetting_folder":
+                shifted = [shift_image("vignetting", value, im, None, context) for im in tests.images]
+                field = estimate_flat_field(shifted)
+                pairs = [(apply_flat_field(im, field), m) for im, m in zip(shifted, tests.masks, strict=True)]
             else:
                 pairs = [
                     (shift_image(shift, value, im, lay, context, seed=i), m)
