@@ -107,7 +107,7 @@ clean:  ## remove run outputs (outputs/*) and caches
 optics: install  ## the optics against the labels: MoS2 and graphene setups calibrated, each material predicted and screened (zero labels) from the other's, ~1 min -> docs/results/optics/
 	$(RUN) python benchmarks/optics.py --out docs/results/optics
 
-robustness: install  ## the shipped models, the contrast GMM and the zero-label optics under 11 shifts of the microscope, both data sets -> docs/results/robustness_cpu/
+robustness: install  ## the shipped models, the contrast GMM and the zero-label optics under 12 shifts of the microscope, both data sets -> docs/results/robustness_cpu/
 	$(RUN) flakeseg robustness mos2 contrast_gmm optics --data mos2 --out docs/results/robustness_cpu/mos2
 	$(RUN) flakeseg robustness graphene contrast_gmm optics --data graphene --out docs/results/robustness_cpu/graphene
 

@@ -178,6 +178,7 @@ def test_a_fold_trains_on_shifted_substrate_normalised_crops(tiny_cfg, channels)
     cfg = tiny_cfg(
         "augment/setup=microscopes",
         "data.substrate_normalize=true",
+        "data.substrate_choice=fitted",
         f"data.substrate_channels={channels}",
         "augment.hue_shift=0",  # colour jitter is for RGB-only inputs
         "augment.contrast=null",
@@ -185,3 +186,11 @@ def test_a_fold_trains_on_shifted_substrate_normalised_crops(tiny_cfg, channels)
     )
     fold = run_cross_validation(cfg)["folds"][0]
     assert 0.0 <= fold["val/mean_class_acc"] <= 1.0
+
+
+def test_shifts_refuse_images_white_balanced_when_loaded(tiny_cfg):
+    from flakeseg.stages.cv import run_cross_validation
+
+    cfg = tiny_cfg("augment/setup=microscopes", "data.substrate_normalize=true", "cv.fold=0")
+    with pytest.raises(ConfigError, match=r"augment.setup: needs the images as the microscope gave them"):
+        run_cross_validation(cfg)

@@ -132,6 +132,12 @@ class FlakeDataModule(pl.LightningDataModule):
                 "augment.setup: training across simulated setups needs RGB inputs; "
                 "set data.gmm_channels=false"
             )
+        if self.data_cfg.get("substrate_normalize") and train.originals is None:
+            # the images were white-balanced when loaded; the shifts act on the microscope's colours
+            raise ConfigError(
+                "augment.setup: needs the images as the microscope gave them, but data.substrate_normalize "
+                "white-balanced them when loaded; set data.substrate_choice=fitted (as experiment=best_cpu)"
+            )
         randomize = SetupRandomization.from_config(
             cfg, str(self.data_cfg.get("name")), self.data_cfg.get("material")
         )

@@ -220,7 +220,9 @@ def _models(names: Sequence[str], data_cfg: dict, data: Any) -> dict[str, tuple[
             out[name] = (lambda scale, p=made: _rescaled(p, scale), made.card)
         else:
             loaded = load_predictor(resolve_model(name))
-            out[name] = (lambda scale, p=loaded: _rescaled(p, scale), loaded.card)
+            # a checkpoint file is reported by its file name (mos2_setup.ckpt -> mos2_setup)
+            key = Path(name).stem if Path(name).suffix == ".ckpt" else name
+            out[key] = (lambda scale, p=loaded: _rescaled(p, scale), loaded.card)
     return out
 
 
