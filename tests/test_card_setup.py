@@ -8,9 +8,12 @@ import argparse
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TINY, compose_train
 
 
+@pytest.mark.slow  # trains a test-stage model: end to end, outside `make test-fast`
 def test_the_test_stage_calibrates_the_cards_setup_and_predict_checks_against_it(data_root: Path, tmp_path):
     from flakeseg.inference.predictor import load_predictor
     from flakeseg.optics.calibration import Setup
