@@ -33,6 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from flakeseg.data.transforms import config_range
 from flakeseg.errors import ConfigError
 from flakeseg.optics import shifts
 from flakeseg.optics.calibration import Setup, resolve_setup
@@ -92,7 +93,7 @@ class SetupRandomization:
         values: dict[str, Any] = {}
         for key in RANGES:
             if cfg.get(key) is not None:
-                values[key] = _range(cfg[key], f"augment.setup.{key}")
+                values[key] = config_range(cfg[key], f"augment.setup.{key}")
         for key in ("p", "oxide_p"):
             value = float(cfg.get(key) or 0.0)
             if not 0.0 <= value <= 1.0:
@@ -100,7 +101,7 @@ class SetupRandomization:
             values[key] = value
         if values.get("gamma", (1, 1))[0] <= 0:
             raise ConfigError(f"augment.setup.gamma: must be positive, got {list(values['gamma'])}")
-        oxide = tuple(_range(r, "augment.setup.oxide_nm") for r in (cfg.get("oxide_nm") or ()))
+        oxide = tuple(config_range(r, "augment.setup.oxide_nm") for r in (cfg.get("oxide_nm") or ()))
         if values["oxide_p"] > 0 and not oxide:
             raise ConfigError(
                 "augment.setup.oxide_nm: oxide_p > 0 needs ranges, e.g. [[240, 278], [292, 330]]"
@@ -168,12 +169,3 @@ class SetupRandomization:
         if noise > 0:
             result = np.clip(np.round(result + rng.normal(0.0, noise, result.shape)), 0, 255).astype(np.uint8)
         return result, colour
-
-
-def _range(value: Any, key: str) -> tuple[float, float]:
-    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 2:
-        raise ConfigError(f"{key}: expected [low, high], got {value!r}")
-    low, high = float(value[0]), float(value[1])
-    if not 0 <= low <= high:
-        raise ConfigError(f"{key}: expected 0 <= low <= high, got [{low:g}, {high:g}]")
-    return low, high

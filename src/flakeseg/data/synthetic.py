@@ -26,6 +26,7 @@ curve, the oxide fitted on the image's substrate colour), as ``flakeseg predict 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,7 +34,7 @@ import cv2
 import numpy as np
 
 from flakeseg.errors import DataError
-from flakeseg.optics.calibration import CLIP, Setup
+from flakeseg.optics.calibration import CLIP, Setup, fit_oxide
 from flakeseg.optics.substrate import substrate_colour
 
 __all__ = ["FlakeRenderer", "random_polygon", "shapes_from_masks"]
@@ -98,10 +99,6 @@ class FlakeRenderer:
     oxide_window_nm: float = 40.0
 
     def _setup_for(self, substrate: np.ndarray) -> Setup:
-        import dataclasses
-
-        from flakeseg.optics.calibration import fit_oxide
-
         low = max(self.setup.oxide_nm - self.oxide_window_nm, 0.0)
         try:
             oxide = fit_oxide(

@@ -90,7 +90,7 @@ def build_train_transform(
         )
     contrast = augment_cfg.get("contrast")
     if contrast is not None:
-        low, high = _range(contrast, "augment.contrast")
+        low, high = config_range(contrast, "augment.contrast")
         steps.append(
             A.ColorJitter(
                 brightness=(1, 1),
@@ -146,7 +146,8 @@ def _crop(crop_size: int, foreground_p: float, not_foreground: list[int]) -> A.B
     return A.OneOf([on_flake, uniform], p=1.0)
 
 
-def _range(value: Any, key: str) -> tuple[float, float]:
+def config_range(value: Any, key: str) -> tuple[float, float]:
+    """A config value ``[low, high]`` with ``0 <= low <= high``, or a one-line error naming ``key``."""
     if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
         raise ConfigError(f"{key}: expected [low, high], got {value!r}")
     low, high = float(value[0]), float(value[1])
