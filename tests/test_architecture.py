@@ -178,10 +178,11 @@ from flakeseg.evaluation.postprocess import Postprocess
 from flakeseg.evaluation.test_scores import score_test_split
 from flakeseg.inference.predictor import load_predictor
 from flakeseg.inference.shipped import resolve_model
-from flakeseg.stages.model_evaluation import data_config, evaluate_model
+from flakeseg.stages.model_evaluation import evaluate_model
+from flakeseg.utils.config_files import compose_data_config
 
 predictor = load_predictor(resolve_model("mos2"))
-cfg = {**data_config("mos2"), "scale": predictor.card.data_scale}
+cfg = {**compose_data_config("mos2"), "scale": predictor.card.data_scale}
 names = list(predictor.card.class_names)
 image = np.random.default_rng(0).normal(170, 5, (60, 80, 3)).clip(0, 255).astype(np.uint8)
 prob = predictor.probabilities_at_model_scale(predictor.prepare_loaded(image))

@@ -135,7 +135,7 @@ def hub_offline(monkeypatch, tmp_path):
 
 
 def test_smp_pretrained_weights_offline_is_one_line_error_saying_how_to_fix(
-    hub_offline, tiny_any_cfg, caplog
+    hub_offline, tiny_any_cfg, capsys
 ):
     with pytest.raises(ConfigError) as error:
         build_model({"name": "smp", "encoder": "resnet18", "encoder_weights": "imagenet"}, 3)
@@ -148,11 +148,14 @@ def test_smp_pretrained_weights_offline_is_one_line_error_saying_how_to_fix(
     from flakeseg.stages.task import run_task
 
     cfg = tiny_any_cfg("model=smp", "model.encoder_weights=imagenet")
+    capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         run_task(cfg)
     assert exit_info.value.code == 1
-    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert len(errors) == 1 and "could not be downloaded" in errors[0] and "Traceback" not in caplog.text
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: model.encoder_weights:"), err
+    assert "could not be downloaded" in lines[0] and "Traceback" not in err
 
 
 @pytest.mark.slow

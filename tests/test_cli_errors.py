@@ -57,6 +57,7 @@ BAD_INVOCATIONS = [
     (["train", "+foo=1"], 2, "+foo=1: adds foo, which nothing reads"),
     (["train", "optim.lr=-1"], 1, "optim.lr: must be > 0"),
     (["train", "seed=abc"], 1, "seed: expected"),
+    (["train", "stage=test", "data.split.test=[]"], 1, "data.split.test: empty, so stage=test"),
     # the label and model converters
     (["import-labels"], 2, "FORMAT"),
     (["import-labels", "coco", "missing.json", "--images", ".", "--name", "x"], 1, "missing.json"),
@@ -114,6 +115,8 @@ BAD_INVOCATIONS = [
         "--flatfield-from-images: give the images",
     ),
     (["calibrate", "--data", "hbn2", "--out", "s.yaml"], 2, "hbn2"),
+    (["calibrate", "--data", "lab/data/nope.yaml", "--out", "s.yaml"], 2, "no data config file lab/data"),
+    (["calibrate", "--data", "notes.yaml", "--out", "s.yaml"], 2, "no data config file notes.yaml"),
     (
         ["calibrate", "--data", "mos2", "--material", "unobtainium", "--out", "s.yaml"],
         2,

@@ -276,6 +276,10 @@ def test_the_written_config_trains(tmp_path: Path, coco_file: Path):
         cfg = compose("train", overrides=["data=hbn", f"hydra.searchpath=[file://{tmp_path / 'conf'}]"])
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     assert data_cfg["classes"]["names"] == ["substrate", "monolayer", "bilayer"]
+    # the commands that take --data (calibrate, export-labels, audit-labels, evaluate) take its path too
+    from flakeseg.utils.config_files import compose_data_config
+
+    assert compose_data_config(str(config)) == data_cfg
     split = split_from_config(data_cfg)
     assert sorted(split["train"] + split["test"]) == ["a", "b"] and len(split["test"]) == 1
     loaded = load_dataset({**data_cfg, "scale": 1.0, "substrate_normalize": False}, progress=False)
@@ -302,7 +306,9 @@ def test_nothing_is_half_written_or_overwritten(tmp_path: Path, coco_file: Path,
     assert flakeseg_main(args) == 0
     printed = capsys.readouterr().out
     assert "2 images, classes substrate, monolayer, bilayer" in printed
-    assert "python train.py data=hbn model.init_from=mos2" in printed
+    # a config outside conf/: the printed command (and the config's own comment) carries the search path
+    hint = f"python train.py data=hbn model.init_from=mos2 hydra.searchpath=[file://{conf.resolve()}]"
+    assert hint in printed and hint in (conf / "data" / "hbn.yaml").read_text()
     before = sorted(p.name for p in (tmp_path / "hbn").rglob("*"))
     assert before == ["a.png", "a.png", "annotations.json", "b.png", "b.png", "images", "masks"]
 

@@ -45,6 +45,21 @@ def test_the_cpu_profile_has_every_family_and_protocol():
     model = profile.models[0]
     overrides = profile.overrides("mos2", "upstream", model, Path("/r"))
     assert "protocol=upstream" in overrides and "cv.repeats=1" in overrides
+    # zero labels: each material screened by the optics with the setup fitted on the other's labels
+    optics = next(m for m in profile.models if m.name == "optics_zero_labels")
+    assert "model.setup=paper_graphene" in profile.overrides("mos2", "paper", optics, Path("/r"))
+    assert "model.setup=paper_mos2" in profile.overrides("graphene", "paper", optics, Path("/r"))
+    assert "model.setup=paper_mos2" not in profile.overrides("mos2", "paper", optics, Path("/r"))
+
+
+def test_the_optics_rows_compose_with_the_other_materials_setup():
+    from tests.conftest import compose_train
+
+    profile = LeaderboardProfile.load("cpu")
+    optics = next(m for m in profile.models if m.name == "optics_zero_labels")
+    for dataset, setup in (("mos2", "paper_graphene"), ("graphene", "paper_mos2")):
+        cfg = compose_train(profile.overrides(dataset, "paper", optics, Path("/r"))[:-1])
+        assert (cfg.model.name, cfg.model.setup, cfg.data.name) == ("optics", setup, dataset)
 
 
 def test_a_bad_kind_is_one_line_naming_the_file(tmp_path):
@@ -53,6 +68,16 @@ def test_a_bad_kind_is_one_line_naming_the_file(tmp_path):
         "datasets: [mos2]\nprotocols: {paper: [mos2]}\nmodels:\n  - {name: a, kind: deep, overrides: []}\n"
     )
     with pytest.raises(ConfigError, match=r"bad.yaml: model a: kind must be network or classical"):
+        LeaderboardProfile.load(str(path))
+
+
+def test_a_per_dataset_override_for_a_data_set_not_run_is_one_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "datasets: [mos2]\nprotocols: {paper: [mos2]}\nmodels:\n"
+        "  - {name: a, kind: classical, overrides: [], per_dataset: {hbn: [model.setup=x]}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"bad.yaml: model a: per_dataset names \['hbn'\]"):
         LeaderboardProfile.load(str(path))
 
 

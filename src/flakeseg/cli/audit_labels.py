@@ -56,7 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    parser.add_argument("--data", required=True, help="data config name (mos2, graphene, an imported one)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="data config: a name (mos2, graphene, an imported one) or the path of its .yaml",
+    )
     parser.add_argument("--out", type=Path, default=None, help="folder for audit.csv and audit.html")
     parser.add_argument(
         "--threshold",

@@ -46,7 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "images", nargs="*", help="unlabelled images, folders or glob patterns of the microscope"
     )
     parser.add_argument(
-        "--data", default=None, help="a labelled data config (mos2, graphene, an imported one)"
+        "--data",
+        default=None,
+        help="a labelled data config: a name (mos2, graphene, an imported one) or the path of its .yaml",
     )
     parser.add_argument(
         "--split", choices=SPLITS, default="all", help="which of --data's images to fit on (default all)"

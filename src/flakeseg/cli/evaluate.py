@@ -100,7 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="a shipped model's name (mos2, graphene), a .ckpt or a .onnx")
-    parser.add_argument("--data", required=True, help="data set: conf/data/<name>.yaml (mos2, graphene)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="data config: a name (conf/data/<name>.yaml: mos2, graphene) or the path of its .yaml",
+    )
     parser.add_argument("--split", default="test", choices=("test", "train", "all"), help="(default: test)")
     parser.add_argument("--out", type=Path, default=None, help="write the metrics as JSON here")
     parser.add_argument(

@@ -30,7 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    parser.add_argument("--data", required=True, help="data config name (mos2, graphene, an imported one)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="data config: a name (mos2, graphene, an imported one) or the path of its .yaml",
+    )
     parser.add_argument("--out", type=Path, required=True, help="the COCO .json to write")
     parser.add_argument(
         "--split", choices=("all", "train", "test"), default="all", help="which images (default: all pairs)"

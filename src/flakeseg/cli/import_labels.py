@@ -19,7 +19,7 @@ from pathlib import Path
 
 from flakeseg.errors import FlakesegError
 from flakeseg.utils.command_line import ArgumentParser
-from flakeseg.utils.config_files import CONFIG_DIR
+from flakeseg.utils.config_files import CONFIG_DIR, train_hint
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -127,5 +127,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"data set: {out} (images/, masks/, annotations.json)")
     print(f"config:   {config}")
-    print(f"train:    python train.py data={args.name} model.init_from=mos2")
+    print(f"train:    {train_hint(args.name, args.conf_dir)}")
     return 0

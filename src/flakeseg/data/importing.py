@@ -28,6 +28,7 @@ from flakeseg.data.coco import CocoImage, coco_document, mask_instances
 from flakeseg.data.label_formats import IMAGE_SUFFIXES, ImportedLabels
 from flakeseg.data.splits import make_split
 from flakeseg.errors import ConfigError
+from flakeseg.utils.config_files import train_hint
 from flakeseg.utils.files import write_text_atomic
 
 __all__ = ["IMAGE_PATTERN", "dataset_coco", "draw_split", "export_coco", "write_dataset"]
@@ -72,7 +73,9 @@ def dataset_coco(labels: ImportedLabels, file_names: Sequence[str], description:
     )
 
 
-def _config_text(labels: ImportedLabels, name: str, root: Path, split: dict, command: str) -> str:
+def _config_text(
+    labels: ImportedLabels, name: str, root: Path, split: dict, command: str, conf_dir: Path
+) -> str:
     body = {
         "name": name,
         "root": str(root),
@@ -94,9 +97,7 @@ def _config_text(labels: ImportedLabels, name: str, root: Path, split: dict, com
         f"# {name}: {len(labels.images)} images imported by `{command}`.",
         f"# Masks: {root}/masks, class index = pixel value ({', '.join(labels.names)}).",
         "# Loader settings (scale, crops, substrate handling) are MoS2's; what differs is below.",
-        "# Train: python train.py data="
-        + name
-        + " model.init_from=mos2   (fine-tune the shipped MoS2 model)",
+        f"# Train: {train_hint(name, conf_dir)}   (fine-tune the shipped MoS2 model)",
     ]
     if not split["test"]:
         header.append("# No test split (too few images, or --test-fraction 0): stage=test cannot score.")
@@ -137,7 +138,7 @@ def write_dataset(
         if out.exists() and any(out.iterdir()):
             raise ConfigError(f"{out}: folder exists and is not empty (--overwrite replaces it)")
     split = {"seed": seed, **draw_split([im.id for im in labels.images], test_fraction, seed)}
-    config_text = _config_text(labels, name, out, split, command)
+    config_text = _config_text(labels, name, out, split, command, conf_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.importing-"))
     try:

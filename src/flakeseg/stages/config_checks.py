@@ -97,6 +97,12 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"cv.score_crop: a side in pixels (>= 1) or null, got {cfg.cv.score_crop}")
     if cfg.get("stage", "cv") not in STAGES:
         raise ConfigError(f"stage: must be one of {', '.join(STAGES)}, got {cfg.get('stage')!r}")
+    test_ids = (cfg.data.get("split") or {}).get("test")
+    if cfg.get("stage", "cv") == "test" and test_ids is not None and not len(test_ids):
+        raise ConfigError(
+            "data.split.test: empty, so stage=test has nothing to score; hold images out (e.g. "
+            "`flakeseg import-labels ... --test-fraction 0.25`) or cross-validate (stage=cv)"
+        )
     from flakeseg.stages.evaluation_options import EvalOptions
 
     options = EvalOptions.from_config(cfg.get("evaluate"))  # one line naming a bad evaluate.* key

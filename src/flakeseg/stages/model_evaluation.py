@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from omegaconf import OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -21,21 +20,6 @@ from flakeseg.errors import ConfigError
 __all__ = ["SPLITS", "evaluate_model"]
 
 SPLITS = ("test", "train", "all")
-
-
-def data_config(name: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The resolved ``data`` node of ``conf/data/<name>.yaml`` (with ``data.*`` overrides)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-
-    from flakeseg.utils.config_files import CONFIG_DIR
-
-    try:
-        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=[f"data={name}", *overrides])
-    except HydraException as exc:
-        raise ConfigError(f"--data: {str(exc).splitlines()[0]}") from None
-    return OmegaConf.to_container(cfg.data, resolve=True)
 
 
 def evaluate_model(
@@ -65,7 +49,9 @@ def evaluate_model(
     path = resolve_model(model)
     predictor = load_predictor(path, device=device, **predictor_options)
     card = predictor.card
-    data_cfg = data_config(data, data_overrides)
+    from flakeseg.utils.config_files import compose_data_config
+
+    data_cfg = compose_data_config(data, list(data_overrides))
     if list(data_cfg["classes"]["names"]) != list(card.class_names):
         raise ConfigError(
             f"{path}: the model predicts {card.class_names}, data set {data} has classes "

@@ -8,6 +8,7 @@ can be read job by job.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -47,11 +48,14 @@ def write_status(cfg: DictConfig, state: str, **details: Any) -> None:
 def evaluate_fold_models(cfg: DictConfig, metrics: dict[str, Any]) -> dict[str, Any] | None:
     """With any ``evaluate.*`` step on, score the fold models with it into ``evaluation.json``."""
     from flakeseg.stages.evaluation_options import EvalOptions
-    from flakeseg.stages.fold_evaluation import evaluate_cv_run
 
     options = EvalOptions.from_config(cfg.get("evaluate"))
     if not options.any:
         return None
+    # imported only now: it pulls in torch (5 s), which a rerun of complete results without
+    # evaluation steps never needs
+    from flakeseg.stages.fold_evaluation import evaluate_cv_run
+
     skip = None
     if cfg.cv.get("fold") is not None:
         skip = f"cv.fold={cfg.cv.fold} trains one fold (the evaluation needs every fold)"
@@ -84,9 +88,10 @@ def run_task(cfg: DictConfig) -> float:
 
     ``stage=cv`` returns the CV mean over folds; ``stage=test`` the test-split value.
 
-    A :class:`FlakesegError` (bad data, bad config value, non-finite loss) is printed as its message
-    only. In a single run the process then exits with status 1; in a multirun the error is raised
-    again so Hydra records the failed job and goes on with the others. SIGTERM exits with 143.
+    A :class:`FlakesegError` (bad data, bad config value, non-finite loss) is its message only: in a
+    single run one ``error: ...`` line on stderr and exit status 1; in a multirun a log line, and the
+    error is raised again so Hydra records the failed job and goes on with the others. SIGTERM exits
+    with 143.
     """
     write_status(cfg, "running")
     try:
@@ -115,10 +120,11 @@ def run_task(cfg: DictConfig) -> float:
         write_status(cfg, "interrupted", error=str(exc))
         raise SystemExit(EXIT_INTERRUPTED) from None
     except FlakesegError as exc:
-        log.error("error: %s", exc)
         write_status(cfg, "failed", error=str(exc).splitlines()[0])
-        if not _is_multirun():
+        if not _is_multirun():  # one line on stderr, without the log prefix Hydra's console handler adds
+            print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
+        log.error("error: %s", exc)  # a multirun goes on with the other jobs; the sweep's log keeps it
         raise
     except Exception as exc:
         write_status(

@@ -20,7 +20,6 @@ from flakeseg.data import FlakeDataModule, load_dataset
 from flakeseg.data.classes import region_class_indices
 from flakeseg.data.contrasts import card_setup
 from flakeseg.data.splits import split_from_config
-from flakeseg.errors import ConfigError
 from flakeseg.evaluation.curves import curve_rows, plot_curves
 from flakeseg.evaluation.flake_scores import DEVICE_FLOOR_PX
 from flakeseg.evaluation.plots import plot_confusion_matrix, plot_examples
@@ -55,12 +54,7 @@ def run_test_stage(cfg: DictConfig, started: RunStart | None = None) -> dict[str
         return previous
 
     data_cfg = config["data"]
-    split = split_from_config(data_cfg)
-    if not split["test"]:
-        raise ConfigError(
-            "data.split.test: empty, so stage=test has nothing to score; hold images out (e.g. "
-            "`flakeseg import-labels ... --test-fraction 0.25`) or cross-validate (stage=cv)"
-        )
+    split = split_from_config(data_cfg)  # an empty test split is refused by validate_config
     train = load_dataset(data_cfg, ids=split["train"])
     test = load_dataset(data_cfg, ids=split["test"])
     scheme = train.scheme

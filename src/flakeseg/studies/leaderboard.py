@@ -54,12 +54,15 @@ ROW_KEYS = (
 
 @dataclass
 class BoardModel:
-    """One row of every table: folder name, label, ``network`` or ``classical``, its overrides."""
+    """One row of every table: folder name, label, ``network`` or ``classical``, its overrides, and
+    overrides for one data set only (``per_dataset``: the zero-label optics row screens each material
+    with the setup calibrated on the other one's labels)."""
 
     name: str
     label: str
     kind: str
     overrides: list[str]
+    per_dataset: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,6 +91,7 @@ class LeaderboardProfile(StudyProfile):
                 str(m.get("label") or m["name"]),
                 str(m["kind"]),
                 [str(o) for o in m["overrides"]],
+                {str(d): [str(o) for o in extra] for d, extra in (m.get("per_dataset") or {}).items()},
             )
             for m in raw["models"]
         ]
@@ -104,6 +108,12 @@ class LeaderboardProfile(StudyProfile):
                 raise ConfigError(
                     f"{path}: model {model.name}: kind must be network or classical, got {model.kind!r}"
                 )
+            unknown = sorted(set(model.per_dataset) - set(self.datasets))
+            if unknown:
+                raise ConfigError(
+                    f"{path}: model {model.name}: per_dataset names {unknown}, not among the datasets "
+                    f"{self.datasets}"
+                )
         if self.repeats < 1:
             raise ConfigError(f"{path}: repeats must be at least 1, got {self.repeats}")
 
@@ -113,6 +123,7 @@ class LeaderboardProfile(StudyProfile):
             f"data={dataset}",
             *self.common,
             *model.overrides,
+            *model.per_dataset.get(dataset, []),
             f"protocol={protocol}",
             f"cv.folds={self.folds}",
             f"cv.repeats={self.repeats}",

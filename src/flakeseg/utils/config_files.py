@@ -51,9 +51,39 @@ def yaml_float(value: float) -> str:
     return text
 
 
-def compose_data_config(name: str, overrides: list[str]) -> dict:
-    """The ``data`` section of ``train.py``'s config for ``data=<name>`` and ``data.KEY=VALUE``
-    overrides, as plain data (what the label commands read).
+def data_selection(name_or_path: str) -> list[str]:
+    """The overrides that select a data config: ``data=<name>`` for one in ``conf/data/``, or for the path
+    of one elsewhere (``import-labels --conf-dir DIR`` writes ``DIR/data/<name>.yaml``) that override and
+    the ``hydra.searchpath`` that finds it.
+
+    Raises:
+        ConfigError: a path that is no file, or one not inside a ``data/`` folder (Hydra's group).
+    """
+    if not name_or_path.endswith((".yaml", ".yml")):
+        return [f"data={name_or_path}"]
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ConfigError(f"--data: no data config file {name_or_path}")
+    if path.parent.name != "data":
+        raise ConfigError(f"--data: {name_or_path}: a data config file sits in a folder named data/")
+    return [f"data={path.stem}", *search_path(path.parent.parent)]
+
+
+def search_path(conf_dir: Path) -> list[str]:
+    """``hydra.searchpath=[file://DIR]`` where ``conf_dir`` is not the package's config folder, else none."""
+    conf_dir = conf_dir.resolve()
+    return [] if conf_dir == CONFIG_DIR.resolve() else [f"hydra.searchpath=[file://{conf_dir}]"]
+
+
+def train_hint(name: str, conf_dir: Path) -> str:
+    """The command that fine-tunes the shipped MoS2 model on the data set ``name`` whose config is
+    ``conf_dir/data/<name>.yaml`` (with the search path that finds it outside ``conf/``)."""
+    return " ".join(["python train.py", f"data={name}", "model.init_from=mos2", *search_path(conf_dir)])
+
+
+def compose_data_config(name: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """The ``data`` section of ``train.py``'s config for a data set (its name, or the path of its YAML:
+    :func:`data_selection`) and ``data.KEY=VALUE`` overrides, as plain data.
 
     Raises:
         ConfigError: ``--data/--set: ...`` in one line for an unknown data set or key.
@@ -61,9 +91,10 @@ def compose_data_config(name: str, overrides: list[str]) -> dict:
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
+    selection = data_selection(name)
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=[f"data={name}", *overrides])
+            cfg = compose("train", overrides=[*selection, *overrides])
     except HydraException as exc:
         raise ConfigError(f"--data/--set: {str(exc).splitlines()[0]}") from None
     return OmegaConf.to_container(cfg.data, resolve=True)
