@@ -59,7 +59,7 @@ ablation: install  ## the training recipe step by step, 3-fold CV, CPU size, ~45
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
 	$(RUN) flakeseg ablation --profile $(ABLATION) --dataset $(DATASET) --out outputs/ablation
 
-leaderboard: install  ## every model family x protocol (paper, upstream), 3-fold CV, CPU size, ~70 min on 2 cores -> docs/results/leaderboard_cpu/
+leaderboard: install  ## every model family x protocol (paper, upstream), 3-fold CV, CPU size, ~105 min on 2 cores -> docs/results/leaderboard_cpu/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
 	$(RUN) flakeseg leaderboard --profile cpu --dataset $(DATASET) --out docs/results/leaderboard_cpu --runs outputs/leaderboard
 
