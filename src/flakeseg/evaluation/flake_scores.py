@@ -30,13 +30,14 @@ import numpy as np
 from scipy import ndimage
 
 from flakeseg.data.classes import IGNORE_INDEX
-from flakeseg.evaluation.flakes import find_flakes
+from flakeseg.evaluation.flakes import class_regions
 
 __all__ = [
     "DEVICE_FLOOR_PX",
     "FLOORS",
     "IOU_THRESHOLDS",
     "FlakeScores",
+    "ImageFlakes",
     "MatchRecord",
     "average_precision",
     "clean_labels",
@@ -135,31 +136,110 @@ def _instances(labels: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
     return regions, count, np.bincount(regions.ravel(), minlength=count + 1)
 
 
+@dataclass(frozen=True)
+class _ClassCandidates:
+    """One class of one image: every predicted region (in ``find_flakes``' order), the true flakes, and
+    the IoU of each pair, so that any post-processing is a choice of rows."""
+
+    regions: np.ndarray  # predicted region numbers in ``find_flakes``' order
+    areas: np.ndarray  # their areas
+    confidence: np.ndarray  # their mean probabilities (what min_confidence filters)
+    iou: np.ndarray  # len(regions) x true flakes
+    true_areas: np.ndarray  # true flake areas, index 0 unused
+
+
+@dataclass(frozen=True)
+class ImageFlakes:
+    """An image's predicted flake candidates and true flakes, overlapped once.
+
+    :meth:`matches` then gives the matches of the flakes ``predict`` lists with any ``min_area`` and
+    ``min_confidence`` (dropping a region never changes another), so choosing a post-processing on
+    many settings costs one labelling and one overlap per image."""
+
+    class_names: tuple[str, ...]
+    by_class: Mapping[int, _ClassCandidates]
+
+    @classmethod
+    def of(
+        cls,
+        probabilities: np.ndarray,
+        mask: np.ndarray,
+        class_names: Sequence[str],
+        flake_classes: Sequence[int],
+        clean: bool = True,
+    ) -> ImageFlakes:
+        """``probabilities``: ``C x H x W`` at the mask's resolution; ``mask``: ``H x W`` class indices
+        (``IGNORE_INDEX`` pixels belong to no true flake); ``clean``: close the labels' 1-px holes and
+        gaps first (:func:`clean_labels`)."""
+        if probabilities.shape[1:] != mask.shape:
+            raise ValueError(f"probabilities {probabilities.shape[1:]} and mask {mask.shape} differ in size")
+        if probabilities.ndim != 3 or probabilities.shape[0] != len(class_names):
+            raise ValueError(f"probabilities of shape {probabilities.shape} do not fit classes {class_names}")
+        truth = clean_labels(mask, flake_classes) if clean else mask
+        by_class = {}
+        for c, predicted in class_regions(probabilities, flake_classes).items():
+            true_regions, n_true, true_areas = _instances((truth == c) & (truth != IGNORE_INDEX))
+            n_pred = len(predicted.areas) - 1
+            pair = predicted.regions.astype(np.int64) * (n_true + 1) + true_regions
+            inter = np.bincount(pair.ravel(), minlength=(n_pred + 1) * (n_true + 1))
+            inter = inter.reshape(n_pred + 1, n_true + 1)[predicted.order][:, 1:].astype(np.float64)
+            areas = predicted.areas[predicted.order]
+            union = areas[:, None] + true_areas[None, 1:] - inter
+            iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+            by_class[c] = _ClassCandidates(
+                predicted.order, areas, predicted.confidence[predicted.order], iou, true_areas
+            )
+        return cls(tuple(class_names), by_class)
+
+    def matches(
+        self,
+        min_area: int = 0,
+        min_confidence: float = 0.0,
+        floors: Mapping[str, int] = FLOORS,
+        thresholds: Mapping[str, float] = IOU_THRESHOLDS,
+    ) -> dict[tuple[str, str, str], MatchRecord]:
+        """``{(class name, floor suffix, threshold suffix): MatchRecord}`` of the flakes kept from
+        ``min_area`` pixels and ``min_confidence`` (``predict``'s post-processing)."""
+        out: dict[tuple[str, str, str], MatchRecord] = {}
+        for c, found in self.by_class.items():
+            keep = (found.areas >= min_area) & (found.confidence >= min_confidence)
+            # a listed flake's score is its confidence as find_flakes rounds it
+            scores = np.array([round(float(v), 4) for v in found.confidence[keep]], np.float64)
+            for floor_key, floor in floors.items():
+                for thr_key, threshold in thresholds.items():
+                    out[(self.class_names[c], floor_key, thr_key)] = _match_one_class(
+                        found.iou[keep], found.areas[keep], scores, found.true_areas, floor, threshold
+                    )
+        return out
+
+
 def _match_one_class(
-    pred_regions: np.ndarray,
+    iou: np.ndarray,
     pred_areas: np.ndarray,
     pred_scores: np.ndarray,
-    true_regions: np.ndarray,
     true_areas: np.ndarray,
     floor: int,
     threshold: float,
 ) -> MatchRecord:
-    """COCOeval's ``evaluateImg`` for one image and class (area range ``[floor, inf)``, no crowds)."""
-    n_pred, n_true = len(pred_areas) - 1, len(true_areas) - 1
+    """COCOeval's ``evaluateImg`` for one image and class (area range ``[floor, inf)``, no crowds):
+    ``iou`` of each prediction (rows, in ``find_flakes``' order) with each true flake."""
+    n_pred, n_true = len(pred_areas), len(true_areas) - 1
     true_ignored = true_areas[1:] < floor
     record = MatchRecord(truths=int((~true_ignored).sum()))
     if n_pred == 0:
         return record
-    pair = pred_regions.astype(np.int64) * (n_true + 1) + true_regions
-    inter = np.bincount(pair.ravel(), minlength=(n_pred + 1) * (n_true + 1)).reshape(n_pred + 1, n_true + 1)
-    inter = inter[1:, 1:].astype(np.float64)
-    union = pred_areas[1:, None] + true_areas[None, 1:] - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
     # COCO visits counted true flakes before ignored ones and predictions by descending score
     true_order = np.argsort(true_ignored, kind="mergesort")
     taken = np.zeros(n_true, bool)
-    for p in np.argsort(-pred_scores[1:], kind="mergesort"):
-        best, best_iou = -1, min(threshold, 1 - 1e-10)
+    lowest = min(threshold, 1 - 1e-10)
+    reaches = (iou >= lowest).any(axis=1)  # most predictions (specks) overlap no true flake enough
+    for p in np.argsort(-pred_scores, kind="mergesort"):
+        if not reaches[p]:
+            if pred_areas[p] >= floor:
+                record.scores.append(float(pred_scores[p]))
+                record.matched.append(False)
+            continue
+        best, best_iou = -1, lowest
         for t in true_order:
             if taken[t]:
                 continue
@@ -172,10 +252,10 @@ def _match_one_class(
             taken[best] = True
             if true_ignored[best]:
                 continue  # matched an ignored flake: ignored
-            record.scores.append(float(pred_scores[p + 1]))
+            record.scores.append(float(pred_scores[p]))
             record.matched.append(True)
-        elif pred_areas[p + 1] >= floor:
-            record.scores.append(float(pred_scores[p + 1]))
+        elif pred_areas[p] >= floor:
+            record.scores.append(float(pred_scores[p]))
             record.matched.append(False)
     return record
 
@@ -204,27 +284,8 @@ def match_flakes(
     Returns:
         ``{(class name, floor suffix, threshold suffix): MatchRecord}``.
     """
-    if probabilities.shape[1:] != mask.shape:
-        raise ValueError(f"probabilities {probabilities.shape[1:]} and mask {mask.shape} differ in size")
-    ids, flakes = find_flakes(probabilities, class_names, flake_classes, min_area, min_confidence)
-    truth = clean_labels(mask, flake_classes) if clean else mask
-    out: dict[tuple[str, str, str], MatchRecord] = {}
-    for cls in flake_classes:
-        name = class_names[cls]
-        mine = [f for f in flakes if f.class_name == name]
-        # renumber this class's flakes 1..n so the pair counts stay small
-        lookup = np.zeros(len(flakes) + 1, np.int64)
-        lookup[[f.flake_id for f in mine]] = np.arange(1, len(mine) + 1)
-        pred_regions = lookup[ids]
-        pred_areas = np.array([0] + [f.area_px for f in mine], np.int64)
-        pred_scores = np.array([0.0] + [f.confidence for f in mine], np.float64)
-        true_regions, _, true_areas = _instances((truth == cls) & (truth != IGNORE_INDEX))
-        for floor_key, floor in floors.items():
-            for thr_key, threshold in thresholds.items():
-                out[(name, floor_key, thr_key)] = _match_one_class(
-                    pred_regions, pred_areas, pred_scores, true_regions, true_areas, floor, threshold
-                )
-    return out
+    image = ImageFlakes.of(probabilities, mask, class_names, flake_classes, clean)
+    return image.matches(min_area, min_confidence, floors, thresholds)
 
 
 def average_precision(record: MatchRecord) -> float:
@@ -283,16 +344,11 @@ class FlakeScores:
 
     def update(self, probabilities: np.ndarray, mask: np.ndarray) -> None:
         """Add one image: ``C x H x W`` probabilities at the stored resolution of its ``H x W`` mask."""
-        found = match_flakes(
-            probabilities,
-            mask,
-            self.class_names,
-            self.flake_classes,
-            self.min_area,
-            self.min_confidence,
-            self.floors,
-            self.thresholds,
-        )
+        self.update_image(ImageFlakes.of(probabilities, mask, self.class_names, self.flake_classes))
+
+    def update_image(self, image: ImageFlakes) -> None:
+        """Add one image overlapped before (:meth:`ImageFlakes.of`), e.g. once for many settings."""
+        found = image.matches(self.min_area, self.min_confidence, self.floors, self.thresholds)
         for key, record in found.items():
             self.records[key].extend(record)
         self.image_counts.append({key: (r.tp, r.fp, r.fn) for key, r in found.items()})

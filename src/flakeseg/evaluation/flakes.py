@@ -17,7 +17,9 @@ __all__ = [
     "FLAKE_COLUMNS",
     "FLAKE_DECIMALS",
     "UNKNOWN",
+    "ClassRegions",
     "Flake",
+    "class_regions",
     "find_flakes",
     "rounded_row",
     "unknown_flakes",
@@ -90,6 +92,47 @@ def rounded_row(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class ClassRegions:
+    """Every connected region (4-connectivity) of one class in an arg-max map, before any filter.
+
+    Attributes:
+        regions: ``H x W`` region numbers ``1..n`` (0: another class).
+        areas: pixels per region, ``n + 1`` values (index 0: the rest of the image).
+        confidence: mean probability of the class over each region, ``n + 1`` values.
+        order: the region numbers by area, largest first (ties: lower number first), the order in
+            which :func:`find_flakes` numbers flakes.
+    """
+
+    regions: np.ndarray
+    areas: np.ndarray
+    confidence: np.ndarray
+    order: np.ndarray
+
+    def kept(self, min_area: int = 0, min_confidence: float = 0.0) -> np.ndarray:
+        """The region numbers, in :attr:`order`, that have ``min_area`` pixels and ``min_confidence``."""
+        keep = (self.areas[self.order] >= min_area) & (self.confidence[self.order] >= min_confidence)
+        return self.order[keep]
+
+
+def class_regions(probabilities: np.ndarray, flake_classes: Sequence[int]) -> dict[int, ClassRegions]:
+    """The :class:`ClassRegions` of each flake class of a ``C x H x W`` probability map's arg-max.
+
+    Computed once, the regions serve every ``min_area`` / ``min_confidence``: filtering drops whole
+    regions and never changes the others."""
+    labels = probabilities.argmax(axis=0)
+    out = {}
+    for cls in flake_classes:
+        regions, count = ndimage.label(labels == cls)
+        index = regions.ravel()
+        areas = np.bincount(index, minlength=count + 1)
+        summed = np.bincount(index, weights=probabilities[cls].ravel(), minlength=count + 1)
+        confidence = summed / np.maximum(areas, 1)
+        order = np.arange(1, count + 1)[np.argsort(-areas[1:], kind="stable")]
+        out[cls] = ClassRegions(regions, areas, confidence, order)
+    return out
+
+
 def find_flakes(
     probabilities: np.ndarray,
     class_names: Sequence[str],
@@ -109,55 +152,39 @@ def find_flakes(
     """
     if probabilities.ndim != 3 or probabilities.shape[0] != len(class_names):
         raise ValueError(f"probabilities of shape {probabilities.shape} do not fit classes {class_names}")
-    labels = probabilities.argmax(axis=0)
-    found: list[tuple[int, int, dict]] = []  # (class, -area, properties) for ordering
-    regions_of: dict[int, np.ndarray] = {}
-    for cls in flake_classes:
-        regions, count = ndimage.label(labels == cls)
-        regions_of[cls] = regions
-        if count == 0:
+    ids = np.zeros(probabilities.shape[1:], np.int32)
+    flakes: list[Flake] = []
+    for cls, found in class_regions(probabilities, flake_classes).items():
+        kept = found.kept(min_area, min_confidence)
+        if not len(kept):
             continue
-        index = regions.ravel()
-        areas = np.bincount(index, minlength=count + 1)
-        confidence = np.bincount(index, weights=probabilities[cls].ravel(), minlength=count + 1)
-        rows, cols = np.indices(regions.shape)
-        sum_y = np.bincount(index, weights=rows.ravel(), minlength=count + 1)
-        sum_x = np.bincount(index, weights=cols.ravel(), minlength=count + 1)
-        for region, box in enumerate(ndimage.find_objects(regions), start=1):
-            area = int(areas[region])
-            mean_prob = float(confidence[region] / area)
-            if area < min_area or mean_prob < min_confidence:
-                continue
-            found.append(
-                (
-                    cls,
-                    -area,
-                    {
-                        "region": region,
-                        "class_name": class_names[cls],
-                        "area_px": area,
-                        "area_um2": None
-                        if pixel_size_um is None
-                        else round(area * float(pixel_size_um) ** 2, FLAKE_DECIMALS["area_um2"]),
-                        "confidence": round(mean_prob, 4),
-                        "bbox_x0": box[1].start,
-                        "bbox_y0": box[0].start,
-                        "bbox_x1": box[1].stop,
-                        "bbox_y1": box[0].stop,
-                        "centroid_x": round(float(sum_x[region] / area), 1),
-                        "centroid_y": round(float(sum_y[region] / area), 1),
-                    },
+        new_id = np.zeros(len(found.areas), np.int32)
+        new_id[kept] = np.arange(len(flakes) + 1, len(flakes) + len(kept) + 1)
+        ids += new_id[found.regions]  # the classes' regions are disjoint
+        index = found.regions.ravel()
+        height, width = found.regions.shape
+        sum_y = np.bincount(index, weights=np.repeat(np.arange(height, dtype=np.float64), width))
+        sum_x = np.bincount(index, weights=np.tile(np.arange(width, dtype=np.float64), height))
+        boxes = ndimage.find_objects(found.regions)
+        for region in kept:
+            area, box = int(found.areas[region]), boxes[region - 1]
+            flakes.append(
+                Flake(
+                    flake_id=len(flakes) + 1,
+                    class_name=class_names[cls],
+                    area_px=area,
+                    area_um2=None
+                    if pixel_size_um is None
+                    else round(area * float(pixel_size_um) ** 2, FLAKE_DECIMALS["area_um2"]),
+                    confidence=round(float(found.confidence[region]), 4),
+                    bbox_x0=box[1].start,
+                    bbox_y0=box[0].start,
+                    bbox_x1=box[1].stop,
+                    bbox_y1=box[0].stop,
+                    centroid_x=round(float(sum_x[region] / area), 1),
+                    centroid_y=round(float(sum_y[region] / area), 1),
                 )
             )
-    found.sort(key=lambda item: (list(flake_classes).index(item[0]), item[1]))
-    new_id = {cls: np.zeros(int(regions.max()) + 1, np.int32) for cls, regions in regions_of.items()}
-    flakes = []
-    for flake_id, (cls, _, props) in enumerate(found, start=1):
-        new_id[cls][props.pop("region")] = flake_id
-        flakes.append(Flake(flake_id=flake_id, **props))
-    ids = np.zeros(labels.shape, np.int32)
-    for cls, regions in regions_of.items():  # the classes' regions are disjoint
-        ids += new_id[cls][regions]
     return ids, flakes
 
 

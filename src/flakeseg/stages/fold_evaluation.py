@@ -37,7 +37,7 @@ from flakeseg.data.classes import IGNORE_INDEX, region_class_indices
 from flakeseg.data.preprocess import resize_probabilities
 from flakeseg.errors import ConfigError
 from flakeseg.evaluation.calibration import expected_calibration_error, fit_temperature, reliability_bins
-from flakeseg.evaluation.flake_scores import FlakeScores
+from flakeseg.evaluation.flake_scores import FlakeScores, ImageFlakes
 from flakeseg.evaluation.postprocess import Postprocess, choose_postprocess, postprocessed_map
 from flakeseg.evaluation.regions import counted_regions, pixel_scores, region_accuracy, region_min_area_px
 from flakeseg.inference.checkpoint import card_from_config
@@ -233,18 +233,18 @@ def evaluate_predictions(preds: CVPredictions, options: EvalOptions) -> dict[str
         )
         test_temperature = fit_temperature(logits, target, seed=n_folds)
     val_probs = [[apply_temperature(p, temperatures[k]) for p in ps] for k, ps in enumerate(preds.val_probs)]
-    # flakes are listed and scored on the images' own pixels, as `predict` lists them
-    val_stored_probs = [
-        resize_probabilities(p, *m.shape)
+    # flakes are listed and scored on the images' own pixels, as `predict` lists them; overlapped
+    # with the true flakes once: every post-processing setting below is a choice among the same regions
+    val_images = [
+        ImageFlakes.of(resize_probabilities(p, *m.shape), m, names, flakes)
         for ps, ms in zip(val_probs, preds.val_stored_masks, strict=True)
         for p, m in zip(ps, ms, strict=True)
     ]
-    all_stored_masks = [m for ms in preds.val_stored_masks for m in ms]
 
     def pooled_flakes(area: int, confidence: float) -> FlakeScores:
         scores = FlakeScores(names, flakes, area, confidence)
-        for prob, mask in zip(val_stored_probs, all_stored_masks, strict=True):
-            scores.update(prob, mask)
+        for image in val_images:
+            scores.update_image(image)
         return scores
 
     def mean_flake_f1(area: int, confidence: float) -> float:
