@@ -236,6 +236,12 @@ def test_six_job_sweep_with_two_failures_finishes_the_rest_and_lists_both(data_r
     states = {job["job"]: job["state"] for job in summary["jobs"]}
     assert states == {0: "done", 1: "done", 2: "failed", 3: "done", 4: "done", 5: "failed"}
     assert summary["failed"] == 2 and "2 of 6 jobs did not finish" in output
+    # the sweep ends in one line pointing at the list, not the first failed job's traceback
+    assert "Traceback" not in output
+    assert (
+        run.stderr.rstrip().splitlines()[-1]
+        == f"error: 2 of 6 jobs did not finish; see {sweep}/sweep_summary.json"
+    )
     for job in range(6):
         status = json.loads((sweep / str(job) / "status.json").read_text())
         assert status["state"] == states[job]
@@ -289,6 +295,22 @@ def test_names_that_would_leave_the_run_folder_are_refused_before_anything_is_wr
         assert run.returncode == 1 and len(errors) == 1, run.stderr[-1500:]
         assert override.split("=")[0] + ":" in errors[0] and "not a plain name" in errors[0]
         assert list(tmp_path.iterdir()) == [], f"{override} wrote {list(tmp_path.iterdir())}"
+
+
+def test_importing_the_augmentations_asks_no_server(monkeypatch):
+    """albumentations asks PyPI for a newer version at import unless told not to; flakeseg tells it."""
+    import importlib
+    import urllib.request
+
+    import albumentations
+
+    import flakeseg
+
+    assert flakeseg.__version__
+    asked: list[tuple] = []
+    monkeypatch.setattr(urllib.request.OpenerDirector, "open", lambda self, *args, **kw: asked.append(args))
+    importlib.reload(albumentations)  # its import-time code, run again with this process's environment
+    assert asked == []
 
 
 @pytest.mark.slow

@@ -129,6 +129,7 @@ def test_queue_launcher_runs_jobs_in_processes_and_reports_failures(data_root, t
     assert run.returncode != 0  # one job failed
     assert json.loads((sweep / "0" / "metrics.json").read_text())["complete"]  # the other one finished
     assert "1 of 2 jobs did not finish" in output and "optim.lr: must be > 0, got -1.0" in output
+    assert "Traceback" not in output and run.stderr.rstrip().endswith(f"see {sweep}/sweep_summary.json")
     assert (sweep / "0" / "queue.log").is_file()
     # rerun: the finished job is not started again, the failed one is retried (and fails again)
     rerun = subprocess.run(

@@ -119,6 +119,15 @@ def summarize_sweep(sweep_dir: Path, returns: Sequence[JobReturn], first_idx: in
             summary_path,
             "\n  ".join(problems),
         )
+        # Hydra's sweeper raises the first failed job's error on its way out, and prints its traceback:
+        # instead, one line that points at the list above, and exit status 1 (a SystemExit passes
+        # Hydra's error report by)
+        ending = SystemExit(
+            f"error: {len(problems)} of {len(returns)} jobs did not finish; see {summary_path}"
+        )
+        for ret in returns:
+            if ret.status != JobStatus.COMPLETED:
+                ret.status, ret.return_value = JobStatus.FAILED, ending
     return problems
 
 
