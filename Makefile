@@ -10,7 +10,7 @@ export FLAKESEG_DATA
 PYTEST_ARGS ?= -n 2 --dist worksteal --durations=15
 RUN := $(UV) run --frozen
 
-.PHONY: help install bytecode train test test-fast lint format data clean bench bench-train browser reproduce reproduce-quick compare ablation leaderboard fewshot models predict optics robustness
+.PHONY: help install bytecode train test test-fast test-durations lint format data clean bench bench-train browser reproduce reproduce-quick compare ablation leaderboard fewshot models predict optics robustness
 
 help:  ## show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ test: install bytecode browser  ## run the test suite (uses the real data at FLA
 
 test-fast: install bytecode  ## the unit tier: every test not marked slow (no training), under 90 s
 	$(RUN) pytest $(PYTEST_ARGS) -m "not slow"
+
+test-durations: install bytecode browser  ## the whole suite, recording each test's seconds in tests/durations.json (the order the workers take tests in)
+	FLAKESEG_RECORD_DURATIONS=1 $(RUN) pytest $(PYTEST_ARGS)
 
 browser:  ## Debian's chromium for the report-page test (apt-get, as root; skipped if present)
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \

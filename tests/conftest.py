@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections import defaultdict
 from pathlib import Path
 
 # One thread per process: the suite runs two xdist workers on two cores, and many tests start
@@ -69,11 +71,37 @@ def tiny_cfg(data_root: Path, tmp_path: Path):
 #: fixtures that train a model: a test using one is end-to-end, outside ``make test-fast``
 TRAINED_FIXTURES = {"checkpoint"}
 
+#: seconds each test took in a whole run of the suite on 2 cores (``make test-durations`` rewrites it)
+DURATIONS_FILE = Path(__file__).with_name("durations.json")
+#: a test the file does not know yet: a guess by its tier
+UNKNOWN_SECONDS = {True: 10.0, False: 0.1}
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests on trained fixtures count as slow; slow tests go first, so the two workers share them
-    instead of one finishing alone."""
+    """Tests on trained fixtures count as slow. The longest tests go first (by the recorded
+    durations): the two xdist workers start on them and share the short ones at the end, so neither is
+    left alone with a long test while the other idles (longest-first is the classic rule for two
+    machines)."""
     for item in items:
         if TRAINED_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    known = json.loads(DURATIONS_FILE.read_text()) if DURATIONS_FILE.is_file() else {}
+    items.sort(
+        key=lambda item: -known.get(item.nodeid, UNKNOWN_SECONDS[item.get_closest_marker("slow") is not None])
+    )
+
+
+_durations: defaultdict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if os.environ.get("FLAKESEG_RECORD_DURATIONS"):
+        _durations[report.nodeid] += report.duration  # setup, call and teardown
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """With ``FLAKESEG_RECORD_DURATIONS=1`` the controller writes every test's seconds to
+    :data:`DURATIONS_FILE` (longest first)."""
+    if os.environ.get("FLAKESEG_RECORD_DURATIONS") and not hasattr(session.config, "workerinput"):
+        ordered = dict(sorted(((k, round(v, 2)) for k, v in _durations.items()), key=lambda kv: -kv[1]))
+        DURATIONS_FILE.write_text(json.dumps(ordered, indent=0) + "\n")

@@ -183,11 +183,15 @@ def test_calibrate_on_the_mos2_labels_predicts_their_contrasts(data_root, tmp_pa
     from flakeseg.cli.calibrate import main
 
     out = tmp_path / "mos2.yaml"
-    code = main(["--data", "mos2", "--split", "test", "--out", str(out), "--set", f"data.root={data_root}"])
+    # one unlabelled image besides, and one of the split's also given as an image: counted once
+    extra, again = (data_root / "data" / "ori" / f"or{i}.png" for i in ("00005", "00000"))
+    labels = ["--data", "mos2", "--split", "test", "--set", f"data.root={data_root}"]
+    code = main([str(extra), str(again), *labels, "--out", str(out)])
     assert code == 0
     setup = Setup.load(out)
     assert 250.0 <= setup.oxide_nm <= 310.0
     assert setup.fitted_on["material"] == "MoS2" and setup.fitted_on["labelled_images"] == 11
+    assert setup.fitted_on["images"] == 12
     printed = capsys.readouterr().out
     line = next(line for line in printed.splitlines() if line.strip().startswith("1 layer"))
     predicted, measured = (float(part.split("(")[1].split(",")[0]) for part in line.split("measured"))

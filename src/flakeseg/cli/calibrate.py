@@ -123,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         substrates = [substrate_colour(image, np.ones(image.shape[:2], bool)) for image in images]
         labelled, material = [], args.material
         if args.data:
+            from flakeseg.data.catalog import discover_pairs
             from flakeseg.data.contrasts import measure_labelled
             from flakeseg.utils.config_files import compose_data_config
 
@@ -133,6 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             find_material(material)  # an unknown material is one line before any image is read
             ids = None if args.split == "all" else list(data_cfg["split"][args.split])
             labelled = measure_labelled(data_cfg, ids, progress=sys.stderr.isatty())
+            # an image given both ways is one image: its substrate comes with its labels
+            pairs = discover_pairs(data_cfg)[0]
+            chosen = {pair.image_path.resolve() for pair in pairs if ids is None or pair.id in ids}
+            kept = [path.resolve() not in chosen for path in files]
+            substrates = [colour for colour, keep in zip(substrates, kept, strict=True) if keep]
         with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task("fitting camera x tone curve", total=None)
             setup = calibrate(
