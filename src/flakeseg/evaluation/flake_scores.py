@@ -17,7 +17,8 @@ a false alarm, so a constant map scores 0.
 - Everything is measured at the images' stored resolution, whatever scale the model ran at.
 
 :func:`match_flakes` is the functional form (one image); :class:`FlakeScores` accumulates images (and
-merges folds) and computes the pooled scores.
+merges folds) and computes the pooled scores; :class:`ImageFlakes` overlaps an image once for any number
+of post-processing settings.
 """
 
 from __future__ import annotations
@@ -141,10 +142,9 @@ class _ClassCandidates:
     """One class of one image: every predicted region (in ``find_flakes``' order), the true flakes, and
     the IoU of each pair, so that any post-processing is a choice of rows."""
 
-    regions: np.ndarray  # predicted region numbers in ``find_flakes``' order
-    areas: np.ndarray  # their areas
+    areas: np.ndarray  # the predicted regions' areas
     confidence: np.ndarray  # their mean probabilities (what min_confidence filters)
-    iou: np.ndarray  # len(regions) x true flakes
+    iou: np.ndarray  # predicted regions x true flakes
     true_areas: np.ndarray  # true flake areas, index 0 unused
 
 
@@ -186,9 +186,7 @@ class ImageFlakes:
             areas = predicted.areas[predicted.order]
             union = areas[:, None] + true_areas[None, 1:] - inter
             iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-            by_class[c] = _ClassCandidates(
-                predicted.order, areas, predicted.confidence[predicted.order], iou, true_areas
-            )
+            by_class[c] = _ClassCandidates(areas, predicted.confidence[predicted.order], iou, true_areas)
         return cls(tuple(class_names), by_class)
 
     def matches(
