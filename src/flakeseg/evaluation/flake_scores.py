@@ -173,11 +173,10 @@ class ImageFlakes:
         gaps first (:func:`clean_labels`)."""
         if probabilities.shape[1:] != mask.shape:
             raise ValueError(f"probabilities {probabilities.shape[1:]} and mask {mask.shape} differ in size")
-        if probabilities.ndim != 3 or probabilities.shape[0] != len(class_names):
-            raise ValueError(f"probabilities of shape {probabilities.shape} do not fit classes {class_names}")
+        predicted_regions = class_regions(probabilities, class_names, flake_classes)
         truth = clean_labels(mask, flake_classes) if clean else mask
         by_class = {}
-        for c, predicted in class_regions(probabilities, flake_classes).items():
+        for c, predicted in predicted_regions.items():
             true_regions, n_true, true_areas = _instances((truth == c) & (truth != IGNORE_INDEX))
             n_pred = len(predicted.areas) - 1
             pair = predicted.regions.astype(np.int64) * (n_true + 1) + true_regions

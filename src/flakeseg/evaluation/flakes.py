@@ -115,11 +115,15 @@ class ClassRegions:
         return self.order[keep]
 
 
-def class_regions(probabilities: np.ndarray, flake_classes: Sequence[int]) -> dict[int, ClassRegions]:
+def class_regions(
+    probabilities: np.ndarray, class_names: Sequence[str], flake_classes: Sequence[int]
+) -> dict[int, ClassRegions]:
     """The :class:`ClassRegions` of each flake class of a ``C x H x W`` probability map's arg-max.
 
     Computed once, the regions serve every ``min_area`` / ``min_confidence``: filtering drops whole
     regions and never changes the others."""
+    if probabilities.ndim != 3 or probabilities.shape[0] != len(class_names):
+        raise ValueError(f"probabilities of shape {probabilities.shape} do not fit classes {class_names}")
     labels = probabilities.argmax(axis=0)
     out = {}
     for cls in flake_classes:
@@ -150,11 +154,10 @@ def find_flakes(
     Returns:
         an ``H x W`` int32 map of kept flake ids (0: none) and the kept flakes, ids ``1..n``.
     """
-    if probabilities.ndim != 3 or probabilities.shape[0] != len(class_names):
-        raise ValueError(f"probabilities of shape {probabilities.shape} do not fit classes {class_names}")
+    regions_of = class_regions(probabilities, class_names, flake_classes)
     ids = np.zeros(probabilities.shape[1:], np.int32)
     flakes: list[Flake] = []
-    for cls, found in class_regions(probabilities, flake_classes).items():
+    for cls, found in regions_of.items():
         kept = found.kept(min_area, min_confidence)
         if not len(kept):
             continue

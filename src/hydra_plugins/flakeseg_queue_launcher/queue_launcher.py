@@ -81,7 +81,9 @@ def _job_dir(ret: JobReturn) -> Optional[Path]:
 
 
 def summarize_sweep(sweep_dir: Path, returns: Sequence[JobReturn], first_idx: int) -> list:
-    """Write ``<sweep dir>/sweep_summary.json`` (every job's state) and log every job that did not finish.
+    """Write ``<sweep dir>/sweep_summary.json`` (every job's state) and log every job that did not finish;
+    each such job's return value becomes one ``SystemExit`` line pointing at the summary (what Hydra's
+    sweeper raises on its way out instead of the first failed job's traceback).
 
     Returns:
         one line per such job: ``#N overrides: state: error``.
@@ -119,9 +121,7 @@ def summarize_sweep(sweep_dir: Path, returns: Sequence[JobReturn], first_idx: in
             summary_path,
             "\n  ".join(problems),
         )
-        # Hydra's sweeper raises the first failed job's error on its way out, and prints its traceback:
-        # instead, one line that points at the list above, and exit status 1 (a SystemExit passes
-        # Hydra's error report by)
+        # a SystemExit passes Hydra's error report by: one line, exit status 1
         ending = SystemExit(
             f"error: {len(problems)} of {len(returns)} jobs did not finish; see {summary_path}"
         )
