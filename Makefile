@@ -7,6 +7,10 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 # Data root: FLAKESEG_DATA if set; else the shared copy beside the checkout; else .data/ (`make data`).
 FLAKESEG_DATA ?= $(firstword $(wildcard $(abspath $(CURDIR)/../shared/datasets/mos2_segmentation)) $(CURDIR)/.data/mos2_segmentation)
 export FLAKESEG_DATA
+# The plugins the suite uses, named: pytest rewrites the asserts of every module of every auto-loaded
+# plugin's package (all of Hydra's, anyio's), and where PYTHONDONTWRITEBYTECODE is set nothing caches
+# that, so each pytest process redid it (~4 s of a session's start on 2 cores).
+PYTEST_ENV := PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 PYTEST_PLUGINS=xdist.plugin,_hypothesis_pytestplugin
 PYTEST_ARGS ?= -n 2 --dist worksteal --durations=15
 RUN := $(UV) run --frozen
 
@@ -76,13 +80,13 @@ models: install  ## retrain the shipped models: a CV on each data set chooses th
 	    --postprocess-from outputs/models/$${d}_cv/evaluation.json || exit 1; done
 
 test: install bytecode browser  ## run the test suite (uses the real data at FLAKESEG_DATA); what CI runs
-	$(RUN) pytest $(PYTEST_ARGS)
+	$(PYTEST_ENV) $(RUN) pytest $(PYTEST_ARGS)
 
 test-fast: install bytecode  ## the unit tier: every test not marked slow (no training), under 90 s
-	$(RUN) pytest $(PYTEST_ARGS) -m "not slow"
+	$(PYTEST_ENV) $(RUN) pytest $(PYTEST_ARGS) -m "not slow"
 
 test-durations: install bytecode browser  ## the whole suite, recording each test's seconds in tests/durations.json (the order the workers take tests in)
-	FLAKESEG_RECORD_DURATIONS=1 $(RUN) pytest $(PYTEST_ARGS)
+	FLAKESEG_RECORD_DURATIONS=1 $(PYTEST_ENV) $(RUN) pytest $(PYTEST_ARGS)
 
 browser:  ## Debian's chromium for the report-page test (apt-get, as root; skipped if present)
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \

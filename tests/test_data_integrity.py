@@ -119,6 +119,22 @@ def test_read_image_handles_16_bit_grayscale_and_rgba(tmp_path):
     assert read_image(tmp_path / "l.png")[0, 0].tolist() == [77, 77, 77]
 
 
+def test_data_set_files_are_decoded_once_and_again_when_changed(tmp_path, monkeypatch):
+    from flakeseg.data import io
+
+    decoded = []
+    monkeypatch.setattr(io, "read_image", lambda path: decoded.append(path) or read_image(path))
+    path = tmp_path / "x.png"
+    Image.fromarray(np.full((4, 5, 3), 10, np.uint8)).save(path)
+    first = io.read_dataset_image(path)
+    first[:] = 0  # the caller's copy: the next read is the file's
+    assert io.read_dataset_image(path)[0, 0].tolist() == [10, 10, 10] and len(decoded) == 1
+    Image.fromarray(np.full((4, 5, 3), 20, np.uint8)).save(path)  # the same size, new content
+    assert io.read_dataset_image(path)[0, 0].tolist() == [20, 20, 20] and len(decoded) == 2
+    with pytest.raises(DataError, match="missing.png: file not found"):
+        io.read_dataset_image(tmp_path / "missing.png")
+
+
 def test_palette_mask_reads_indices_not_colours(tmp_path):
     values = np.array([[0, 1], [2, 3]])
     _save_mask(tmp_path / "m.png", values)

@@ -65,6 +65,25 @@ def test_mos2_cv_writes_every_metric_and_checkpoints(tiny_cfg, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("every", "epochs", "validated"), [(1, 1, [1]), (2, 3, [2])])
+def test_a_fold_is_scored_on_its_final_weights(tiny_cfg, tmp_path, every, epochs, validated):
+    """Validated in the last epoch, the fold keeps that validation's scores; validated earlier only, the
+    final weights are validated after training. Either way the scores are those of the last weights."""
+    from flakeseg.data import load_dataset
+    from flakeseg.evaluation.regions import pixel_scores
+    from flakeseg.inference.predictor import load_predictor
+
+    cfg = tiny_cfg("cv.fold=0", f"trainer.max_epochs={epochs}", f"trainer.check_val_every_n_epoch={every}")
+    run_cross_validation(cfg)
+    fold = json.loads((tmp_path / "metrics.json").read_text())["folds"][0]
+    assert [h["epoch"] for h in fold["val_history"]] == validated and fold["epochs"] == epochs
+    predictor = load_predictor(fold["last_checkpoint"])
+    val = load_dataset(cfg.data, ids=fold["val_ids"], progress=False)
+    preds = [predictor.probabilities_at_model_scale(image).argmax(axis=0) for image in val.images]
+    assert fold["val/confmat"] == pixel_scores(preds, val.masks, list(val.scheme.names), "val")["val/confmat"]
+
+
+@pytest.mark.slow
 def test_graphene_cv(tiny_cfg, tmp_path):
     run_cross_validation(tiny_cfg("data=graphene"))
     metrics = _check_metrics(tmp_path / "metrics.json", ["other", "monolayer", "bilayer"])

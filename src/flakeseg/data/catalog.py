@@ -13,7 +13,7 @@ import numpy as np
 from rich.progress import Progress
 
 from flakeseg.data.classes import ClassScheme
-from flakeseg.data.io import read_image, read_mask
+from flakeseg.data.io import read_dataset_image, read_dataset_mask, read_image
 from flakeseg.data.preprocess import prepare_image, uses_fitted_inputs
 from flakeseg.errors import ConfigError, DataError
 
@@ -103,7 +103,7 @@ class FlakeImages:
         """
         if len(self.pairs) != len(self.ids):
             raise DataError("stored masks: these images were not loaded from files")
-        masks = [self.scheme.encode(read_mask(p.mask_path), str(p.mask_path)) for p in self.pairs]
+        masks = [self.scheme.encode(read_dataset_mask(p.mask_path), str(p.mask_path)) for p in self.pairs]
         if not crop:
             return masks
         cut = max(1, round(int(crop) * float(scale)))
@@ -281,8 +281,8 @@ def load_dataset(
         for pair in pairs:
             bar.advance(task)
             try:
-                image = read_image(pair.image_path)
-                raw = read_mask(pair.mask_path)
+                image = read_dataset_image(pair.image_path)
+                raw = read_dataset_mask(pair.mask_path)
                 if image.shape[:2] != raw.shape:
                     raise DataError(
                         f"{pair.mask_path}: size {raw.shape[1]}x{raw.shape[0]} does not match image "

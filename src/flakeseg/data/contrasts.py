@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from flakeseg.data.catalog import FlakeImages, load_dataset
-from flakeseg.data.io import read_mask
+from flakeseg.data.io import read_dataset_mask
 from flakeseg.errors import ConfigError
 from flakeseg.optics.calibration import ImageContrast, measure_contrast
 
@@ -29,7 +29,7 @@ def substrate_masks(data: FlakeImages) -> list[np.ndarray]:
     """Per image, the pixels of the bare substrate: the first raw label value of the background class
     (MoS2: 0, not 3 = thick flakes, which share the class)."""
     value = data.scheme.label_values[0][0]
-    return [read_mask(pair.mask_path) == value for pair in data.pairs]
+    return [read_dataset_mask(pair.mask_path) == value for pair in data.pairs]
 
 
 def measure_labelled(

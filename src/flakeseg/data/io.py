@@ -7,6 +7,10 @@ they are read without any mode conversion, which would turn indices into colours
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +100,44 @@ def read_mask(path: Path | str) -> np.ndarray:
     if array.max(initial=0) > 255 or array.min(initial=0) < 0:
         raise DataError(f"{path}: mask values outside 0..255")
     return array.astype(np.uint8)
+
+
+#: decoded data-set files kept per process, least recently read first: a study or a test session reads
+#: its data set many times (each fold, step and stage loads it; scoring reads the stored masks again).
+#: The key is a hash of the file's bytes (reading and hashing a file costs a tenth of decoding it), so a
+#: changed file is decoded again. Images screened by ``predict`` and ``watch`` are not kept.
+_KEPT: OrderedDict[tuple[str, bytes], np.ndarray] = OrderedDict()
+#: at most this many bytes kept (both upstream data sets whole take about 140 MB)
+KEPT_BYTES = 192 * 2**20
+_kept_lock = threading.Lock()
+
+
+def _read_kept(kind: str, path: Path | str, read: Callable[[Path], np.ndarray]) -> np.ndarray:
+    path = Path(path)
+    try:
+        key = (kind, hashlib.blake2b(path.read_bytes(), digest_size=16).digest())
+    except OSError:
+        return read(path)  # the reader names the problem
+    with _kept_lock:
+        kept = _KEPT.get(key)
+        if kept is not None:
+            _KEPT.move_to_end(key)
+            return kept.copy()  # a copy: the caller may change it in place
+    array = read(path)
+    if array.nbytes <= KEPT_BYTES:
+        with _kept_lock:
+            _KEPT[key] = array.copy()
+            total = sum(a.nbytes for a in _KEPT.values())
+            while total > KEPT_BYTES:
+                total -= _KEPT.popitem(last=False)[1].nbytes
+    return array
+
+
+def read_dataset_image(path: Path | str) -> np.ndarray:
+    """:func:`read_image` of a labelled data set's image, decoded once per process while unchanged."""
+    return _read_kept("image", path, read_image)
+
+
+def read_dataset_mask(path: Path | str) -> np.ndarray:
+    """:func:`read_mask` of a labelled data set's mask, decoded once per process while unchanged."""
+    return _read_kept("mask", path, read_mask)

@@ -212,7 +212,8 @@ def unknown_flakes(
     for flake in flakes:
         layers = LAYER_COUNTS.get(flake.class_name)
         if layers is not None:
-            median = np.median(image[flake_ids == flake.flake_id].astype(np.float64), axis=0)
+            box = (slice(flake.bbox_y0, flake.bbox_y1), slice(flake.bbox_x0, flake.bbox_x1))  # not the image
+            median = np.median(image[box][flake_ids[box] == flake.flake_id].astype(np.float64), axis=0)
             contrast = np.where(usable, median / np.maximum(substrate, 1.0) - 1.0, np.nan)
             if contrast_error(setup, material, layers, contrast, substrate) > CONTRAST_TOLERANCE:
                 flake = dataclasses.replace(flake, class_name=UNKNOWN)

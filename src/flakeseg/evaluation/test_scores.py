@@ -56,7 +56,7 @@ def unknown_listing(
     count of the optics), found as ``predict`` finds them: on the image as stored, with the setup it
     checks the model against (its card's ``card_setup``, else the shipped ``paper_<data_name>``).
     ``(None, {...})`` when there is no such setup; the dict says which setup and how many flakes."""
-    from flakeseg.data.io import read_image
+    from flakeseg.data.io import read_dataset_image
     from flakeseg.evaluation.flakes import unlisted_pixels
     from flakeseg.optics.calibration import SHIPPED_DIR, Setup, shipped_setup
 
@@ -75,7 +75,7 @@ def unknown_listing(
     names = list(images.scheme.names)
     masks, count = [], 0
     for prob, pair in zip(probs, images.pairs, strict=True):
-        image = read_image(pair.image_path)
+        image = read_dataset_image(pair.image_path)
         mask, found = unlisted_pixels(
             image,
             resize_probabilities(prob, *image.shape[:2]),

@@ -56,8 +56,8 @@ class ColourPeak:
 
 
 def _sample(image: np.ndarray, max_pixels: int) -> np.ndarray:
-    pixels = image.reshape(-1, 3).astype(np.float64)
-    return pixels[:: max(1, len(pixels) // max_pixels)]
+    pixels = image.reshape(-1, 3)
+    return pixels[:: max(1, len(pixels) // max_pixels)].astype(np.float64)  # the sample, not the image
 
 
 def _within(channels: np.ndarray, colour: np.ndarray, radius: float) -> np.ndarray:
@@ -110,12 +110,14 @@ def colour_peaks(
     density = ndimage.uniform_filter(
         histogram.reshape((bins,) * 3).astype(np.float64), size=3, mode="constant"
     )
-    is_peak = (density == ndimage.maximum_filter(density, size=5, mode="constant")) & (density > 0)
-    where = np.argwhere(is_peak)
-    order = np.argsort(-density[is_peak], kind="stable")
     # the global maximum first, exactly as the densest-colour estimate finds it
     first = np.array(np.unravel_index(density.argmax(), density.shape))
-    starts = [first] + [where[i] for i in order[: 4 * max_peaks] if not np.array_equal(where[i], first)]
+    starts = [first]
+    if max_peaks > 1:  # the first start is always kept: one peak needs no search for the others
+        is_peak = (density == ndimage.maximum_filter(density, size=5, mode="constant")) & (density > 0)
+        where = np.argwhere(is_peak)
+        order = np.argsort(-density[is_peak], kind="stable")
+        starts += [where[i] for i in order[: 4 * max_peaks] if not np.array_equal(where[i], first)]
     channels = np.ascontiguousarray(sample.T)
     peaks: list[ColourPeak] = []
     for start in starts:

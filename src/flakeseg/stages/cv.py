@@ -137,8 +137,9 @@ def train_fold(
     train_seconds = time.perf_counter() - start
     # Score the model as it is after the last epoch: the epoch count is a hyperparameter chosen by CV,
     # so picking the best epoch on the validation fold would bias the CV score upwards. With budgets,
-    # the last epoch is one of them and was validated during fit.
-    if not budgets:
+    # the last epoch is one of them and was validated during fit; so was it when fit validates every
+    # epoch (the CPU and GPU presets), and validating the same weights again would only repeat it.
+    if not budgets and module.last_val_epochs != int(trainer.current_epoch):
         trainer.validate(module, datamodule=datamodule, verbose=False)
     predictor = module.predictor()
     val_probs = [predictor.probabilities_at_model_scale(image) for image in val_data.images]

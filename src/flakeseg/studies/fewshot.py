@@ -48,16 +48,15 @@ def images_with_flakes(data_cfg: Any, ids: Sequence[str]) -> list[str]:
     """The ids among ``ids`` whose mask holds a pixel of a flake class (``region_classes``)."""
     from flakeseg.data.catalog import discover_pairs
     from flakeseg.data.classes import ClassScheme, region_class_indices
-    from flakeseg.data.io import read_mask
+    from flakeseg.data.io import read_dataset_mask
 
     scheme = ClassScheme.from_config(data_cfg["classes"])
     flakes = region_class_indices(data_cfg["classes"], list(scheme.names))
-    pairs = {p.id: p for p in discover_pairs(data_cfg)[0]}
+    masks = {p.id: p.mask_path for p in discover_pairs(data_cfg)[0]}
     return [
         i
         for i in ids
-        if i in pairs
-        and np.isin(scheme.encode(read_mask(pairs[i].mask_path), str(pairs[i].mask_path)), flakes).any()
+        if i in masks and np.isin(scheme.encode(read_dataset_mask(masks[i]), str(masks[i])), flakes).any()
     ]
 
 

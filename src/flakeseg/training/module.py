@@ -87,6 +87,9 @@ class FlakeSegModule(pl.LightningModule):
         self.register_buffer("extra_weight", extra_weight, persistent=False)
         self.val_metrics = segmentation_metrics(len(self.class_names))
         self.last_val: dict[str, Any] = {}
+        #: the training epochs done when ``last_val`` was computed by a validation of ``fit`` on every
+        #: validation image (``None``: it was not, e.g. Lightning's sanity check of a few batches)
+        self.last_val_epochs: int | None = None
         #: scalar validation metrics after each validated training epoch (learning curves, and the
         #: epoch budgets of ``cv.eval_epochs``)
         self.val_history: list[dict[str, float]] = []
@@ -150,7 +153,9 @@ class FlakeSegModule(pl.LightningModule):
             "val/confmat": values["confmat"].tolist(),
             "val/image_confmats": self._image_confmats,
         }
+        self.last_val_epochs = None
         if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            self.last_val_epochs = self.current_epoch + 1
             scalars = {k: v for k, v in self.last_val.items() if isinstance(v, float)}
             self.val_history.append({"epoch": self.current_epoch + 1, **scalars})
 
