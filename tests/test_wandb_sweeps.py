@@ -1,9 +1,6 @@
 """W&B logging offline, the sweep files through W&B's engine, and `sweep-local`."""
 
 import json
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -126,24 +123,16 @@ def test_one_generated_run_per_sweep_trains_with_wandb_offline(path, data_root, 
 
 
 @pytest.mark.slow
-def test_sweep_local_bayes_runs_and_reports_back_to_the_engine(data_root, tmp_path):
+def test_sweep_local_bayes_runs_and_reports_back_to_the_engine(data_root, tmp_path, monkeypatch):
+    from flakeseg.studies.sweep_local import main
+
     out = tmp_path / "sweep"
-    env = {**os.environ, "FLAKESEG_DATA": str(data_root), "WANDB_MODE": "offline"}
-    command = [
-        sys.executable,
-        "-m",
-        "flakeseg.studies.sweep_local",
-        "sweeps/bayes.yaml",
-        "--count",
-        "3",
-        "--out",
-        str(out),
-        *TINY,
-        "cv.folds=2",
-        "logger=csv",
-    ]
-    run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=400)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    monkeypatch.setenv("FLAKESEG_DATA", str(data_root))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.chdir(REPO_ROOT)  # the sweep file's program, train.py, as an agent finds it
+    # in this process: the runs are the sweep command's own processes, as a W&B agent starts them
+    argv = ["sweeps/bayes.yaml", "--count", "3", "--out", str(out), *TINY, "cv.folds=2", "logger=csv"]
+    assert main(argv) == 0
     results = json.loads((out / "sweep_local.json").read_text())
     assert [r["name"] for r in results["runs"]] == ["run_000", "run_001", "run_002"]
     for record in results["runs"]:
