@@ -191,6 +191,22 @@ def test_sigterm_stops_like_ctrl_c_and_the_handler_is_restored():
     assert signal.getsignal(signal.SIGTERM) == before
 
 
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals: main thread")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupt_waits_until_the_image_is_committed(sig):
+    from flakeseg.screening.watch import _committing, _sigterm_as_interrupt
+
+    done, before = [], signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
+        with _committing():
+            os.kill(os.getpid(), sig)
+            time.sleep(0.2)  # the handler runs here and holds the interrupt back
+            done.append("record, count and line")
+        done.append("the next image")
+    assert done == ["record, count and line"]
+    assert signal.getsignal(signal.SIGINT) == before
+
+
 # --- end to end: the shipped MoS2 model on real images ---------------------------------------------------
 
 

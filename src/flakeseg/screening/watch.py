@@ -9,8 +9,9 @@ The images already in the folder come first: taken from the records of an earlie
 ``--out`` (``predict`` or ``watch``, same settings, file unchanged), else screened; so a restart redoes
 nothing. A file that stays unreadable (a ``.png`` that is text) is one ``skipped`` line, again only if
 it changes. Ctrl-C or SIGTERM abandons the image being screened (its record, written last, is missing,
-so the next run screens it; every file is written atomically), writes the final report and prints one
-summary line.
+so the next run screens it; every file is written atomically), or, arriving while an image's record is
+written, waits until the image is counted and listed; then the watch writes the final report and prints
+one summary line.
 
 File-system events (inotify and the like) only say *which* files to look at; whether a file is complete
 is decided by looking at it. Where events do not arrive (SMB/NFS shares written by another machine)
@@ -249,18 +250,22 @@ class FolderWatcher:
         try:
             record = screen_one(self.predictor, path, name, self.out, self.settings)
             record.update(signature=self.signature, source_stamp=stamp)
-            write_json_atomic(record_path, record)  # last: the mark of a finished image
         except (FlakesegError, OSError) as exc:
-            line = str(exc).splitlines()[0] if str(exc) else f"{path}: {type(exc).__name__}"
-            self._done(path, stamp, None, line if str(path) in line else f"{path}: {line}")
+            self._done(path, stamp, None, _problem_line(path, exc))
             return
-        self.screened += 1
-        self._done(path, stamp, record)
-        counts = ", ".join(f"{n} {c}" for c, n in record["counts"].items())
-        self.console.print(
-            f"[green]screened[/green] {escape(path.name)}: {counts} ({record['seconds']:.1f} s)",
-            highlight=False,
-        )
+        with _committing():
+            try:
+                write_json_atomic(record_path, record)  # last: the mark of a finished image
+            except OSError as exc:
+                self._done(path, stamp, None, _problem_line(path, exc))
+                return
+            self.screened += 1
+            self._done(path, stamp, record)
+            counts = ", ".join(f"{n} {c}" for c, n in record["counts"].items())
+            self.console.print(
+                f"[green]screened[/green] {escape(path.name)}: {counts} ({record['seconds']:.1f} s)",
+                highlight=False,
+            )
 
     # --- outputs --------------------------------------------------------------------------------------
 
@@ -284,21 +289,55 @@ class FolderWatcher:
         self.last_write = time.monotonic()
 
 
+def _problem_line(path: Path, exc: Exception) -> str:
+    """The one line a failed image gets in the run's problems: ``<path>: <first line of the error>``."""
+    line = str(exc).splitlines()[0] if str(exc) else f"{path}: {type(exc).__name__}"
+    return line if str(path) in line else f"{path}: {line}"
+
+
+class _Interrupts:
+    """Ctrl-C and SIGTERM, held back while an image is committed (see :func:`_committing`)."""
+
+    held = False  # inside a commit: an interrupt waits for its end
+    pending = False  # one arrived meanwhile
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a service manager, ``kill``) stops the watch as Ctrl-C does (main thread only)."""
+    """SIGTERM (a service manager, ``kill``) stops the watch as Ctrl-C does; either waits while an
+    image is committed (main thread only: signals reach no other)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, frame: Any) -> None:
+        if _Interrupts.held:
+            _Interrupts.pending = True
+            return
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _Interrupts.pending = False
+
+
+@contextlib.contextmanager
+def _committing() -> Iterator[None]:
+    """An image's record, its count, its place in the report and its line are written together: an
+    interrupt arriving meanwhile stops the watch right after (a record written, then the count lost,
+    left a screened image out of the final report)."""
+    _Interrupts.held = True
+    try:
+        yield
+    finally:
+        _Interrupts.held = False
+        if _Interrupts.pending:
+            _Interrupts.pending = False
+            raise KeyboardInterrupt
 
 
 def watch_folder(args: argparse.Namespace, folder: Path, console: Console) -> int:
