@@ -107,7 +107,7 @@ def read_mask(path: Path | str) -> np.ndarray:
 #: The key is a hash of the file's bytes (reading and hashing a file costs a tenth of decoding it), so a
 #: changed file is decoded again. Images screened by ``predict`` and ``watch`` are not kept.
 _KEPT: OrderedDict[tuple[str, bytes], np.ndarray] = OrderedDict()
-#: at most this many bytes kept (both upstream data sets whole take about 140 MB)
+#: at most this many bytes kept (every PNG of the upstream data decoded takes about 135 MB)
 KEPT_BYTES = 192 * 2**20
 _kept_lock = threading.Lock()
 
