@@ -25,10 +25,11 @@ thickness: use the thickness the data were fitted with, see :data:`MONOLAYER_NM`
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
+import io
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from flakeseg.errors import ConfigError, DataError
+from flakeseg.utils.files import write_bytes_atomic
 
 __all__ = [
     "KNOWN_MATERIALS",
@@ -201,16 +203,10 @@ def _write_cached(full_path: str, wavelength: np.ndarray, index: np.ndarray, sou
     path = _cache_file(full_path)
     if path is None:
         return
-    temporary: Path | None = None
-    try:  # whole or not at all: written aside, then renamed; an unwritable cache only costs time
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as handle:
-            temporary = Path(handle.name)
-            np.savez(handle, wavelength_nm=wavelength, index=index, source=np.array(source))
-        os.replace(temporary, path)
-    except OSError:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
+    stored = io.BytesIO()
+    np.savez(stored, wavelength_nm=wavelength, index=index, source=np.array(source))
+    with contextlib.suppress(OSError):  # whole or not at all; an unwritable cache only costs time
+        write_bytes_atomic(path, stored.getvalue())
 
 
 @functools.cache
