@@ -90,7 +90,8 @@ def plot_fewshot(table: dict[str, Any], ks: Sequence[str], all_size: int, path: 
 
 
 def _cell(row: dict[str, Any] | None, key: str) -> str:
-    if row is None:
+    """``mean ± std``; ``—`` where no run of the row has the score (no held-out images for ``all``)."""
+    if row is None or not np.isfinite(row[key]):
         return "—"
     return f"{row[key]:.3f} ± {row[f'{key}_std']:.3f}"
 
