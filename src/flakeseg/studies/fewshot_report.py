@@ -67,15 +67,21 @@ def plot_fewshot(table: dict[str, Any], ks: Sequence[str], all_size: int, path: 
     plt = pyplot()
     if not table:
         return
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.4 * len(METRICS), 3.8), squeeze=False)
-    for ax, metric in zip(axes[0], METRICS, strict=True):
-        for arm, by_k in table.items():
+    cols = min(4, len(METRICS))  # rows of four: one long row of eight shrank every panel on a page
+    rows = -(-len(METRICS) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(METRICS) :]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.flat, METRICS, strict=False):
+        for i, (arm, by_k) in enumerate(table.items()):
             shown = [k for k in ks if k in by_k]
-            x = np.array([_k_position(k, all_size) for k in shown])
+            # arms nudged apart along the log axis, so equal scores at one k stay visible side by side
+            nudge = 1 + 0.04 * (i - (len(table) - 1) / 2)
+            x = np.array([_k_position(k, all_size) for k in shown]) * nudge
             mean = np.array([by_k[k][metric] for k in shown])
             std = np.array([by_k[k][f"{metric}_std"] for k in shown])
-            (line,) = ax.plot(x, mean, marker="o", label=arm)
-            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            bars = ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=arm)
+            ax.fill_between(x, mean - std, mean + std, color=bars.lines[0].get_color(), alpha=0.2)
         ax.set_xscale("log")
         ticks = [_k_position(k, all_size) for k in ks]
         ax.set_xticks(ticks, [f"all ({all_size})" if k == "all" else k for k in ks])
@@ -84,7 +90,7 @@ def plot_fewshot(table: dict[str, Any], ks: Sequence[str], all_size: int, path: 
         ax.set_ylim(0, 1)
         ax.set_title(LABELS[metric], fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8, loc="lower right", title="mean ± std over draws", title_fontsize=7)
+    axes[0][0].legend(fontsize=8, loc="best", title="mean ± std over draws", title_fontsize=7)
     fig.tight_layout()
     save_figure_atomic(fig, path)
 
