@@ -172,8 +172,8 @@ def board_row(
 def evaluate_on_test(cfg: Any, metrics: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
     """Each fold model (of the first repeat) on the test split, mean over them, with the config's
     evaluation steps but no fold ensemble: the post-processing is chosen on single fold models' CV
-    predictions, and an ensemble's averaged probabilities are less confident (a confidence threshold
-    chosen for one model drops most of an ensemble's flakes); adopting the ensemble needs nested CV.
+    predictions (an ensemble's averaged probabilities are less sure, so fewer of its flakes pass that
+    confidence), and nested CV kept the ensemble off (``docs/results/nested_ensemble_cpu/``).
     ``None`` where the CV pool holds the test images (``protocol=upstream``)."""
     from omegaconf import OmegaConf
 
