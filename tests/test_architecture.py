@@ -147,18 +147,23 @@ def test_the_checks_catch_an_upward_import_and_a_cycle(toy_package: Path):
 def test_command_lines_parse_without_lightning_or_torch():
     """``import flakeseg``, ``flakeseg predict --help`` and ``train.py --help`` answer in a second: what
     they import holds no Lightning, no torchmetrics and not even torch (nor does all of
-    ``flakeseg import-labels``)."""
+    ``flakeseg import-labels``); nor does answering a zero-label screen given a network's option."""
     import subprocess
     import sys
 
     probe = (
         "import sys, flakeseg, flakeseg.cli, flakeseg.cli.predict, flakeseg.cli.export, flakeseg.cli.train\n"
         "import flakeseg.cli.evaluate, flakeseg.cli.import_labels, flakeseg.data.importing\n"
+        "try:\n"
+        "    flakeseg.cli.main(['predict', '--material', 'MoS2', 'x.png', '--tta', '--out', 'o'])\n"
+        "except SystemExit as stop:\n"
+        "    assert stop.code == 2, stop.code\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'pytorch_lightning', 'lightning_fabric', "
         "'torchmetrics', 'torchvision', 'torch'}))"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]"
+    assert "--tta and --temperature are for trained networks" in run.stderr
 
 
 def test_evaluate_scores_without_lightning_or_torchmetrics():

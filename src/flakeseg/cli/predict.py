@@ -227,6 +227,8 @@ def choose_model(
             parser.error("--model and --material: give one (a trained model, or the optics with zero labels)")
         if args.paths and Path(args.paths[0]).suffix.lower() in MODEL_SUFFIXES:
             parser.error(f"{args.paths[0]} and --material: give one (a trained model, or the optics)")
+        if args.tta or args.temperature != 1.0:
+            parser.error("--tta and --temperature are for trained networks, not --material")
         if args.oxide is not None and not 0 < args.oxide <= 2000:
             parser.error(f"--oxide: a SiO2 thickness in nm, in (0, 2000], got {args.oxide:g}")
         from flakeseg.optics.materials import material

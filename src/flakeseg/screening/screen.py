@@ -420,8 +420,6 @@ def prepare(args: argparse.Namespace) -> tuple[Predictor, ScreenSettings, dict[s
         raise ConfigError(f"--min-area-um2: must be >= 0, got {min_area_um2}")
     options = {"tile": args.tile, "overlap": args.overlap, "tta": args.tta, "temperature": args.temperature}
     if getattr(args, "material", None) is not None:  # zero labels: the optics, no checkpoint
-        if args.tta or args.temperature != 1.0:
-            raise UsageError("--tta and --temperature are for trained networks, not --material")
         predictor = optics_predictor(
             args.material, args.setup, args.oxide, tile=args.tile, overlap=args.overlap
         )
