@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -25,27 +23,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.test_cli_errors import BAD_INVOCATIONS  # noqa: E402
+from machine import machine  # noqa: E402
+from tests.test_cli_errors import BAD_INVOCATIONS, lay_out_mistake_files  # noqa: E402
 
 from flakeseg.cli import COMMANDS  # noqa: E402
 
 ERROR_LIMIT_S, HELP_LIMIT_S = 2.0, 1.0
-
-
-def work_folder() -> Path:
-    """The files the test's fixture lays out (images, a text file, a folder of folders)."""
-    import numpy as np
-    from PIL import Image
-
-    folder = Path(tempfile.mkdtemp(prefix="flakeseg-errors-"))
-    image = np.zeros((32, 48, 3), dtype=np.uint8)
-    Image.fromarray(image).save(folder / "img.png")
-    Image.fromarray(image).save(folder / "fake.png")
-    (folder / "notes.txt").write_text("not a model\n")
-    (folder / "bad.png").write_text("not an image\n")
-    (folder / "nested" / "day1").mkdir(parents=True)
-    Image.fromarray(image).save(folder / "nested" / "day1" / "a.png")
-    return folder
 
 
 def timed(argv: list[str], cwd: Path, repeats: int) -> dict:
@@ -71,14 +54,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for error_latency.md and .json")
     parser.add_argument("--repeats", type=int, default=3, help="runs per command line (median; 3)")
     args = parser.parse_args()
-    folder = work_folder()
+    folder = lay_out_mistake_files(Path(tempfile.mkdtemp(prefix="flakeseg-errors-")))
     started = time.perf_counter()
     errors = [timed(list(argv), folder, args.repeats) for argv, _, _ in BAD_INVOCATIONS]
     helps = [timed([name, "--help"], folder, args.repeats) for name in COMMANDS]
     shutil.rmtree(folder, ignore_errors=True)
     slowest = sorted(errors, key=lambda row: -row["seconds"])
     result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "repeats": args.repeats,
         "wall_s": round(time.perf_counter() - started, 1),
@@ -90,10 +73,12 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "error_latency.json").write_text(json.dumps(result, indent=1) + "\n")
     median = statistics.median(row["seconds"] for row in errors)
+    host = result["machine"]
+    where = f"{host['cpu']}, {host['cores']} cores, Python {host['python']}"
     lines = [
         "# Waiting for a mistake's one line, and for --help",
         "",
-        f"`python benchmarks/error_latency.py --out {args.out}`, {result['date']}, {result['machine']}; "
+        f"`python benchmarks/error_latency.py --out {args.out}`, {result['date']}, {where}; "
         f"each command line run {args.repeats} times as a new `flakeseg` process (median), "
         f"{result['wall_s']} s in all. The command lines: `BAD_INVOCATIONS` of `tests/test_cli_errors.py`.",
         "",

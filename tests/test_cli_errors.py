@@ -17,19 +17,25 @@ from flakeseg.cli import main as flakeseg_main
 from tests.conftest import REPO_ROOT
 
 
+def lay_out_mistake_files(folder: Path) -> Path:
+    """The files a user mixes up, in ``folder``: images, a text file, a folder of folders (what
+    :data:`BAD_INVOCATIONS` name; ``benchmarks/error_latency.py`` times them in the same layout)."""
+    image = np.zeros((32, 48, 3), dtype=np.uint8)
+    Image.fromarray(image).save(folder / "img.png")
+    Image.fromarray(image).save(folder / "fake.png")  # a real PNG, where the model goes
+    (folder / "notes.txt").write_text("not a model\n")
+    (folder / "bad.png").write_text("not an image\n")
+    (folder / "nested" / "day1").mkdir(parents=True)
+    Image.fromarray(image).save(folder / "nested" / "day1" / "a.png")
+    return folder
+
+
 @pytest.fixture
 def files(tmp_path: Path, monkeypatch) -> Path:
-    """A working folder of the files a user mixes up: images, a text file, a folder of folders."""
+    """A working folder of the files a user mixes up (:func:`lay_out_mistake_files`)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", list(sys.argv))  # `flakeseg train` hands Hydra its argv there
-    image = np.zeros((32, 48, 3), dtype=np.uint8)
-    Image.fromarray(image).save(tmp_path / "img.png")
-    Image.fromarray(image).save(tmp_path / "fake.png")  # a real PNG, where the model goes
-    (tmp_path / "notes.txt").write_text("not a model\n")
-    (tmp_path / "bad.png").write_text("not an image\n")
-    (tmp_path / "nested" / "day1").mkdir(parents=True)
-    Image.fromarray(image).save(tmp_path / "nested" / "day1" / "a.png")
-    return tmp_path
+    return lay_out_mistake_files(tmp_path)
 
 
 #: (argv of ``flakeseg``, exit status, words the line must hold)
