@@ -82,7 +82,7 @@ models: install  ## retrain the shipped models: a CV on each data set chooses th
 test: install bytecode browser  ## run the test suite (uses the real data at FLAKESEG_DATA); what CI runs
 	$(PYTEST_ENV) $(RUN) pytest $(PYTEST_ARGS)
 
-test-fast: install bytecode  ## the unit tier: every test not marked slow (no training), about a minute on 2 cores
+test-fast: install bytecode  ## the unit tier: every test not marked slow (no training), under a minute on 2 cores
 	$(PYTEST_ENV) $(RUN) pytest $(PYTEST_ARGS) -m "not slow"
 
 test-durations: install bytecode browser  ## the whole suite, recording each test's seconds in tests/durations.json (the order the workers take tests in)

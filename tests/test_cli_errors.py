@@ -95,6 +95,11 @@ BAD_INVOCATIONS = [
     ),
     (["predict", "--model", "mos2", "img.png", "--oxide", "90", "--out", "out"], 2, "goes with --material"),
     (["predict", "--material", "unobtainium", "img.png", "--out", "out"], 2, "material unobtainium: unknown"),
+    (
+        ["predict", "--material", "MoS2/Hsu-1l", "img.png", "--out", "out"],
+        2,
+        "not in the refractiveindex.info database; close matches: main/MoS2/Hsu-1L",
+    ),
     (["predict", "--material", "MoS2", "img.png", "--oxide", "-5", "--out", "out"], 2, "--oxide: a SiO2"),
     (
         ["predict", "--material", "MoS2", "img.png", "--setup", "no.yaml", "--out", "out"],

