@@ -49,6 +49,8 @@ DOMINANT = {"graphene": 1, "mos2": 0}
 TOLERANCE = {"graphene": 0.25, "mos2": 0.35}
 SIGN_FLOOR = 0.02
 NAIVE = Setup(oxide_nm=300.0)
+#: the zero-label route that uses no label of any material: ``flakeseg calibrate IMAGES``
+NO_LABELS = "none"
 
 
 def image_substrates(cfg: dict) -> np.ndarray:
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"**{'met' if met else 'missed'}**"
                 )
                 entry["target_met"] = met
-    zero_rows, report["zero_labels"] = zero_label_screening(cfgs, material, setups)
+    label_free = {n: calibrate(folder[n], material[n]) for n in DATASETS}
+    zero_rows, report["zero_labels"] = zero_label_screening(cfgs, material, setups, label_free)
     drift_rows, report["setup_check"] = setup_check_rates(cfgs, material)
     unknown_rows, report["unknown_flakes"] = unknown_rates(cfgs)
     elapsed = time.perf_counter() - started
@@ -212,8 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         "Every image of each data set screened by the optics alone (`model=optics`, its defaults; the "
         "oxide fitted on each image's substrate colour within 40 nm of the setup's), scored like any model "
         "(flakes as `predict` lists them, >= 100 px and confidence >= 0.5; matched at IoU >= 0.5; "
-        "device-sized: >= 600 px). Zero labels: each material screened with the setup calibrated on the "
-        "*other* one's training labels; the same-material rows (training images, own setup) are where "
+        "device-sized: >= 600 px). Zero labels, two routes: the setup calibrated on the *other* material's "
+        "training labels, and the setup `flakeseg calibrate IMAGES` fits on the screened data set's own "
+        "images with no label of any material (its defaults: camera Nikon D5100, gamma 2.2, no shoulder; "
+        "only the oxide fitted). The same-material rows (training images, own setup) are where "
         "the model's defaults were chosen. Beside them, the contrast GMM fitted on every training label "
         "(`make leaderboard`, CV, protocol paper).",
         "",
@@ -257,9 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def zero_label_screening(cfgs: dict, material: dict, setups: dict) -> tuple[list[str], list[dict]]:
+def zero_label_screening(
+    cfgs: dict, material: dict, setups: dict, label_free: dict
+) -> tuple[list[str], list[dict]]:
     """Flake scores of the optics model on every image of each data set, with the other material's
-    setup (zero labels) and, for reference, its own setup on its training images."""
+    setup (zero labels of this one), with the setup ``flakeseg calibrate IMAGES`` fits on the data set's
+    own images (``label_free``: default camera and tone curve, no label of any material) and, for
+    reference, its own setup on its training images."""
     from flakeseg.data.catalog import load_dataset
     from flakeseg.evaluation.flake_scores import FlakeScores
     from flakeseg.models.classical.optics_layers import OpticsLayers
@@ -270,10 +279,13 @@ def zero_label_screening(cfgs: dict, material: dict, setups: dict) -> tuple[list
         cfg = {**cfgs[name], "scale": 1.0, "substrate_normalize": False}
         data = load_dataset(cfg, progress=False)
         other = next(n for n in DATASETS if n != name)
-        for setup_from, ids in ((other, data.ids), (name, list(cfgs[name]["split"]["train"]))):
-            model = OpticsLayers(
-                len(data.scheme.names), material=material[name], setup=setups[setup_from].to_dict()
-            )
+        routes = (
+            (other, setups[other], data.ids),
+            (NO_LABELS, label_free[name], data.ids),
+            (name, setups[name], list(cfgs[name]["split"]["train"])),
+        )
+        for setup_from, setup, ids in routes:
+            model = OpticsLayers(len(data.scheme.names), material=material[name], setup=setup.to_dict())
             flake = [i for i, n in enumerate(data.scheme.names) if n in LAYERS.values()]
             scores = FlakeScores(list(data.scheme.names), flake, min_area=100, min_confidence=0.5)
             started = time.perf_counter()
@@ -289,8 +301,11 @@ def zero_label_screening(cfgs: dict, material: dict, setups: dict) -> tuple[list
                 layer: tuple(result[f"zero/flake_{k}_{layer}_device"] for k in ("precision", "recall", "f1"))
                 for layer in LAYERS.values()
             }
-            what = "all" if setup_from == other else "training"
-            source = f"{setup_from} (zero labels)" if setup_from == other else setup_from
+            what = "training" if setup_from == name else "all"
+            source = {
+                other: f"{other}'s labels (zero {name} labels)",
+                NO_LABELS: f"no labels: its own images, default camera and tone ({setup.oxide_nm:g} nm)",
+            }.get(setup_from, f"{name}'s labels")
             rows.append(
                 f"| {name} | {source} | {what} ({count}) | "
                 + " | ".join("{:.2f} / {:.2f} / {:.2f}".format(*cell[layer]) for layer in LAYERS.values())

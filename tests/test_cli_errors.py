@@ -101,6 +101,7 @@ BAD_INVOCATIONS = [
         "not in the refractiveindex.info database; close matches: main/MoS2/Hsu-1L",
     ),
     (["predict", "--material", "MoS2", "img.png", "--oxide", "-5", "--out", "out"], 2, "--oxide: a SiO2"),
+    (["predict", "--material", "MoS2", "img.png", "--oxide", "thin", "--out", "out"], 2, "got 'thin'"),
     (
         ["predict", "--material", "MoS2", "img.png", "--setup", "no.yaml", "--out", "out"],
         1,

@@ -107,3 +107,31 @@ def test_a_region_that_darkens_gradually_is_not_a_flake_and_a_sharp_one_is():
     assert np.mean(without[70:90, 50:70] == 1) > 0.5  # the rule is what removes the patch
     assert np.mean(with_rule[70:90, 50:70] == 1) < 0.05
     assert np.mean(with_rule[55:105, 155:205] == 1) > 0.9
+
+
+def test_predict_oxide_fit_refits_a_setup_oxide_on_each_image(tmp_path, capsys):
+    """``--setup FILE --oxide fit``: the setup's camera and tone, the oxide fitted on each image (a
+    folder of chips from several oxide batches); the image here lies 20 nm of oxide off the setup's."""
+    import dataclasses
+    import json
+
+    from flakeseg.cli.predict import main
+
+    truth = shipped_setup()
+    shifted = dataclasses.replace(truth, oxide_nm=truth.oxide_nm + 20)
+    substrate = 200.0 * shifted.linear(None, 0) / shifted.linear(None, 0).max()
+    image, _ = rendered(shifted, "MoS2", substrate=shifted.colours("MoS2", [0], substrate)[0, 0])
+    Image.fromarray(image).save(tmp_path / "shifted.png")
+    truth.save(tmp_path / "setup.yaml")
+    runs = {}
+    for how, extra in (("fixed", []), ("fit", ["--oxide", "fit"])):
+        out = tmp_path / how
+        args = ["--material", "MoS2", "--setup", str(tmp_path / "setup.yaml"), str(tmp_path / "shifted.png")]
+        assert main([*args, *extra, "--out", str(out)]) == 0
+        runs[how] = json.loads((out / "run.json").read_text())
+        with open(out / "flakes.csv") as handle:
+            runs[how]["classes"] = sorted(row["class_name"] for row in csv.DictReader(handle))
+    assert runs["fit"]["classes"] == ["bilayer", "monolayer"], runs["fit"]["classes"]
+    assert '"oxide_nm": null' in json.dumps(runs["fit"]) and f'"oxide_nm": {truth.oxide_nm}' in json.dumps(
+        runs["fixed"]
+    )

@@ -98,7 +98,13 @@ def build_parser(
         help="withhold the candidates of images the setup check flags (they still get a line and an overlay)",
     )
     parser.add_argument(
-        "--oxide", type=float, default=None, help="with --material: the SiO2 thickness in nm (fixes it)"
+        "--oxide",
+        type=oxide_choice,
+        default=None,
+        metavar="NM|fit",
+        help="with --material: the SiO2 thickness in nm (fixes it), or 'fit': fitted on each image's "
+        "substrate colour within 40 nm of the setup's (the default without --setup; with --setup its "
+        "oxide is used as it is)",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (created; reruns continue it)")
     parser.add_argument(
@@ -203,6 +209,20 @@ def _model_hint() -> str:
 MODEL_SUFFIXES = (".ckpt", ".onnx", ".pt", ".pth")
 
 
+def oxide_choice(value: str) -> float | str:
+    """``--oxide``: a thickness in nm, or ``fit`` (per image)."""
+    if value.strip().lower() == OXIDE_FIT:
+        return OXIDE_FIT
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a SiO2 thickness in nm or '{OXIDE_FIT}', got {value!r}") from None
+
+
+#: ``--oxide fit``: the oxide fitted on each image's substrate colour
+OXIDE_FIT = "fit"
+
+
 def choose_model(
     args: argparse.Namespace, parser: argparse.ArgumentParser, inputs: str, example: str
 ) -> list[str]:
@@ -229,7 +249,7 @@ def choose_model(
             parser.error(f"{args.paths[0]} and --material: give one (a trained model, or the optics)")
         if args.tta or args.temperature != 1.0:
             parser.error("--tta and --temperature are for trained networks, not --material")
-        if args.oxide is not None and not 0 < args.oxide <= 2000:
+        if isinstance(args.oxide, float) and not 0 < args.oxide <= 2000:
             parser.error(f"--oxide: a SiO2 thickness in nm, in (0, 2000], got {args.oxide:g}")
         from flakeseg.optics.materials import material
 

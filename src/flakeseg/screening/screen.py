@@ -420,8 +420,14 @@ def prepare(args: argparse.Namespace) -> tuple[Predictor, ScreenSettings, dict[s
         raise ConfigError(f"--min-area-um2: must be >= 0, got {min_area_um2}")
     options = {"tile": args.tile, "overlap": args.overlap, "tta": args.tta, "temperature": args.temperature}
     if getattr(args, "material", None) is not None:  # zero labels: the optics, no checkpoint
+        per_image = args.oxide == "fit"  # predict's OXIDE_FIT
         predictor = optics_predictor(
-            args.material, args.setup, args.oxide, tile=args.tile, overlap=args.overlap
+            args.material,
+            args.setup,
+            None if per_image else args.oxide,
+            fit_oxide=True if per_image else None,
+            tile=args.tile,
+            overlap=args.overlap,
         )
         # the model's whole config (material, setup, oxide) is what a rerun must match
         sha = hashlib.sha256(json.dumps(predictor.card.model, sort_keys=True).encode()).hexdigest()
