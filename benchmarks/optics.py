@@ -218,9 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         "device-sized: >= 600 px). Zero labels, two routes: the setup calibrated on the *other* material's "
         "training labels, and the setup `flakeseg calibrate IMAGES` fits on the screened data set's own "
         "images with no label of any material (its defaults: camera Nikon D5100, gamma 2.2, no shoulder; "
-        "only the oxide fitted). The same-material rows (training images, own setup) are where "
-        "the model's defaults were chosen. Beside them, the contrast GMM fitted on every training label "
-        "(`make leaderboard`, CV, protocol paper).",
+        "only the oxide fitted); each also on the images divided by the flat field estimated from the data "
+        "set's own images (`flakeseg calibrate IMAGES --flatfield-from-images`, no label; the no-label "
+        "setup then fitted on the divided images). The same-material rows (training images, own setup) "
+        "are where the model's defaults were chosen. Beside them, the contrast GMM fitted on every "
+        "training label (`make leaderboard`, CV, protocol paper).",
         "",
         "| screened | setup from | images | monolayer P / R / F1 (device) | bilayer P / R / F1 (device) | "
         "monolayer F1 (>= 100 px) | s per image |",
@@ -267,11 +269,13 @@ def zero_label_screening(
 ) -> tuple[list[str], list[dict]]:
     """Flake scores of the optics model on every image of each data set, with the other material's
     setup (zero labels of this one), with the setup ``flakeseg calibrate IMAGES`` fits on the data set's
-    own images (``label_free``: default camera and tone curve, no label of any material) and, for
-    reference, its own setup on its training images."""
+    own images (``label_free``: default camera and tone curve, no label of any material), both again
+    on the images divided by the flat field estimated from the data set's own images (``calibrate
+    --flatfield-from-images``, no label) and, for reference, its own setup on its training images."""
     from flakeseg.data.catalog import load_dataset
     from flakeseg.evaluation.flake_scores import FlakeScores
     from flakeseg.models.classical.optics_layers import OpticsLayers
+    from flakeseg.optics.substrate import apply_flat_field, estimate_flat_field
 
     rows, entries = [], []
     gmm = leaderboard_gmm()
@@ -279,19 +283,28 @@ def zero_label_screening(
         cfg = {**cfgs[name], "scale": 1.0, "substrate_normalize": False}
         data = load_dataset(cfg, progress=False)
         other = next(n for n in DATASETS if n != name)
+        field = estimate_flat_field(data.images, names=data.ids)
+        pairs = zip(data.ids, data.images, strict=True)
+        flat = [apply_flat_field(image, field, image_id) for image_id, image in pairs]
+        colours = [substrate_colour(image, np.ones(image.shape[:2], bool)) for image in flat]
+        flat_free = calibrate(np.stack(colours), material[name])
         routes = (
-            (other, setups[other], data.ids),
-            (NO_LABELS, label_free[name], data.ids),
-            (name, setups[name], list(cfgs[name]["split"]["train"])),
-        )
-        for setup_from, setup, ids in routes:
+            (other, setups[other], data.ids, data.images, f"{other}'s labels (zero {name} labels)"),
+            (NO_LABELS, label_free[name], data.ids, data.images,
+             f"no labels: its own images, default camera and tone ({label_free[name].oxide_nm:g} nm)"),
+            (other, setups[other], data.ids, flat, f"{other}'s labels, + the images' own flat field"),
+            (NO_LABELS, flat_free, data.ids, flat,
+             f"no labels, + the images' own flat field ({flat_free.oxide_nm:g} nm)"),
+            (name, setups[name], list(cfgs[name]["split"]["train"]), data.images, f"{name}'s labels"),
+        )  # fmt: skip
+        for setup_from, setup, ids, images, source in routes:
             model = OpticsLayers(len(data.scheme.names), material=material[name], setup=setup.to_dict())
             flake = [i for i, n in enumerate(data.scheme.names) if n in LAYERS.values()]
             scores = FlakeScores(list(data.scheme.names), flake, min_area=100, min_confidence=0.5)
             started = time.perf_counter()
             chosen = set(ids)
             count = 0
-            for image_id, image, mask in zip(data.ids, data.images, data.masks, strict=True):
+            for image_id, image, mask in zip(data.ids, images, data.masks, strict=True):
                 if image_id in chosen:
                     scores.update(model.predict_proba(image), mask)
                     count += 1
@@ -302,10 +315,6 @@ def zero_label_screening(
                 for layer in LAYERS.values()
             }
             what = "training" if setup_from == name else "all"
-            source = {
-                other: f"{other}'s labels (zero {name} labels)",
-                NO_LABELS: f"no labels: its own images, default camera and tone ({setup.oxide_nm:g} nm)",
-            }.get(setup_from, f"{name}'s labels")
             rows.append(
                 f"| {name} | {source} | {what} ({count}) | "
                 + " | ".join("{:.2f} / {:.2f} / {:.2f}".format(*cell[layer]) for layer in LAYERS.values())
@@ -315,6 +324,7 @@ def zero_label_screening(
                 {
                     "screened": name,
                     "setup_from": setup_from,
+                    "flat_field": images is flat,
                     "images": what,
                     "count": count,
                     "seconds_per_image": round(seconds, 3),
