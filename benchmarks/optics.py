@@ -272,10 +272,16 @@ def zero_label_screening(
     own images (``label_free``: default camera and tone curve, no label of any material), both again
     on the images divided by the flat field estimated from the data set's own images (``calibrate
     --flatfield-from-images``, no label) and, for reference, its own setup on its training images."""
+    from flakeseg.cli.calibrate import SETUP_FIELD_SIDE
     from flakeseg.data.catalog import load_dataset
     from flakeseg.evaluation.flake_scores import FlakeScores
     from flakeseg.models.classical.optics_layers import OpticsLayers
-    from flakeseg.optics.substrate import apply_flat_field, estimate_flat_field
+    from flakeseg.optics.substrate import (
+        apply_flat_field,
+        compact_flat_field,
+        estimate_flat_field,
+        expand_flat_field,
+    )
 
     rows, entries = [], []
     gmm = leaderboard_gmm()
@@ -283,11 +289,17 @@ def zero_label_screening(
         cfg = {**cfgs[name], "scale": 1.0, "substrate_normalize": False}
         data = load_dataset(cfg, progress=False)
         other = next(n for n in DATASETS if n != name)
+        # as `calibrate --flatfield-from-images` then `predict --setup`: the oxide is fitted on images
+        # divided by the estimated field, the screened images are divided by the field the setup keeps
         field = estimate_flat_field(data.images, names=data.ids)
-        pairs = zip(data.ids, data.images, strict=True)
-        flat = [apply_flat_field(image, field, image_id) for image_id, image in pairs]
-        colours = [substrate_colour(image, np.ones(image.shape[:2], bool)) for image in flat]
+        divided = [apply_flat_field(image, field) for image in data.images]
+        colours = [substrate_colour(image, np.ones(image.shape[:2], bool)) for image in divided]
         flat_free = calibrate(np.stack(colours), material[name])
+        kept = expand_flat_field(compact_flat_field(field, SETUP_FIELD_SIDE))
+        flat = [
+            apply_flat_field(image, kept, image_id)
+            for image_id, image in zip(data.ids, data.images, strict=True)
+        ]
         routes = (
             (other, setups[other], data.ids, data.images, f"{other}'s labels (zero {name} labels)"),
             (NO_LABELS, label_free[name], data.ids, data.images,
