@@ -300,17 +300,23 @@ def zero_label_screening(
             apply_flat_field(image, kept, image_id)
             for image_id, image in zip(data.ids, data.images, strict=True)
         ]
+        free = label_free[name]
+        # (setup from, setup, images scored, images, oxide fixed (None: fitted per image), what it is)
         routes = (
-            (other, setups[other], data.ids, data.images, f"{other}'s labels (zero {name} labels)"),
-            (NO_LABELS, label_free[name], data.ids, data.images,
-             f"no labels: its own images, default camera and tone ({label_free[name].oxide_nm:g} nm)"),
-            (other, setups[other], data.ids, flat, f"{other}'s labels, + the images' own flat field"),
-            (NO_LABELS, flat_free, data.ids, flat,
+            (other, setups[other], data.ids, data.images, None, f"{other}'s labels (zero {name} labels)"),
+            (NO_LABELS, free, data.ids, data.images, None,
+             f"no labels: its own images, default camera and tone ({free.oxide_nm:g} nm)"),
+            (NO_LABELS, free, data.ids, data.images, free.oxide_nm,
+             f"no labels, the folder's oxide fixed ({free.oxide_nm:g} nm: no `--oxide fit`)"),
+            (other, setups[other], data.ids, flat, None, f"{other}'s labels, + the images' own flat field"),
+            (NO_LABELS, flat_free, data.ids, flat, None,
              f"no labels, + the images' own flat field ({flat_free.oxide_nm:g} nm)"),
-            (name, setups[name], list(cfgs[name]["split"]["train"]), data.images, f"{name}'s labels"),
+            (name, setups[name], list(cfgs[name]["split"]["train"]), data.images, None, f"{name}'s labels"),
         )  # fmt: skip
-        for setup_from, setup, ids, images, source in routes:
-            model = OpticsLayers(len(data.scheme.names), material=material[name], setup=setup.to_dict())
+        for setup_from, setup, ids, images, oxide_nm, source in routes:
+            model = OpticsLayers(
+                len(data.scheme.names), material=material[name], setup=setup.to_dict(), oxide_nm=oxide_nm
+            )
             flake = [i for i, n in enumerate(data.scheme.names) if n in LAYERS.values()]
             scores = FlakeScores(list(data.scheme.names), flake, min_area=100, min_confidence=0.5)
             started = time.perf_counter()
@@ -337,6 +343,7 @@ def zero_label_screening(
                     "screened": name,
                     "setup_from": setup_from,
                     "flat_field": images is flat,
+                    "oxide_fixed_nm": oxide_nm,
                     "images": what,
                     "count": count,
                     "seconds_per_image": round(seconds, 3),
