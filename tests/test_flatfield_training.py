@@ -56,6 +56,26 @@ def test_training_images_are_divided_by_the_blank_field(tmp_path):
     assert abs(int(flat.images[0][10, 10, 0]) - int(flat.images[0][30, 40, 0])) <= 3
 
 
+def test_training_images_are_divided_by_the_field_a_setup_file_keeps(tmp_path):
+    """A lab without a blank image trains with the field `calibrate --flatfield-from-images` estimated:
+    ``data.flatfield=setup.yaml``."""
+    from flakeseg.optics.calibration import Setup
+
+    cfg = _make_set(tmp_path, shape=SHAPE)
+    for path in (tmp_path / "img").glob("*.png"):
+        Image.fromarray(np.round(150 * _vignette()).astype(np.uint8)).save(path)
+    field = _vignette() / np.median(_vignette().reshape(-1, 3), axis=0)
+    Setup(oxide_nm=285.0, flat_field=compact_flat_field(field, 32)).save(tmp_path / "setup.yaml")
+    flat = load_dataset({**cfg, "flatfield": str(tmp_path / "setup.yaml")}, progress=False)
+    assert abs(int(flat.images[0][3, 3, 0]) - int(flat.images[0][30, 40, 0])) <= 3  # evenly lit
+    Setup(oxide_nm=285.0).save(tmp_path / "plain.yaml")
+    with pytest.raises(ConfigError, match=r"^data.flatfield: .*plain.yaml: the setup holds no flat field"):
+        load_dataset({**cfg, "flatfield": str(tmp_path / "plain.yaml")}, progress=False)
+    (tmp_path / "broken.yaml").write_text("oxide_nm: [")
+    with pytest.raises(ConfigError, match=r"^data.flatfield: .*broken.yaml: not a setup file"):
+        load_dataset({**cfg, "flatfield": str(tmp_path / "broken.yaml")}, progress=False)
+
+
 def test_a_bad_flatfield_is_one_line_naming_the_key(tmp_path):
     cfg = _make_set(tmp_path, shape=SHAPE)
     with pytest.raises(ConfigError, match=r"data.flatfield: .*nothing.png"):

@@ -218,17 +218,29 @@ def discover_pairs(data_cfg: Mapping[str, Any]) -> tuple[list[Pair], list[str]]:
 
 
 def flat_field(data_cfg: Mapping[str, Any]) -> np.ndarray | None:
-    """The flat field of ``data.flatfield`` (a blank image's smoothed brightness, median 1), or ``None``;
-    an unreadable file is one line naming the key."""
+    """The flat field (median 1) of ``data.flatfield``, or ``None``: a blank image's smoothed brightness,
+    or the field a setup file keeps (``flakeseg calibrate IMAGES --flatfield-from-images``: a lab
+    without a blank image). An unreadable file, or a setup without a field, is one line naming the key."""
     path = data_cfg.get("flatfield")
     if not path:
         return None
-    from flakeseg.optics.substrate import flat_field_from_blank
+    from flakeseg.optics.substrate import expand_flat_field, flat_field_from_blank
 
+    path = Path(str(path))
     try:
-        return flat_field_from_blank(read_image(Path(str(path))))
-    except DataError as exc:
-        raise ConfigError(f"data.flatfield: {exc}") from None
+        if path.suffix.lower() in (".yaml", ".yml"):
+            from flakeseg.optics.calibration import Setup
+
+            kept = Setup.load(path).flat_field
+            if kept is None:
+                raise DataError(
+                    f"{path}: the setup holds no flat field (flakeseg calibrate --flatfield-from-images "
+                    "or --blank writes one)"
+                )
+            return expand_flat_field(kept)
+        return flat_field_from_blank(read_image(path))
+    except (DataError, ConfigError) as exc:
+        raise ConfigError(f"data.flatfield: {str(exc).splitlines()[0]}") from None
 
 
 def load_dataset(
