@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from flakeseg.errors import ConfigError, DataError, FlakesegError, UsageError
-from flakeseg.inference import BACKENDS
+from flakeseg.inference import BACKENDS, OXIDE_FIT
 from flakeseg.screening.html_report import DEFAULT_TOP
 from flakeseg.utils.command_line import ArgumentParser
 
@@ -217,10 +217,6 @@ def oxide_choice(value: str) -> float | str:
         return float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"a SiO2 thickness in nm or '{OXIDE_FIT}', got {value!r}") from None
-
-
-#: ``--oxide fit``: the oxide fitted on each image's substrate colour
-OXIDE_FIT = "fit"
 
 
 def choose_model(

@@ -5,3 +5,6 @@ evaluation, ``compare`` and ``flakeseg predict`` all use. Needs no Lightning."""
 
 #: what ``flakeseg predict --backend`` takes (here, so the command line parses without torch)
 BACKENDS = ("torch", "onnx")
+#: what ``flakeseg predict --oxide`` takes besides a thickness: the oxide fitted on each image's
+#: substrate colour (:func:`~flakeseg.inference.predictor.optics_predictor`'s ``fit_oxide``)
+OXIDE_FIT = "fit"

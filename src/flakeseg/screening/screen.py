@@ -31,6 +31,7 @@ from flakeseg.data.io import read_image
 from flakeseg.errors import ConfigError, DataError, FlakesegError, UsageError
 from flakeseg.evaluation.flakes import FLAKE_COLUMNS, UNKNOWN, find_flakes, rounded_row, unknown_flakes
 from flakeseg.evaluation.postprocess import Postprocess
+from flakeseg.inference import OXIDE_FIT
 from flakeseg.inference.predictor import Predictor, class_indices, load_predictor, optics_predictor
 from flakeseg.optics.calibration import Setup
 from flakeseg.optics.drift import SetupCheck
@@ -420,7 +421,7 @@ def prepare(args: argparse.Namespace) -> tuple[Predictor, ScreenSettings, dict[s
         raise ConfigError(f"--min-area-um2: must be >= 0, got {min_area_um2}")
     options = {"tile": args.tile, "overlap": args.overlap, "tta": args.tta, "temperature": args.temperature}
     if getattr(args, "material", None) is not None:  # zero labels: the optics, no checkpoint
-        per_image = args.oxide == "fit"  # predict's OXIDE_FIT
+        per_image = args.oxide == OXIDE_FIT
         predictor = optics_predictor(
             args.material,
             args.setup,
