@@ -179,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = args.blank if args.blank is not None else f"{len(files)} images"
         print(f"flat field from {source}: {grid.min():.2f} to {grid.max():.2f} of the median brightness")
     print(f"-> {args.out}")
+    crystal = material or "CRYSTAL"
+    print(f"screen with it: flakeseg predict --material {crystal} --setup {args.out} IMAGES --out DIR")
+    if len(substrates) > 1:  # one oxide for the folder; chips from several batches differ (docs/optics.md)
+        print("  (chips from several oxide batches: add --oxide fit, each image's oxide fitted within 40 nm)")
     return 0
 
 
