@@ -58,11 +58,12 @@ def image_substrates(cfg: dict) -> np.ndarray:
     from flakeseg.data.catalog import discover_pairs
 
     pairs, _ = discover_pairs(cfg)
-    out = []
-    for pair in pairs:
-        image = read_image(pair.image_path)
-        out.append(substrate_colour(image, np.ones(image.shape[:2], bool)))
-    return np.stack(out)
+    return densest_colours(read_image(pair.image_path) for pair in pairs)
+
+
+def densest_colours(images) -> np.ndarray:
+    """Each image's densest colour (``N x 3``): what ``flakeseg calibrate IMAGES`` fits the oxide on."""
+    return np.stack([substrate_colour(image, np.ones(image.shape[:2], bool)) for image in images])
 
 
 def medians(setup: Setup, material: str, measured: list, count: int) -> tuple[np.ndarray, np.ndarray, list]:
@@ -292,9 +293,9 @@ def zero_label_screening(
         # as `calibrate --flatfield-from-images` then `predict --setup`: the oxide is fitted on images
         # divided by the estimated field, the screened images are divided by the field the setup keeps
         field = estimate_flat_field(data.images, names=data.ids)
-        divided = [apply_flat_field(image, field) for image in data.images]
-        colours = [substrate_colour(image, np.ones(image.shape[:2], bool)) for image in divided]
-        flat_free = calibrate(np.stack(colours), material[name])
+        flat_free = calibrate(
+            densest_colours(apply_flat_field(image, field) for image in data.images), material[name]
+        )
         kept = expand_flat_field(compact_flat_field(field, SETUP_FIELD_SIDE))
         flat = [
             apply_flat_field(image, kept, image_id)

@@ -109,7 +109,7 @@ def test_a_region_that_darkens_gradually_is_not_a_flake_and_a_sharp_one_is():
     assert np.mean(with_rule[55:105, 155:205] == 1) > 0.9
 
 
-def test_predict_oxide_fit_refits_a_setup_oxide_on_each_image(tmp_path, capsys):
+def test_predict_oxide_fit_refits_a_setup_oxide_on_each_image(tmp_path):
     """``--setup FILE --oxide fit``: the setup's camera and tone, the oxide fitted on each image (a
     folder of chips from several oxide batches); the image here lies 20 nm of oxide off the setup's."""
     import dataclasses
