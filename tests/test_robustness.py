@@ -112,3 +112,21 @@ def test_a_blank_image_undoes_vignetting_and_a_wrong_size_is_one_line(sample, tm
     code = main(["--material", "MoS2", str(tmp_path / "v.png"), "--flatfield", str(tmp_path / "small.png"),
                  "--out", str(tmp_path / "s2")])  # fmt: skip
     assert code == 1 and "the flat field 160 x 50" in capsys.readouterr().err
+
+
+def test_translate_runs_each_network_again_through_the_translation(sample):
+    from flakeseg.studies.robustness import _models
+
+    seen = []
+
+    def translate(image):
+        seen.append(image.shape)
+        return image
+
+    models = _models(["mos2"], {}, None, translate)
+    assert set(models) == {"mos2", "mos2+translate"}
+    image = sample[0]
+    models["mos2"][0](1.0).probabilities(image)
+    assert seen == []
+    models["mos2+translate"][0](1.0).probabilities(image)
+    assert seen == [image.shape]

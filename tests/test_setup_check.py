@@ -12,7 +12,15 @@ import pytest
 from PIL import Image
 
 from flakeseg.optics.calibration import shipped_setup
-from flakeseg.optics.drift import TOLERANCE, SetupCheck, log_chroma, rerender
+from flakeseg.optics.drift import (
+    TOLERANCE,
+    SetupCheck,
+    log_chroma,
+    rerender,
+    rerender_ratios,
+    translate,
+    translate_to_setup,
+)
 from tests.test_optics_layers import rendered
 
 TRAINING = [(176.0, 151.0, 207.0), (219.0, 190.0, 226.0), (255.0, 209.0, 255.0)]
@@ -51,6 +59,46 @@ def test_rerender_at_the_same_setup_changes_nothing_and_at_90_nm_is_flagged():
     )
     measured = np.median(thin[layers == 1], axis=0) / np.median(thin[layers == 0], axis=0) - 1
     assert np.sign(measured[0]) == np.sign(expected[0, 0])
+
+
+def test_translate_reads_the_layers_from_the_colours_as_rerender_reads_them_from_labels():
+    """An image of a setup 15 nm of oxide off: translated with no labels, each region's colour is what
+    the labelled re-render gives it, the thick flake (off the layer curve) taking the substrate's ratio
+    as the re-render's -1 does; translated onto its own setup it does not change."""
+    setup = shipped_setup()
+    thicker = dataclasses.replace(setup, oxide_nm=setup.oxide_nm + 15)
+    image, layers = rendered(thicker, "MoS2")
+    counts = np.where(layers == 12, -1, layers)
+    same = translate(image, "MoS2", thicker, thicker)
+    assert np.abs(same.astype(int) - image.astype(int)).max() <= 1
+    labelled = rerender(image, counts, "MoS2", thicker, setup)
+    unlabelled = translate(image, "MoS2", thicker, setup)
+    for count in (0, 1, 2, 12):
+        inside = layers == count
+        expected = np.median(labelled[inside], axis=0)
+        assert np.abs(np.median(unlabelled[inside], axis=0) - expected).max() <= 2, (count, expected)
+        moved = np.abs(expected - np.median(image[inside], axis=0)).max()
+        assert count == 12 or moved >= 3, (count, moved)  # the oxide change is visible in each layer
+
+
+def test_translate_to_setup_leaves_the_models_own_images_and_maps_a_flagged_one():
+    setup = shipped_setup()
+    own, _ = rendered(setup, "MoS2", substrate=setup.substrates[0])
+    assert translate_to_setup(own, "MoS2", setup) is own  # the setup check passes it: untouched
+    thicker = dataclasses.replace(setup, oxide_nm=setup.oxide_nm + 20)
+    own_substrate = np.asarray(setup.substrates[0], dtype=np.float64)  # the same microscope's gains
+    substrate = own_substrate * rerender_ratios(own_substrate, "MoS2", setup, thicker, [0])[0]
+    foreign, layers = rendered(thicker, "MoS2", substrate=substrate)
+    check = SetupCheck(setup.substrates)
+    assert not check(np.median(foreign[layers == 0], axis=0))[0]
+    shown = translate_to_setup(foreign, "MoS2", setup)
+
+    def off(image: np.ndarray) -> float:  # the monolayer's contrast against what the setup predicts
+        bare = np.median(image[layers == 0], axis=0)
+        measured = np.median(image[layers == 1], axis=0) / bare - 1
+        return float(np.abs(measured - setup.contrast("MoS2", 1, bare[None])[0]).max())
+
+    assert off(shown) < 0.5 * off(foreign), (off(shown), off(foreign))
 
 
 def test_predict_flags_a_foreign_image_and_strict_withholds_its_candidates(tmp_path, capsys):

@@ -15,7 +15,7 @@ needs: normalisation, training scale, substrate white balance). Backends:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
@@ -240,10 +240,14 @@ class Predictor:
     #: a flat field (``H x W x 3``, median 1) every image is divided by first (``predict --flatfield``),
     #: or ``None``: then the card's, if the model was trained on flat-fielded images
     flatfield: np.ndarray | None = None
+    #: an image -> the image as the model's microscope would show it (``predict --translate``:
+    #: :func:`~flakeseg.optics.drift.translate_to_setup`), applied after the flat field; ``None``: none
+    translate: Callable[[np.ndarray], np.ndarray] | None = None
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """Softmax probabilities, ``C x H x W`` float32, on the pixels of the ``H x W x 3`` uint8 image
-        (divided by :attr:`flatfield`, or the card's flat field, first when there is one)."""
+        (divided by :attr:`flatfield`, or the card's flat field, first when there is one; then
+        :attr:`translate`-d)."""
         if self.flatfield is None and self.card.flatfield:
             from flakeseg.optics.substrate import expand_flat_field
 
@@ -252,6 +256,8 @@ class Predictor:
             from flakeseg.optics.substrate import apply_flat_field
 
             image = apply_flat_field(image, self.flatfield)
+        if self.translate is not None:
+            image = self.translate(image)
         height, width = image.shape[:2]
         probs = self.probabilities_at_model_scale(self.prepare(image))
         return resize_probabilities(probs, height, width)  # back onto the original pixels

@@ -50,6 +50,7 @@ __all__ = [
     "Setup",
     "calibrate",
     "fit_oxide",
+    "image_setup",
     "measure_contrast",
     "resolve_setup",
     "shipped_setup",
@@ -63,6 +64,9 @@ CLIP = 254.5
 MIN_PIXELS = 50
 #: the oxide thicknesses searched, nm (start, stop, step); refined to 0.5 nm around the best
 OXIDE_RANGE_NM = (50.0, 350.0, 2.0)
+#: an oxide fitted on one image stays within this of its setup's (substrate colours repeat every
+#: ~200 nm of oxide: 90 nm and 280 nm look alike, so one colour alone cannot tell them apart)
+OXIDE_WINDOW_NM = 40.0
 #: the fit weighs each channel's error relative to its measured contrast, at least this: MoS2's red
 #: contrast (-0.2 to -0.4) would otherwise outweigh its green and blue (about 0.05) by 4 to 8 times.
 #: Chosen on the training images (MoS2 setup -> graphene training images: monolayer green off by 46 %
@@ -362,6 +366,26 @@ def fit_oxide(
     step = float(oxide_range[2])
     fine = np.arange(max(best - step, 0.0), best + step + 0.25, 0.5)
     return float(fine[int(np.argmin(_substrate_costs(substrates, camera, tone, fine, na, illuminant)))])
+
+
+def image_setup(setup: Setup, substrate: np.ndarray, window_nm: float = OXIDE_WINDOW_NM) -> Setup:
+    """``setup`` with its oxide fitted on one image's substrate colour (8-bit), through the setup's
+    camera and tone curve, within ``window_nm`` of the setup's oxide, to 1 nm; the setup as it is
+    where the substrate has under two unclipped channels."""
+    centre = setup.oxide_nm
+    window = (max(centre - window_nm, 0.0), centre + window_nm, 2.0)
+    try:
+        oxide = fit_oxide(
+            np.asarray(substrate, dtype=np.float64)[None],
+            setup.camera,
+            setup.tone(),
+            window,
+            na=setup.na,
+            illuminant=setup.illuminant,
+        )
+    except DataError:
+        return setup
+    return dataclasses.replace(setup, oxide_nm=float(round(oxide)))  # 1 nm: the spectra cache by oxide
 
 
 def contrast_errors(

@@ -13,7 +13,9 @@ training images of the two shipped setups (MoS2's and graphene's, pooled; 47 ima
 ratio; measured on the training split only), 0.046, rounded up.
 
 :func:`rerender` shows a labelled image as another setup (another oxide thickness, another lamp) would:
-what the check must catch.
+what the check must catch. :func:`translate` does the same for an image without labels, each pixel's
+layer count read from its colour: ``predict --translate`` shows a trained network each image as its
+own microscope would have (:func:`translate_to_setup`).
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from flakeseg.optics.calibration import CLIP, RELATIVE_FLOOR, Setup
+from flakeseg.optics.calibration import CLIP, RELATIVE_FLOOR, Setup, image_setup
 from flakeseg.optics.camera import Tone
-from flakeseg.optics.substrate import substrate_colour
+from flakeseg.optics.substrate import estimate_background, substrate_colour
 
 __all__ = [
     "CONTRAST_TOLERANCE",
@@ -34,12 +36,22 @@ __all__ = [
     "log_chroma",
     "rerender",
     "rerender_ratios",
+    "translate",
+    "translate_to_setup",
 ]
 
 #: a flake (or labelled region) is off its layer count when its contrast differs from the optics'
 #: prediction by more than this share in the prediction's dominant channels: the optics' own error
 #: across materials is 5-39 % (docs/results/optics/)
 CONTRAST_TOLERANCE = 0.5
+#: :func:`translate` reads a layer count from a pixel's colour up to this many layers
+TRANSLATE_LAYERS = 6
+#: the noise a pixel's contrast is allowed beyond the layer curve, in multiples of the image's own
+#: contrast noise (the spread of its substrate pixels), before :func:`translate` fades to the substrate's
+#: ratio
+TRANSLATE_NOISE = 3.0
+#: and at least this share of the monolayer's predicted contrast (the optics' own error is 5-39 %)
+TRANSLATE_SHARE = 0.5
 #: the largest log-chromaticity distance to the nearest training image that passes: the 95th percentile
 #: (0.046) of the leave-one-out distances of the shipped setups' training images, rounded up
 TOLERANCE = 0.05
@@ -104,11 +116,12 @@ def rerender(
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-def rerender_ratios(
+def _layer_colours(
     substrate: np.ndarray, material: str, source: Setup, target: Setup, counts: Sequence[int]
-) -> dict[int, np.ndarray]:
-    """Per layer count (-1: as the substrate), the per-channel factor :func:`rerender` multiplies the
-    8-bit values of an image whose substrate colour is ``substrate`` (8-bit) by."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """The 8-bit colours (``len(counts) x 3``; -1: as the substrate) of each layer count through
+    ``source`` and ``target``, the gains those of an image whose substrate is ``substrate`` through
+    ``source`` (its exposure and white balance, applied to ``target``'s linear signals)."""
     base = source.linear(None, 0)
     gains = source.tone().decode(np.minimum(np.asarray(substrate, float), 255.0) / 255.0) / np.maximum(
         base, 1e-12
@@ -116,13 +129,92 @@ def rerender_ratios(
 
     def colour(setup: Setup, count: int) -> np.ndarray:
         tone = Tone(setup.tone().curve, setup.gamma, 1.0, True, setup.shoulder)
-        return 255.0 * tone.encode(gains * setup.linear(material if count else None, count))
-
-    ratios = {}
-    for count in counts:
         known = max(int(count), 0)  # -1: as the substrate
-        ratios[int(count)] = colour(target, known) / np.maximum(colour(source, known), 1e-6)
-    return ratios
+        return 255.0 * tone.encode(gains * setup.linear(material if known else None, known))
+
+    return (
+        np.stack([colour(source, c) for c in counts]),
+        np.stack([colour(target, c) for c in counts]),
+    )
+
+
+def rerender_ratios(
+    substrate: np.ndarray, material: str, source: Setup, target: Setup, counts: Sequence[int]
+) -> dict[int, np.ndarray]:
+    """Per layer count (-1: as the substrate), the per-channel factor :func:`rerender` multiplies the
+    8-bit values of an image whose substrate colour is ``substrate`` (8-bit) by."""
+    counts = [int(c) for c in counts]
+    before, after = _layer_colours(substrate, material, source, target, counts)
+    ratios = after / np.maximum(before, 1e-6)
+    return {count: ratios[i] for i, count in enumerate(counts)}
+
+
+def translate(
+    image: np.ndarray,
+    material: str,
+    source: Setup,
+    target: Setup,
+    substrate: np.ndarray | None = None,
+    max_layers: int = TRANSLATE_LAYERS,
+) -> np.ndarray:
+    """``image`` (uint8), taken with ``source``, as ``target`` would show it, with no labels.
+
+    :func:`rerender` with each pixel's layer count read from its colour: its contrast ``I / b - 1``
+    (after a 1 px blur) is placed on the curve the contrasts of 0, 1, ... ``max_layers`` layers draw
+    through ``source`` (the nearest point of the broken line between consecutive counts, in the
+    substrate's unclipped channels), and the pixel is multiplied by the ratio of the two setups'
+    colours interpolated at that point. A pixel farther from the curve than its noise allows
+    (:data:`TRANSLATE_NOISE` times the image's contrast noise, at least :data:`TRANSLATE_SHARE` of
+    the monolayer's contrast) fades, by twice that distance, to the substrate's ratio, as
+    :func:`rerender` treats thick flakes and residue. Texture and noise stay; values clip at 255.
+    """
+    from scipy import ndimage
+
+    background = estimate_background(image) if substrate is None else np.asarray(substrate, np.float64)
+    background = np.asarray(background, dtype=np.float64)
+    counts = list(range(max_layers + 1))
+    before, after = _layer_colours(background, material, source, target, counts)
+    ratios = after / np.maximum(before, 1e-6)  # K x 3
+    usable = np.flatnonzero(background < CLIP)
+    if len(usable) == 0:  # every channel clipped: no colour to read a layer count from
+        return np.clip(np.round(image.astype(np.float64) * ratios[0]), 0, 255).astype(np.uint8)
+    curve = (before / np.maximum(before[0], 1e-6) - 1.0)[:, usable]  # K x c: contrast of each count
+    pixels = ndimage.gaussian_filter(image.astype(np.float64), sigma=(1.0, 1.0, 0.0))
+    contrast = (pixels / np.maximum(background, 1.0) - 1.0)[..., usable].reshape(-1, len(usable))
+    near = np.linalg.norm(image.astype(np.float64) - background, axis=2).ravel() <= 10.0
+    spread = contrast[near] if near.sum() >= 100 else contrast
+    noise = float(np.linalg.norm(1.4826 * np.median(np.abs(spread - np.median(spread, axis=0)), axis=0)))
+    tolerance = max(TRANSLATE_NOISE * noise, TRANSLATE_SHARE * float(np.linalg.norm(curve[1])), 1e-3)
+    start, step = curve[:-1], np.diff(curve, axis=0)  # (K-1) x c segments
+    length = np.maximum((step**2).sum(axis=1), 1e-12)
+    t = np.clip(((contrast[:, None, :] - start[None]) * step[None]).sum(-1) / length[None], 0.0, 1.0)
+    distance = np.linalg.norm(contrast[:, None, :] - (start[None] + t[..., None] * step[None]), axis=-1)
+    segment = distance.argmin(axis=1)
+    rows = np.arange(len(segment))
+    where = t[rows, segment][:, None]
+    on_curve = (1.0 - where) * ratios[segment] + where * ratios[segment + 1]  # N x 3
+    weight = np.clip(2.0 - distance[rows, segment] / tolerance, 0.0, 1.0)[:, None]
+    ratio = weight * on_curve + (1.0 - weight) * ratios[0]
+    out = image.astype(np.float64) * ratio.reshape(image.shape)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def translate_to_setup(image: np.ndarray, material: str, setup: Setup) -> np.ndarray:
+    """``image`` as the microscope of ``setup`` would show it, if the setup check flags it.
+
+    An image the check passes (:class:`SetupCheck` on ``setup``'s images) is returned as it is: it is
+    one of the model's own kind. Otherwise its own setup is ``setup`` with the oxide fitted on its
+    substrate colour (:func:`~flakeseg.optics.calibration.image_setup`, within 40 nm: what one
+    substrate colour can tell), and :func:`translate` maps it onto ``setup``'s oxide. One substrate
+    colour cannot tell another oxide from another lamp: a 6500 K lamp on the paper's MoS2 images
+    fits as 294-298 nm of oxide, within 0.012 in log chromaticity (docs/results/translate_cpu)."""
+    background = estimate_background(image).astype(np.float64)
+    if setup.substrates and SetupCheck(setup.substrates)(background)[0]:
+        return image
+    source = image_setup(setup, background)
+    if abs(source.oxide_nm - setup.oxide_nm) < 1.0:
+        return image
+    return translate(image, material, source, setup, background)
 
 
 def contrast_error(

@@ -28,11 +28,15 @@ share of images the setup check of ``predict`` flags. Writes ``robustness.json``
 and ``robustness.png``.
 
 Models: shipped names or checkpoint files, and ``contrast_gmm`` (fitted on the data set's training
-split on the spot) and ``optics`` (zero labels, the other material's shipped setup).
+split on the spot) and ``optics`` (zero labels, the other material's shipped setup). With
+``--translate`` every network also runs as ``NAME+translate``: each image the setup check flags shown
+first as the data set's setup would show it (:func:`flakeseg.optics.drift.translate_to_setup`). The
+benchmark's oxide shift is rendered by the same optics, so that row grades the optics against itself.
 
 Examples:
     flakeseg robustness mos2 contrast_gmm --data mos2 --out docs/results/robustness_cpu
     flakeseg robustness graphene --data graphene --shifts exposure,jpeg --out /tmp/r
+    flakeseg robustness mos2 --data mos2 --translate --out docs/results/translate_cpu/mos2
 """
 
 from __future__ import annotations
@@ -174,6 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--images", type=int, default=None, help="only the first N test images (a quick look)"
     )
+    parser.add_argument(
+        "--translate",
+        action="store_true",
+        help="also run each network as NAME+translate: images the setup check flags are first shown as "
+        "the data set's setup would show them (optics, the oxide fitted on each image)",
+    )
     args = parser.parse_args(argv)
     shifts = [s.strip() for s in args.shifts.split(",") if s.strip()]
     unknown = [s for s in shifts if s not in SHIFTS]
@@ -191,8 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _models(names: Sequence[str], data_cfg: dict, data: Any) -> dict[str, tuple[Callable, Any]]:
-    """name -> (make a predictor at a scale, its card)."""
+def _models(
+    names: Sequence[str], data_cfg: dict, data: Any, translate: Callable | None = None
+) -> dict[str, tuple[Callable, Any]]:
+    """name -> (make a predictor at a scale, its card); with ``translate``, every network again as
+    ``NAME+translate``, its images passed through ``translate`` first."""
     from flakeseg.inference.predictor import ClassicalBackend, Predictor, load_predictor, optics_predictor
     from flakeseg.inference.shipped import resolve_model
 
@@ -223,6 +236,10 @@ def _models(names: Sequence[str], data_cfg: dict, data: Any) -> dict[str, tuple[
             # a checkpoint file is reported by its file name (mos2_setup.ckpt -> mos2_setup)
             key = Path(name).stem if Path(name).suffix == ".ckpt" else name
             out[key] = (lambda scale, p=loaded: _rescaled(p, scale), loaded.card)
+            if translate is not None:
+                translated = load_predictor(resolve_model(name))
+                translated.translate = translate
+                out[f"{key}+translate"] = (lambda scale, p=translated: _rescaled(p, scale), translated.card)
     return out
 
 
@@ -257,7 +274,14 @@ def run(args: argparse.Namespace, shifts: Sequence[str]) -> int:
         counts = np.where(mask > 0, mask.astype(np.int64), -1)
         counts[bare[image_id]] = 0
         layers.append(counts)
-    models = _models(args.models, data_cfg, data)
+    translate = None
+    if args.translate:
+        import functools
+
+        from flakeseg.optics.drift import translate_to_setup
+
+        translate = functools.partial(translate_to_setup, material=data_cfg["material"], setup=setup)
+    models = _models(args.models, data_cfg, data, translate)
     cases = [("none", "0")] + [(s, strength) for s in shifts for strength in SHIFTS[s]]
     results: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in models}
     with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
@@ -306,7 +330,13 @@ def write_report(args: argparse.Namespace, results: dict, images: int, elapsed: 
     from flakeseg.utils.files import write_json_atomic, write_text_atomic
 
     args.out.mkdir(parents=True, exist_ok=True)
-    command = "flakeseg robustness " + " ".join(args.models) + f" --data {args.data} --out {args.out}"
+    command = (
+        "flakeseg robustness "
+        + " ".join(args.models)
+        + f" --data {args.data}"
+        + (" --translate" if getattr(args, "translate", False) else "")
+        + f" --out {args.out}"
+    )
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs"
     write_json_atomic(args.out / "robustness.json", results)  # {model: {shift: {strength: scores}}}
     lines = [

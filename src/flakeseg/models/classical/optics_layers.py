@@ -5,7 +5,7 @@ Per image:
 1. the substrate colour ``b`` is the image's densest colour
    (:func:`~flakeseg.optics.substrate.estimate_background`);
 2. the oxide thickness is the setup's, or (``oxide_nm: null``) fitted on ``b`` through the setup's
-   camera and tone curve within 40 nm of the setup's (:func:`~flakeseg.optics.calibration.fit_oxide`;
+   camera and tone curve within 40 nm of the setup's (:func:`~flakeseg.optics.calibration.image_setup`;
    the setup's where ``b`` has under two unclipped channels);
 3. the setup predicts the contrast ``I / b - 1`` of 1 to ``max_layers`` layers of ``material`` on this
    image (:meth:`~flakeseg.optics.calibration.Setup.contrast`, from this image's ``b``);
@@ -45,10 +45,10 @@ import cv2
 import numpy as np
 from scipy import ndimage, stats
 
-from flakeseg.errors import ConfigError, DataError
+from flakeseg.errors import ConfigError
 from flakeseg.models.classical.base import ClassicalModel, softmax
 from flakeseg.models.registry import register_model
-from flakeseg.optics.calibration import CLIP, Setup, fit_oxide, resolve_setup
+from flakeseg.optics.calibration import CLIP, Setup, image_setup, resolve_setup
 from flakeseg.optics.materials import material as find_material
 from flakeseg.optics.substrate import estimate_background
 
@@ -56,9 +56,6 @@ from flakeseg.optics.substrate import estimate_background
 NOISE_FLOOR = 0.004
 #: RGB distance of the pixels whose spread gives the image's noise
 SUBSTRATE_RADIUS = 10.0
-#: a fitted oxide stays within this of the setup's (substrate colours repeat every ~200 nm of oxide:
-#: 90 nm and 280 nm look alike, so one colour alone cannot tell them apart)
-OXIDE_WINDOW_NM = 40.0
 
 
 class OpticsLayers(ClassicalModel):
@@ -133,17 +130,7 @@ class OpticsLayers(ClassicalModel):
 
     def setup_for(self, background: np.ndarray) -> Setup:
         """The setup of one image: the oxide fitted on its substrate colour unless fixed."""
-        if not self.fit_oxide:
-            return self.setup
-        centre = self.setup.oxide_nm
-        window = (max(centre - OXIDE_WINDOW_NM, 0.0), centre + OXIDE_WINDOW_NM, 2.0)
-        try:
-            oxide = fit_oxide(
-                background[None], self.setup.camera, self.setup.tone(), window, na=self.setup.na
-            )
-        except DataError:  # under two unclipped substrate channels: keep the setup's oxide
-            return self.setup
-        return dataclasses.replace(self.setup, oxide_nm=round(oxide))  # 1 nm: the spectra cache by oxide
+        return image_setup(self.setup, background) if self.fit_oxide else self.setup
 
     def fit(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], seed: int = 0) -> dict[str, Any]:
         return {"fitted": "nothing (zero labels)"}
