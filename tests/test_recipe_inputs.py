@@ -104,3 +104,32 @@ def test_unknown_substrate_choice_names_the_key():
 
     with pytest.raises(ConfigError, match="data.substrate_choice"):
         uses_fitted_inputs({"substrate_choice": "brightest"})
+
+
+def test_optics_channels_hold_the_layer_posteriors_of_a_setup_calibrated_on_the_labels():
+    """data.optics_channels: images rendered by the optics, their labels calibrate a setup, and the
+    three extra channels say substrate (or thicker), one layer, two layers where the labels do; the
+    features survive the checkpoint's plain dict. A data set with no crystal named is one line."""
+    from flakeseg.inference.inputs import InputFeatures, fit_input_features
+    from flakeseg.optics.calibration import shipped_setup
+    from tests.test_optics_layers import rendered
+
+    setup = shipped_setup()
+    # substrates of one colour group: each image's own oxide fit then agrees with the setup's
+    pairs = [rendered(setup, "MoS2", substrate=s, seed=i) for i, s in enumerate(setup.substrates[1:4])]
+    images = [image for image, _ in pairs]
+    masks = [np.where(layers == 12, 0, layers).astype(np.uint8) for _, layers in pairs]
+    names = ["other", "monolayer", "bilayer"]
+    data_cfg = {"optics_channels": True, "material": "MoS2", "classes": {"names": names}}
+    features = fit_input_features(data_cfg, images, masks, names)
+    assert features.channels == 6
+    prepared = features.apply(images[0])
+    assert prepared.shape == (*images[0].shape[:2], 6) and prepared.dtype == np.uint8
+    layers = pairs[0][1]
+    for count, channel in ((1, 4), (2, 5), (0, 3), (12, 3)):
+        inside = layers == count
+        assert np.median(prepared[..., channel][inside]) > 200, (count, channel)
+    again = InputFeatures.from_dict(features.to_dict())
+    assert np.array_equal(again.apply(images[1]), features.apply(images[1]))
+    with pytest.raises(ConfigError, match="data.optics_channels: needs data.material"):
+        fit_input_features({**data_cfg, "material": None}, images, masks, names)

@@ -127,11 +127,11 @@ class FlakeDataModule(pl.LightningDataModule):
         cfg = self.augment_cfg.get("setup")
         if not cfg:
             return None, None
-        if self.data_cfg.get("gmm_channels"):
-            raise ConfigError(
-                "augment.setup: training across simulated setups needs RGB inputs; "
-                "set data.gmm_channels=false"
-            )
+        for key in ("gmm_channels", "optics_channels"):
+            if self.data_cfg.get(key):
+                raise ConfigError(
+                    f"augment.setup: training across simulated setups needs RGB inputs; set data.{key}=false"
+                )
         if self.data_cfg.get("substrate_normalize") and train.originals is None:
             # the images were white-balanced when loaded; the shifts act on the microscope's colours
             raise ConfigError(

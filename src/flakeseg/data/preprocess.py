@@ -66,7 +66,8 @@ def network_rgb(
 
 def uses_fitted_inputs(data_cfg: Mapping[str, Any]) -> bool:
     """Whether the network's inputs are fitted on training labels (``data.substrate_choice=fitted`` with
-    ``data.substrate_normalize``, ``data.substrate_channels`` or ``data.gmm_channels``;
+    ``data.substrate_normalize``, ``data.substrate_channels``, ``data.gmm_channels`` or
+    ``data.optics_channels``;
     :mod:`flakeseg.inference.inputs`). The data
     loader then leaves images resampled but otherwise as the microscope gave them, and each stage fits
     and applies the inputs on its (fold's) training images."""
@@ -78,4 +79,5 @@ def uses_fitted_inputs(data_cfg: Mapping[str, Any]) -> bool:
             f"data.substrate_choice: must be one of {', '.join(SUBSTRATE_CHOICES)}, got {choice!r}"
         )
     fitted_substrate = choice == "fitted" and bool(data_cfg.get("substrate_normalize"))
-    return bool(data_cfg.get("gmm_channels")) or bool(data_cfg.get("substrate_channels")) or fitted_substrate
+    extra = ("gmm_channels", "substrate_channels", "optics_channels")
+    return any(bool(data_cfg.get(key)) for key in extra) or fitted_substrate

@@ -37,8 +37,9 @@ def build_train_transform(
             share of crops holds a flake pixel (a random one of the image's pixels of other classes,
             via albumentations' ``CropNonEmptyMaskIfExists``; images without flakes crop at random).
             Flakes cover about 6 % of the pixels, so most uniform crops hold none (nnU-Net: 1/3).
-        channels: image channels; beyond RGB (``data.gmm_channels``) only geometric steps and the
-            per-channel gain (which acts on RGB) apply, so hue, contrast and grayscale must be off.
+        channels: image channels; beyond RGB (``data.gmm_channels``, ``data.optics_channels``) only
+            geometric steps and the per-channel gain (which acts on RGB) apply, so hue, contrast and
+            grayscale must be off.
     """
     colour_steps = [
         key for key in ("hue_shift", "contrast", "grayscale_p") if augment_cfg.get(key) not in (None, 0, 0.0)
@@ -46,7 +47,8 @@ def build_train_transform(
     if channels > 3 and colour_steps:
         raise ConfigError(
             f"augment.{colour_steps[0]}: colour changes need RGB-only images, but the inputs have "
-            f"{channels} channels (data.substrate_channels, data.gmm_channels); set it to 0/null"
+            f"{channels} channels (data.substrate_channels, data.gmm_channels, data.optics_channels); "
+            "set it to 0/null"
         )
     if crop_size < 1:
         raise ConfigError(f"data.crop_size: must be positive, got {crop_size}")

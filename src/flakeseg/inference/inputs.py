@@ -9,7 +9,12 @@ kept in the checkpoint so that prediction prepares images the same way:
 - ``data.gmm_channels=true``: the optical-contrast GMM (:mod:`flakeseg.models.classical.contrast_gmm`,
   the classical model that needs 43 numbers) is fitted on the training images and its class
   posteriors, as 0..255 channels, follow the RGB channels: the network starts from what the physics
-  says and learns what it misses (edges, context, label conventions).
+  says and learns what it misses (edges, context, label conventions);
+- ``data.optics_channels=true``: a microscope setup is calibrated on the training images and labels
+  (:func:`~flakeseg.optics.calibration.calibrate`, as ``flakeseg calibrate --data`` does) and the
+  thin-film optics model of ``data.material`` on it (:mod:`flakeseg.models.classical.optics_layers`,
+  the oxide fitted on each image) gives three more channels: the posteriors of bare substrate (or
+  thicker), one layer and two layers.
 
 In cross-validation both are fitted on each fold's training images only.
 """
@@ -26,7 +31,7 @@ from flakeseg.data.classes import region_class_indices
 from flakeseg.data.preprocess import network_rgb, uses_fitted_inputs
 from flakeseg.optics.substrate import SubstratePrior, estimate_background, fit_substrate_prior
 
-__all__ = ["GMM_CHANNEL_NORMALIZATION", "InputFeatures", "fit_input_features"]
+__all__ = ["GMM_CHANNEL_NORMALIZATION", "InputFeatures", "fit_input_features", "fit_optics_channels"]
 
 #: mean and std of a posterior channel (0..255 -> -1..1)
 GMM_CHANNEL_NORMALIZATION = (0.5, 0.5)
@@ -42,16 +47,24 @@ class InputFeatures:
         gmm: the fitted optical-contrast GMM whose posteriors are extra channels, or ``None``.
         substrate_channels: three constant channels of the substrate's colour after RGB
             (``data.substrate_channels``; :func:`~flakeseg.data.preprocess.network_rgb`).
+        optics: the optics model (:class:`~flakeseg.models.classical.optics_layers.OpticsLayers`,
+            three classes) whose posteriors are the last channels, or ``None``.
     """
 
     substrate_normalize: bool = False
     prior: SubstratePrior | None = None
     gmm: Any = None
     substrate_channels: bool = False
+    optics: Any = None
 
     @property
     def channels(self) -> int:
-        return 3 + 3 * self.substrate_channels + (self.gmm.num_classes if self.gmm is not None else 0)
+        return (
+            3
+            + 3 * self.substrate_channels
+            + (self.gmm.num_classes if self.gmm is not None else 0)
+            + (self.optics.num_classes if self.optics is not None else 0)
+        )
 
     def normalization(self, mean: Sequence[float], std: Sequence[float]) -> dict[str, list[float]]:
         """The RGB ``mean`` and ``std`` extended by the substrate channels' (RGB's) and the posterior
@@ -70,11 +83,14 @@ class InputFeatures:
             rgb = network_rgb(image, background, self.substrate_normalize, self.substrate_channels)
         else:
             rgb = image
-        if self.gmm is None:
-            return rgb
-        posteriors = self.gmm.predict_proba(image)  # C x H x W, against its own substrate choice
-        extra = np.clip(np.round(posteriors * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
-        return np.concatenate([rgb, extra], axis=2)
+        planes = [rgb]
+        for model in (self.gmm, self.optics):
+            if model is not None:
+                posteriors = model.predict_proba(image)  # C x H x W, against its own substrate estimate
+                planes.append(
+                    np.clip(np.round(posteriors * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+                )
+        return planes[0] if len(planes) == 1 else np.concatenate(planes, axis=2)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists and numbers (a checkpoint loads with ``weights_only=True``)."""
@@ -90,6 +106,9 @@ class InputFeatures:
             "prior": self.prior.to_dict() if self.prior is not None else None,
             "gmm": gmm,
             "substrate_channels": self.substrate_channels,
+            "optics": {"material": self.optics.material, "setup": self.optics.setup.to_dict()}
+            if self.optics is not None
+            else None,
         }
 
     @classmethod
@@ -105,7 +124,49 @@ class InputFeatures:
             gmm = ContrastGMM(int(raw["gmm"]["num_classes"]), **options)
             gmm.load_state({k: np.asarray(v) for k, v in raw["gmm"]["state"].items()})
             gmm.substrate_prior = prior
-        return cls(bool(raw.get("substrate_normalize")), prior, gmm, bool(raw.get("substrate_channels")))
+        optics = None
+        if raw.get("optics"):
+            optics = _optics_model(raw["optics"]["material"], raw["optics"]["setup"])
+        return cls(
+            bool(raw.get("substrate_normalize")), prior, gmm, bool(raw.get("substrate_channels")), optics
+        )
+
+
+def _optics_model(material: str, setup: Mapping[str, Any]) -> Any:
+    """The three-class optics model (substrate or thicker, 1 layer, 2 layers) whose posteriors are
+    the optics channels; the oxide fitted on each image."""
+    from flakeseg.models.classical.optics_layers import OpticsLayers
+
+    return OpticsLayers(3, material=material, setup=dict(setup), oxide_nm=None)
+
+
+def fit_optics_channels(
+    data_cfg: Mapping[str, Any],
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    class_names: Sequence[str],
+) -> Any:
+    """The optics model of ``data.material`` on a setup calibrated on these labelled images (class 0
+    pixels as the substrate, the classes named like a layer count as those layers)."""
+    from flakeseg.data.contrasts import LAYER_COUNTS, layer_classes
+    from flakeseg.errors import ConfigError
+    from flakeseg.optics.calibration import calibrate, measure_contrast
+
+    material = data_cfg.get("material")
+    if not material:
+        raise ConfigError("data.optics_channels: needs data.material, the crystal (e.g. data.material=WSe2)")
+    layers = layer_classes(class_names)
+    if not layers:
+        raise ConfigError(
+            f"data.optics_channels: no layer class among {list(class_names)} "
+            f"(known: {', '.join(LAYER_COUNTS)})"
+        )
+    labelled = [
+        measure_contrast(str(i), image, {count: mask == cls for cls, count in layers.items()}, mask == 0)
+        for i, (image, mask) in enumerate(zip(images, masks, strict=True))
+    ]
+    setup = calibrate(np.zeros((0, 3)), str(material), labelled)
+    return _optics_model(str(material), setup.to_dict())
 
 
 def fit_input_features(
@@ -130,6 +191,13 @@ def fit_input_features(
         gmm = ContrastGMM(len(class_names))
         gmm.substrate_prior = prior
         gmm.fit(images, masks, seed=seed)
+    optics = (
+        fit_optics_channels(data_cfg, images, masks, class_names) if data_cfg.get("optics_channels") else None
+    )
     return InputFeatures(
-        bool(data_cfg.get("substrate_normalize")), prior, gmm, bool(data_cfg.get("substrate_channels"))
+        bool(data_cfg.get("substrate_normalize")),
+        prior,
+        gmm,
+        bool(data_cfg.get("substrate_channels")),
+        optics,
     )
