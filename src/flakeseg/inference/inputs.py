@@ -1,6 +1,6 @@
 """What a network's input holds beyond the resampled RGB image, fitted on its training images.
 
-Two steps of the recipe learn from the training images' labels before the network trains, and are
+Steps of the recipe that learn from the training images' labels before the network trains, and are
 kept in the checkpoint so that prediction prepares images the same way:
 
 - ``data.substrate_choice=fitted``: the substrate colour each image is white-balanced against is chosen
@@ -16,7 +16,7 @@ kept in the checkpoint so that prediction prepares images the same way:
   the oxide fitted on each image) gives three more channels: the posteriors of bare substrate (or
   thicker), one layer and two layers.
 
-In cross-validation both are fitted on each fold's training images only.
+In cross-validation each is fitted on each fold's training images only.
 """
 
 from __future__ import annotations

@@ -240,8 +240,8 @@ class Predictor:
     #: a flat field (``H x W x 3``, median 1) every image is divided by first (``predict --flatfield``),
     #: or ``None``: then the card's, if the model was trained on flat-fielded images
     flatfield: np.ndarray | None = None
-    #: an image -> the image as the model's microscope would show it (``predict --translate``:
-    #: :func:`~flakeseg.optics.drift.translate_to_setup`), applied after the flat field; ``None``: none
+    #: an image -> the image as the model's microscope would show it (``flakeseg robustness
+    #: --translate``: :func:`~flakeseg.optics.drift.translate_to_setup`), applied after the flat field
     translate: Callable[[np.ndarray], np.ndarray] | None = None
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:

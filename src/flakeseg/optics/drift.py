@@ -14,8 +14,9 @@ ratio; measured on the training split only), 0.046, rounded up.
 
 :func:`rerender` shows a labelled image as another setup (another oxide thickness, another lamp) would:
 what the check must catch. :func:`translate` does the same for an image without labels, each pixel's
-layer count read from its colour: ``predict --translate`` shows a trained network each image as its
-own microscope would have (:func:`translate_to_setup`).
+layer count read from its colour; :func:`translate_to_setup` shows a trained network each flagged image
+as its own microscope would have (``flakeseg robustness --translate`` measures it; not adopted:
+docs/results/translate_cpu).
 """
 
 from __future__ import annotations
@@ -170,8 +171,7 @@ def translate(
     """
     from scipy import ndimage
 
-    background = estimate_background(image) if substrate is None else np.asarray(substrate, np.float64)
-    background = np.asarray(background, dtype=np.float64)
+    background = np.asarray(estimate_background(image) if substrate is None else substrate, dtype=np.float64)
     counts = list(range(max_layers + 1))
     before, after = _layer_colours(background, material, source, target, counts)
     ratios = after / np.maximum(before, 1e-6)  # K x 3
@@ -181,6 +181,8 @@ def translate(
     curve = (before / np.maximum(before[0], 1e-6) - 1.0)[:, usable]  # K x c: contrast of each count
     pixels = ndimage.gaussian_filter(image.astype(np.float64), sigma=(1.0, 1.0, 0.0))
     contrast = (pixels / np.maximum(background, 1.0) - 1.0)[..., usable].reshape(-1, len(usable))
+    # the image's noise: the spread of the pixels within 10 grey levels of the substrate (as the
+    # optics model measures it)
     near = np.linalg.norm(image.astype(np.float64) - background, axis=2).ravel() <= 10.0
     spread = contrast[near] if near.sum() >= 100 else contrast
     noise = float(np.linalg.norm(1.4826 * np.median(np.abs(spread - np.median(spread, axis=0)), axis=0)))
