@@ -27,7 +27,7 @@ import numpy as np
 
 from flakeseg.optics.calibration import CLIP, RELATIVE_FLOOR, Setup, image_setup
 from flakeseg.optics.camera import Tone
-from flakeseg.optics.substrate import estimate_background, substrate_colour
+from flakeseg.optics.substrate import contrast_noise, estimate_background, substrate_colour
 
 __all__ = [
     "CONTRAST_TOLERANCE",
@@ -181,11 +181,7 @@ def translate(
     curve = (before / np.maximum(before[0], 1e-6) - 1.0)[:, usable]  # K x c: contrast of each count
     pixels = ndimage.gaussian_filter(image.astype(np.float64), sigma=(1.0, 1.0, 0.0))
     contrast = (pixels / np.maximum(background, 1.0) - 1.0)[..., usable].reshape(-1, len(usable))
-    # the image's noise: the spread of the pixels within 10 grey levels of the substrate (as the
-    # optics model measures it)
-    near = np.linalg.norm(image.astype(np.float64) - background, axis=2).ravel() <= 10.0
-    spread = contrast[near] if near.sum() >= 100 else contrast
-    noise = float(np.linalg.norm(1.4826 * np.median(np.abs(spread - np.median(spread, axis=0)), axis=0)))
+    noise = float(np.linalg.norm(contrast_noise(image, contrast, background)))
     tolerance = max(TRANSLATE_NOISE * noise, TRANSLATE_SHARE * float(np.linalg.norm(curve[1])), 1e-3)
     start, step = curve[:-1], np.diff(curve, axis=0)  # (K-1) x c segments
     length = np.maximum((step**2).sum(axis=1), 1e-12)

@@ -35,6 +35,7 @@ __all__ = [
     "apply_flat_field",
     "choose_substrate",
     "colour_peaks",
+    "contrast_noise",
     "estimate_background",
     "estimate_flat_field",
     "fit_substrate_prior",
@@ -45,6 +46,8 @@ __all__ = [
 
 #: the level the substrate is mapped to: flakes up to twice as bright as the substrate stay unclipped
 SUBSTRATE_GREY = 128.0
+#: RGB distance from the substrate colour of the pixels whose spread is an image's noise
+SUBSTRATE_RADIUS = 10.0
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,17 @@ def choose_substrate(
         return float(hit.mean() if weights is None else (hit * weights).sum())
 
     return peaks[max(candidates, key=lambda i: (explained(i), -i))]
+
+
+def contrast_noise(image: np.ndarray, contrast: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """An image's noise in contrast, per channel of ``contrast`` (``H x W x c`` or ``H*W x c``, the
+    contrast ``I / b - 1`` of each pixel of the ``H x W x 3`` ``image`` against ``background``): the
+    robust spread (1.4826 x median absolute deviation) of the pixels within :data:`SUBSTRATE_RADIUS`
+    of the substrate colour, or of every pixel when fewer than 100 are."""
+    values = contrast.reshape(-1, contrast.shape[-1])
+    near = (np.linalg.norm(image.astype(np.float64) - background, axis=2) <= SUBSTRATE_RADIUS).ravel()
+    spread = values[near] if near.sum() >= 100 else values
+    return 1.4826 * np.median(np.abs(spread - np.median(spread, axis=0)), axis=0)
 
 
 def estimate_background(

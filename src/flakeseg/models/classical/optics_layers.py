@@ -50,12 +50,10 @@ from flakeseg.models.classical.base import ClassicalModel, softmax
 from flakeseg.models.registry import register_model
 from flakeseg.optics.calibration import CLIP, Setup, image_setup, resolve_setup
 from flakeseg.optics.materials import material as find_material
-from flakeseg.optics.substrate import estimate_background
+from flakeseg.optics.substrate import contrast_noise, estimate_background
 
 #: the noise floor of a channel's contrast: 8-bit quantisation on a substrate near 200
 NOISE_FLOOR = 0.004
-#: RGB distance of the pixels whose spread gives the image's noise
-SUBSTRATE_RADIUS = 10.0
 
 
 class OpticsLayers(ClassicalModel):
@@ -143,11 +141,7 @@ class OpticsLayers(ClassicalModel):
         if self.blur_sigma > 0:
             pixels = cv2.GaussianBlur(pixels, (0, 0), self.blur_sigma)
         contrast = pixels / np.maximum(background, 1.0) - 1.0  # H x W x 3
-        near = np.linalg.norm(image.astype(np.float64) - background, axis=2) <= SUBSTRATE_RADIUS
-        spread = contrast[near] if near.sum() >= 100 else contrast.reshape(-1, 3)
-        noise = np.maximum(
-            1.4826 * np.median(np.abs(spread - np.median(spread, axis=0)), axis=0), NOISE_FLOOR
-        )
+        noise = np.maximum(contrast_noise(image, contrast, background), NOISE_FLOOR)
         means = np.concatenate(
             [
                 np.zeros((1, 3)),
