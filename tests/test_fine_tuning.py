@@ -65,6 +65,18 @@ def test_a_different_network_or_a_bad_source_is_one_line(tmp_path: Path):
         _module("data=graphene", f"model.init_from={junk}")
     with pytest.raises(ConfigError, match="needs trained weights"):
         _module("data=graphene", "model.freeze_encoder_epochs=2")
+    # a run that feeds the network more than RGB (here the substrate's colour as 3 more channels)
+    from flakeseg.inference.inputs import InputFeatures
+    from flakeseg.training.trainer import build_module
+
+    cfg = compose_train(["data=mos2", "model.init_from=mos2", "data.substrate_channels=true"])
+    with pytest.raises(
+        ConfigError,
+        match=r"in_channels: 3 there, 6 here\); set data.substrate_channels, data.gmm_channels",
+    ):
+        build_module(
+            cfg, ClassScheme.from_config(cfg.data.classes), None, InputFeatures(substrate_channels=True)
+        )
 
 
 @pytest.mark.slow

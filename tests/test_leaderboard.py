@@ -139,3 +139,47 @@ def test_report_only_trains_nothing_and_says_which_rows_did_not_run(tmp_path):
     assert all(r.row is None and r.error.startswith("not run") for r in results)
     assert not (tmp_path / "runs").exists()
     assert json.loads((tmp_path / "out" / "leaderboard.json").read_text()) == {}
+
+
+def test_a_partial_invocation_keeps_the_other_rows_of_the_report_it_finds(tmp_path):
+    """``--dataset`` / ``--models`` run part of the profile: the rows they do not run stay in the
+    report, marked, while a row they run (even one that does not finish) is never the stale one."""
+    from flakeseg.studies.leaderboard import run_leaderboard
+
+    profile = LeaderboardProfile.load("cpu")
+    best, gmm = profile.models[0], next(m for m in profile.models if m.name == "contrast_gmm")
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = {
+        "mos2": {"paper": {"best_network": board_row(best, _metrics(0.8, 0.7, flake_f1=0.61), None)}},
+        "graphene": {
+            "paper": {
+                "best_network": board_row(best, _metrics(0.7, 0.6, flake_f1=0.42), None),
+                "contrast_gmm": board_row(gmm, _metrics(0.5, 0.4, flake_f1=0.23), None),
+            }
+        },
+        "elsewhere": {"paper": {"best_network": board_row(best, _metrics(0.1, 0.1), None)}},
+    }
+    (out / "leaderboard.json").write_text(json.dumps(earlier))
+
+    results = run_leaderboard(
+        profile, ["graphene"], out, tmp_path / "runs", report_only=True, models=["best_network"]
+    )
+    assert [(r.dataset, r.protocol, r.model.name) for r in results] == [("graphene", "paper", "best_network")]
+    assert results[0].error.startswith("not run")
+    board = json.loads((out / "leaderboard.json").read_text())
+    # kept: the rows this invocation did not run (of the profile's data sets only); the rerun row is gone
+    assert board == {
+        "mos2": {"paper": {"best_network": earlier["mos2"]["paper"]["best_network"]}},
+        "graphene": {"paper": {"contrast_gmm": earlier["graphene"]["paper"]["contrast_gmm"]}},
+    }
+    text = (out / "leaderboard.md").read_text()
+    assert "| optical contrast + GMM (earlier invocation) | classical |" in text
+    assert "- mos2 / paper / best_network (earlier invocation): `python train.py data=mos2" in text
+    assert "| best network recipe (best_cpu) | not run" in text
+
+    with pytest.raises(ConfigError, match="--models: nope not in the profile"):
+        run_leaderboard(profile, ["graphene"], out, tmp_path / "runs", report_only=True, models=["nope"])
+    (out / "leaderboard.json").write_text("{broken")
+    with pytest.raises(ConfigError, match="leaderboard.json: not a leaderboard.json"):
+        run_leaderboard(profile, ["graphene"], out, tmp_path / "runs", report_only=True)

@@ -133,3 +133,24 @@ def test_optics_channels_hold_the_layer_posteriors_of_a_setup_calibrated_on_the_
     assert np.array_equal(again.apply(images[1]), features.apply(images[1]))
     with pytest.raises(ConfigError, match="data.optics_channels: needs data.material"):
         fit_input_features({**data_cfg, "material": None}, images, masks, names)
+
+
+@pytest.mark.slow  # trains a test-stage model: end to end, outside `make test-fast`
+def test_the_test_stage_of_a_network_fed_more_than_rgb_writes_its_pictures_and_predicts(tiny_cfg, tmp_path):
+    """The test stage's example panels show the image, not the network's input (6 channels here)."""
+    from flakeseg.inference.predictor import load_predictor
+    from flakeseg.stages.test_split import run_test_stage
+
+    run_test_stage(
+        tiny_cfg(
+            "stage=test",
+            "augment=none",  # colour steps need RGB-only inputs
+            "augment.hue_shift=0",
+            "data.substrate_normalize=true",
+            "data.substrate_channels=true",
+        )
+    )
+    assert (tmp_path / "examples.png").stat().st_size > 0
+    predictor = load_predictor(tmp_path / "checkpoints" / "final.ckpt")
+    image = np.full((64, 80, 3), 160, np.uint8)
+    assert predictor.probabilities(image).shape == (3, 64, 80)

@@ -48,6 +48,13 @@ def leaderboard_main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="write the report from the complete runs in --runs; train nothing (rows without one: not run)",
     )
+    parser.add_argument(
+        "--models",
+        default=None,
+        metavar="NAME[,NAME...]",
+        help="run only these rows of the profile (default: all); the other rows of the "
+        "leaderboard.json already in --out are kept, marked as from an earlier invocation",
+    )
     args = parser.parse_args(argv)
     from flakeseg.studies import leaderboard  # after parsing: --help and usage errors need none of it
 
@@ -55,7 +62,8 @@ def leaderboard_main(argv: Sequence[str] | None = None) -> int:
         profile = leaderboard.LeaderboardProfile.load(args.profile)
         datasets = profile.datasets if args.dataset == "all" else [args.dataset]
         runs = args.runs or args.out / "runs"
-        return leaderboard.run_leaderboard(profile, datasets, args.out, runs, args.report_only)
+        models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+        return leaderboard.run_leaderboard(profile, datasets, args.out, runs, args.report_only, models)
 
     return run_study(
         logging.getLogger("flakeseg.studies.leaderboard"),

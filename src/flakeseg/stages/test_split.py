@@ -121,7 +121,7 @@ def run_test_stage(cfg: DictConfig, started: RunStart | None = None) -> dict[str
     )
     shown = min(EXAMPLE_IMAGES, len(test.ids))
     plot_examples(
-        test.images[:shown],
+        [image[..., :3] for image in test.images[:shown]],  # RGB: the input's extra channels are no picture
         test.masks[:shown],
         preds[:shown],
         test.ids[:shown],

@@ -20,7 +20,9 @@ writes). On protocols with a held-out test split, the fold models are then score
   "cv/flake_f1_monolayer_device", ...}}}}`` (every ``cv/flake_*`` key of the run);
 - ``leaderboard.png``: flake F1 and the pixel scores as bars.
 
-Rerunning resumes: complete runs of the same config are not trained again.
+Rerunning resumes: complete runs of the same config are not trained again. An invocation that runs
+part of the profile (``--dataset``, ``--models``) keeps the other rows of the ``leaderboard.json``
+already in ``--out``, marked as from an earlier invocation.
 """
 
 from __future__ import annotations
@@ -143,6 +145,8 @@ class BoardResult:
     command: str
     row: dict[str, Any] | None = None
     error: str | None = None
+    #: the row comes from the report already in ``--out``: this invocation did not run it
+    carried: bool = False
 
 
 def board_row(
@@ -239,15 +243,62 @@ def _complete(path: Path) -> bool:
         return False
 
 
-def run_leaderboard(
-    profile: LeaderboardProfile, datasets: Sequence[str], out: Path, runs: Path, report_only: bool = False
+def carried_rows(
+    profile: LeaderboardProfile, board: dict[str, Any], runs: Path, skip: set[tuple[str, str, str]]
 ) -> list[BoardResult]:
-    """Run every job of ``profile`` on ``datasets`` into ``runs`` and write the report into ``out``
-    (``report_only``: from the complete runs already there, training nothing)."""
+    """The profile's rows found in an earlier ``leaderboard.json`` (``board``) other than ``skip``,
+    with the command the profile gives them today."""
+    carried = []
+    for protocol in profile.protocols:
+        for dataset in protocol.datasets:
+            for model in profile.models:
+                row = board.get(dataset, {}).get(protocol.name, {}).get(model.name)
+                if row is None or (dataset, protocol.name, model.name) in skip:
+                    continue
+                run_dir = runs / dataset / protocol.name / model.name
+                command = train_command(
+                    profile.overrides(dataset, protocol.name, model, run_dir.resolve()), run_dir
+                )
+                carried.append(
+                    BoardResult(dataset, protocol.name, model, run_dir, command, row=row, carried=True)
+                )
+    return carried
+
+
+def _previous_board(path: Path) -> dict[str, Any]:
+    import json
+
+    if not path.exists():
+        return {}
+    try:
+        board = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not a leaderboard.json ({exc}); move it away to start afresh") from None
+    if not isinstance(board, dict):
+        raise ConfigError(f"{path}: not a leaderboard.json (not an object); move it away to start afresh")
+    return board
+
+
+def run_leaderboard(
+    profile: LeaderboardProfile,
+    datasets: Sequence[str],
+    out: Path,
+    runs: Path,
+    report_only: bool = False,
+    models: Sequence[str] | None = None,
+) -> list[BoardResult]:
+    """Run every job of ``profile`` on ``datasets`` (and of ``models`` only, if given) into ``runs``
+    and write the report into ``out`` (``report_only``: from the complete runs already there, training
+    nothing). The profile's other rows in ``out``'s ``leaderboard.json`` are kept (``carried``)."""
     from rich.console import Console
 
     from flakeseg.studies.leaderboard_report import write_report
 
+    names = [m.name for m in profile.models]
+    unknown = sorted(set(models or []) - set(names))
+    if unknown:
+        raise ConfigError(f"--models: {', '.join(unknown)} not in the profile ({', '.join(names)})")
+    previous = _previous_board(out / "leaderboard.json")
     console = Console()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -257,8 +308,17 @@ def run_leaderboard(
         for dataset in protocol.datasets
         if dataset in datasets
         for model in profile.models
+        if models is None or model.name in models
     ]
-    results = []
+    carried = carried_rows(profile, previous, runs, {(d, p, m.name) for d, p, m in jobs})
+    every_row = [(d, p.name, m.name) for p in profile.protocols for d in p.datasets for m in profile.models]
+    order = {key: i for i, key in enumerate(every_row)}
+
+    def report(results: list[BoardResult], log_invocation: bool) -> None:
+        rows = sorted(results + carried, key=lambda r: order[(r.dataset, r.protocol, r.model.name)])
+        write_report(profile, rows, out, time.perf_counter() - started, log_invocation=log_invocation)
+
+    results: list[BoardResult] = []
     for number, (dataset, protocol, model) in enumerate(jobs, start=1):
         elapsed = time.perf_counter() - started
         console.rule(
@@ -267,6 +327,6 @@ def run_leaderboard(
         )
         results.append(run_job(profile, dataset, protocol, model, runs, report_only))
         # after every job, so a stopped run leaves the report of what finished
-        write_report(profile, results, out, time.perf_counter() - started, log_invocation=False)
-    write_report(profile, results, out, time.perf_counter() - started)
+        report(results, log_invocation=False)
+    report(results, log_invocation=True)
     return results

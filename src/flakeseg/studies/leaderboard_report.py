@@ -14,6 +14,8 @@ from flakeseg.utils.files import append_invocation, write_json_atomic, write_tex
 from flakeseg.utils.plotting import pyplot, save_figure_atomic
 
 DATASET_LABELS = {"mos2": "MoS2", "graphene": "graphene"}
+#: how the report marks a row kept from the leaderboard.json of an earlier invocation
+CARRIED = "earlier invocation"
 
 
 def board_json(results: Sequence[Any]) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
@@ -29,6 +31,11 @@ def board_json(results: Sequence[Any]) -> dict[str, dict[str, dict[str, dict[str
 
 def _why(error: str) -> str:
     return error if error.startswith("not run") else f"failed: {error}"
+
+
+def _job(result: Any) -> str:
+    carried = f" ({CARRIED})" if result.carried else ""
+    return f"{result.dataset} / {result.protocol} / {result.model.name}{carried}"
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -52,6 +59,7 @@ def markdown_tables(results: Sequence[Any], labels: Mapping[str, str]) -> list[s
     lines: list[str] = []
     board = board_json(results)
     failed = {(r.dataset, r.protocol, r.model.name): r.error for r in results if r.error}
+    carried = {(r.dataset, r.protocol, r.model.name) for r in results if r.carried}
     for dataset, protocols in board.items():
         for protocol, rows in protocols.items():
             flakes = flake_names(rows)
@@ -83,8 +91,9 @@ def markdown_tables(results: Sequence[Any], labels: Mapping[str, str]) -> list[s
                     if key == "cv/mean_class_acc":
                         text += f" ± {row['cv/mean_class_acc_std']:.3f}"
                     cells.append(f"**{text}**" if _finite(row.get(key)) and row[key] == best[key] else text)
+                mark = f" ({CARRIED})" if (dataset, protocol, name) in carried else ""
                 lines.append(
-                    f"| {labels.get(name, name)} | {row['kind']} | "
+                    f"| {labels.get(name, name)}{mark} | {row['kind']} | "
                     + " | ".join(cells)
                     + f" | {row['train_s']:.0f} |"
                 )
@@ -155,12 +164,18 @@ def write_report(
         "confusion matrix; test region accuracy is the mean over the fold models on the held-out test split "
         "with the row's own evaluation steps (— under `protocol=upstream`, whose CV pool holds the test "
         f"images); train s sums the folds' training. This invocation: {wall_seconds:.0f} s wall so far "
-        "(every finished invocation is logged in invocations.json).",
+        "(every finished invocation is logged in invocations.json)."
+        + (
+            f" Rows marked '{CARRIED}' were not run by it: they are kept from the leaderboard.json it "
+            "found, as that invocation measured them."
+            if any(r.carried for r in results)
+            else ""
+        ),
         "",
         *markdown_tables(results, labels),
         "## Commands",
         "",
-        *[f"- {r.dataset} / {r.protocol} / {r.model.name}: `{r.command}`" for r in results],
+        *[f"- {_job(r)}: `{r.command}`" for r in results],
         "",
     ]
     path = out / "leaderboard.md"

@@ -96,9 +96,16 @@ def load_initial_weights(
         shown = ", ".join(
             f"{k}: {source_model.get(k)!r} there, {target_model.get(k)!r} here" for k in differing
         )
+        # in_channels is no model key a user sets: the data.* input options add the channels
+        fix = (
+            "set data.substrate_channels, data.gmm_channels and data.optics_channels as the source was "
+            "trained (its training config is in the checkpoint)"
+            if differing == ["in_channels"]
+            else "set the same model config (its training config is in the checkpoint)"
+        )
         raise ConfigError(
             f"model.init_from: {path} holds another network than this run builds ({shown}); "
-            "set the same model config (its training config is in the checkpoint) or train from scratch"
+            f"{fix} or train from scratch"
         )
     weights = network_weights(state)
     source_names = list(hparams.get("class_names") or [])
