@@ -76,6 +76,34 @@ def test_colour_augmentation_on_extra_channels_is_a_config_error():
     assert build_train_transform({"gain_jitter": 0.1, "hflip": 0.5}, 32, channels=6) is not None
 
 
+def test_posterior_dropout_blanks_the_posterior_channels_where_input_features_put_them():
+    from flakeseg.data.transforms import posterior_blocks
+    from flakeseg.inference.inputs import InputFeatures
+
+    data_cfg = {"substrate_channels": True, "gmm_channels": True, "optics_channels": True}
+    blocks = posterior_blocks(data_cfg, 3)
+    assert blocks == [(6, 9), (9, 12)]
+
+    class _Posteriors:  # what the stacking order needs of a fitted model: its class count
+        num_classes = 3
+
+    features = InputFeatures(substrate_channels=True, gmm=_Posteriors(), optics=_Posteriors())
+    assert blocks[-1][1] == features.channels  # the last block ends where the input does
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (40, 40, 12), dtype=np.uint8)
+    mask = np.zeros((40, 40), np.uint8)
+    always = build_train_transform({"posterior_dropout": 1.0}, 40, channels=12, posterior_blocks=blocks)
+    out = always(image=image, mask=mask)["image"]
+    assert np.array_equal(out[..., :6], image[..., :6])  # RGB and the substrate colour untouched
+    assert np.all(out[..., 6:] == 85)  # 255 / 3: every class equally likely
+    never = build_train_transform({"posterior_dropout": 0.0}, 40, channels=12, posterior_blocks=blocks)
+    assert np.array_equal(never(image=image, mask=mask)["image"], image)
+    with pytest.raises(ConfigError, match="augment.posterior_dropout: the inputs hold no fitted posteriors"):
+        build_train_transform({"posterior_dropout": 0.5}, 40)
+    with pytest.raises(ConfigError, match=r"augment.posterior_dropout: must be in \[0, 1\]"):
+        build_train_transform({"posterior_dropout": 1.5}, 40, channels=12, posterior_blocks=blocks)
+
+
 def test_input_features_round_trip_through_a_plain_dict():
     from flakeseg.inference.inputs import InputFeatures, fit_input_features
 

@@ -16,7 +16,7 @@ from flakeseg.data.contrasts import layer_classes
 from flakeseg.data.copy_paste import FlakeBank
 from flakeseg.data.datasets import CropDataset, SampleSeedSampler, WholeImageDataset, list_collate
 from flakeseg.data.setup_randomization import SetupRandomization
-from flakeseg.data.transforms import build_train_transform
+from flakeseg.data.transforms import build_train_transform, posterior_blocks
 from flakeseg.errors import ConfigError
 
 
@@ -80,7 +80,11 @@ class FlakeDataModule(pl.LightningDataModule):
         train = replace(self.train_data, masks=self.train_data.training_masks, apart_masks=None)
         channels = self.train_data.images[0].shape[2]
         transform = build_train_transform(
-            self.augment_cfg, int(self.data_cfg["crop_size"]), background_values=background, channels=channels
+            self.augment_cfg,
+            int(self.data_cfg["crop_size"]),
+            background_values=background,
+            channels=channels,
+            posterior_blocks=posterior_blocks(self.data_cfg, len(names)),
         )
         paste_p = float(self.augment_cfg.get("copy_paste_p") or 0.0)
         if not 0.0 <= paste_p <= 1.0:

@@ -21,6 +21,7 @@ def build_train_transform(
     image_interpolation: int = cv2.INTER_LINEAR,
     background_values: Sequence[int] = (0,),
     channels: int = 3,
+    posterior_blocks: Sequence[tuple[int, int]] = (),
 ) -> A.Compose:
     """The training pipeline of the paper: rotation, random crop, flips, then colour changes.
 
@@ -40,6 +41,8 @@ def build_train_transform(
         channels: image channels; beyond RGB (``data.gmm_channels``, ``data.optics_channels``) only
             geometric steps and the per-channel gain (which acts on RGB) apply, so hue, contrast and
             grayscale must be off.
+        posterior_blocks: ``(start, stop)`` channel slices of the fitted class posteriors, one block
+            per model (``augment.posterior_dropout`` blanks them).
     """
     colour_steps = [
         key for key in ("hue_shift", "contrast", "grayscale_p") if augment_cfg.get(key) not in (None, 0, 0.0)
@@ -110,6 +113,16 @@ def build_train_transform(
     gray_p = float(augment_cfg.get("grayscale_p") or 0)
     if gray_p:
         steps.append(A.ToGray(num_output_channels=3, p=gray_p))
+    dropout = float(augment_cfg.get("posterior_dropout") or 0)
+    if dropout:
+        if not 0 < dropout <= 1:
+            raise ConfigError(f"augment.posterior_dropout: must be in [0, 1], got {dropout}")
+        if not posterior_blocks:
+            raise ConfigError(
+                "augment.posterior_dropout: the inputs hold no fitted posteriors to drop; set "
+                "data.optics_channels=true or data.gmm_channels=true, or the dropout to 0"
+            )
+        steps.append(PosteriorDropout(posterior_blocks, p=dropout))
     return A.Compose(steps)
 
 
@@ -132,6 +145,40 @@ class ChannelGain(A.ImageOnlyTransform):
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("limit",)
+
+
+class PosteriorDropout(A.ImageOnlyTransform):
+    """The fitted class posteriors of a crop (``data.gmm_channels``, ``data.optics_channels``) say
+    nothing: every class of each block equally likely (``255 / classes``). A network that sometimes
+    trains without them keeps reading the RGB channels, so it need not follow the physics where the
+    physics misses a layer (a network fed the optics' posteriors lost the graphene bilayers the optics
+    missed: docs/results/optics_channels_cpu/)."""
+
+    def __init__(self, blocks: Sequence[tuple[int, int]], p: float = 0.5):
+        super().__init__(p=p)
+        self.blocks = [(int(start), int(stop)) for start, stop in blocks]
+
+    def apply(self, img: np.ndarray, **params) -> np.ndarray:
+        out = img.copy()
+        for start, stop in self.blocks:
+            out[..., start:stop] = round(255 / (stop - start))
+        return out
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("blocks",)
+
+
+def posterior_blocks(data_cfg: Mapping[str, Any], num_classes: int) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` channel slices of the fitted posteriors in the network's input, in the
+    order :class:`~flakeseg.inference.inputs.InputFeatures` stacks them: RGB, the substrate colour
+    (``data.substrate_channels``), the GMM's ``num_classes`` posteriors, the optics' three."""
+    start = 3 + 3 * bool(data_cfg.get("substrate_channels"))
+    blocks = []
+    for key, size in (("gmm_channels", num_classes), ("optics_channels", 3)):
+        if data_cfg.get(key):
+            blocks.append((start, start + size))
+            start += size
+    return blocks
 
 
 def _crop(crop_size: int, foreground_p: float, not_foreground: list[int]) -> A.BasicTransform:
