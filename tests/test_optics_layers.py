@@ -109,6 +109,22 @@ def test_a_region_that_darkens_gradually_is_not_a_flake_and_a_sharp_one_is():
     assert np.mean(with_rule[55:105, 155:205] == 1) > 0.9
 
 
+def test_a_bilayer_on_a_thick_flakes_terrace_keeps_its_edge_and_a_monolayer_halo_rule_stays():
+    """The edge rule measures a bilayer against the substrate beside it, not the thick flake (class 0
+    too) that borders it on three sides; measured against the thick flake it looked faded in."""
+    setup = shipped_setup()
+    substrate = np.array([176.0, 151.0, 207.0])
+    bilayer = setup.colours("MoS2", [2], substrate)[0, 0]
+    image = np.broadcast_to(substrate, (160, 240, 3)).astype(np.float64).copy()
+    image[30:100, 50:190] = substrate * 0.55  # thick: no layer count's colour (rejected into class 0)
+    image[50:100, 70:170] = bilayer  # a terrace: thick on three sides, substrate below
+    image = np.clip(np.round(image + np.random.default_rng(2).normal(0, 1.0, image.shape)), 0, 255)
+    kwargs = {"material": "MoS2", "setup": setup.to_dict(), "oxide_nm": setup.oxide_nm}
+    labels = OpticsLayers(3, **kwargs).predict_proba(image.astype(np.uint8)).argmax(0)
+    assert np.mean(labels[55:95, 75:165] == 2) > 0.9
+    assert np.mean(labels[35:45, 55:185] == 0) > 0.9  # the thick flake stays class 0
+
+
 def test_predict_oxide_fit_refits_a_setup_oxide_on_each_image(tmp_path):
     """``--setup FILE --oxide fit``: the setup's camera and tone, the oxide fitted on each image (a
     folder of chips from several oxide batches); the image here lies 20 nm of oxide off the setup's."""
