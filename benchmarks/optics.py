@@ -217,11 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         "oxide fitted on each image's substrate colour within 40 nm of the setup's), scored like any model "
         "(flakes as `predict` lists them, >= 100 px and confidence >= 0.5; matched at IoU >= 0.5; "
         "device-sized: >= 600 px). Zero labels, two routes: the setup calibrated on the *other* material's "
-        "training labels, and the setup `flakeseg calibrate IMAGES` fits on the screened data set's own "
-        "images with no label of any material (its defaults: camera Nikon D5100, gamma 2.2, no shoulder; "
-        "only the oxide fitted); each also on the images divided by the flat field estimated from the data "
-        "set's own images (`flakeseg calibrate IMAGES --flatfield-from-images`, no label; the no-label "
-        "setup then fitted on the divided images). The same-material rows (training images, own setup) "
+        "training labels, and the setup `flakeseg calibrate IMAGES --material M` fits on the screened data "
+        "set's own images with no label of any material (camera Nikon D5100, no shoulder; the oxide from "
+        "the substrate colours, the gamma from the flakes' own colours: `flakeseg.optics.ladder`; beside "
+        "it the default gamma 2.2 that `calibrate IMAGES` without `--material` keeps); each also on the "
+        "images divided by the flat field estimated from the data set's own images (`flakeseg calibrate "
+        "IMAGES --flatfield-from-images`, no label; the no-label setup then fitted on the divided images). "
+        "The same-material rows (training images, own setup) "
         "are where the model's defaults were chosen. Beside them, the contrast GMM fitted on every "
         "training label (`make leaderboard`, CV, protocol paper).",
         "",
@@ -270,13 +272,16 @@ def zero_label_screening(
 ) -> tuple[list[str], list[dict]]:
     """Flake scores of the optics model on every image of each data set, with the other material's
     setup (zero labels of this one), with the setup ``flakeseg calibrate IMAGES`` fits on the data set's
-    own images (``label_free``: default camera and tone curve, no label of any material), both again
-    on the images divided by the flat field estimated from the data set's own images (``calibrate
-    --flatfield-from-images``, no label) and, for reference, its own setup on its training images."""
+    own images (``label_free``: the oxide, and with ``--material`` the gamma fitted on the flakes' own
+    colours, :func:`flakeseg.optics.ladder.fit_gamma`; no label of any material; the default tone curve
+    beside it), both again on the images divided by the flat field estimated from the data set's own
+    images (``calibrate --flatfield-from-images``, no label) and, for reference, its own setup on its
+    training images."""
     from flakeseg.cli.calibrate import SETUP_FIELD_SIDE
     from flakeseg.data.catalog import load_dataset
     from flakeseg.evaluation.flake_scores import FlakeScores
     from flakeseg.models.classical.optics_layers import OpticsLayers
+    from flakeseg.optics.ladder import fit_gamma
     from flakeseg.optics.substrate import (
         apply_flat_field,
         compact_flat_field,
@@ -293,25 +298,32 @@ def zero_label_screening(
         # as `calibrate --flatfield-from-images` then `predict --setup`: the oxide is fitted on images
         # divided by the estimated field, the screened images are divided by the field the setup keeps
         field = estimate_flat_field(data.images, names=data.ids)
-        flat_free = calibrate(
-            densest_colours(apply_flat_field(image, field) for image in data.images), material[name]
-        )
+        divided = [apply_flat_field(image, field) for image in data.images]
+        flat_default = calibrate(densest_colours(divided), material[name])
         kept = expand_flat_field(compact_flat_field(field, SETUP_FIELD_SIDE))
         flat = [
             apply_flat_field(image, kept, image_id)
             for image_id, image in zip(data.ids, data.images, strict=True)
         ]
-        free = label_free[name]
+        # as `calibrate IMAGES --material M` (the gamma from the flakes' colours): what a lab runs
+        default = label_free[name]
+        free = fit_gamma(default, data.images, material[name])
+        flat_free = fit_gamma(flat_default, divided, material[name])
         # (setup from, setup, images scored, images, oxide fixed (None: fitted per image), what it is)
         routes = (
             (other, setups[other], data.ids, data.images, None, f"{other}'s labels (zero {name} labels)"),
             (NO_LABELS, free, data.ids, data.images, None,
-             f"no labels: its own images, default camera and tone ({free.oxide_nm:g} nm)"),
+             f"no labels: its own images, gamma {free.gamma:g} from its flakes ({free.oxide_nm:g} nm)"),
+            (NO_LABELS, default, data.ids, data.images, None,
+             f"no labels, the default tone curve (gamma {default.gamma:g}, {default.oxide_nm:g} nm)"),
             (NO_LABELS, free, data.ids, data.images, free.oxide_nm,
              f"no labels, the folder's oxide fixed ({free.oxide_nm:g} nm: no `--oxide fit`)"),
             (other, setups[other], data.ids, flat, None, f"{other}'s labels, + the images' own flat field"),
             (NO_LABELS, flat_free, data.ids, flat, None,
-             f"no labels, + the images' own flat field ({flat_free.oxide_nm:g} nm)"),
+             f"no labels, + the images' own flat field (gamma {flat_free.gamma:g} from its flakes, "
+             f"{flat_free.oxide_nm:g} nm)"),
+            (NO_LABELS, flat_default, data.ids, flat, None,
+             f"no labels, + the flat field, the default tone curve (gamma {flat_default.gamma:g})"),
             (name, setups[name], list(cfgs[name]["split"]["train"]), data.images, None, f"{name}'s labels"),
         )  # fmt: skip
         for setup_from, setup, ids, images, oxide_nm, source in routes:
@@ -344,6 +356,10 @@ def zero_label_screening(
                     "screened": name,
                     "setup_from": setup_from,
                     "flat_field": images is flat,
+                    "gamma": setup.gamma,
+                    "gamma_from_flakes": "ladder_log_likelihood" in setup.fitted_on,
+                    "ladder_log_likelihood": setup.fitted_on.get("ladder_log_likelihood"),
+                    "ladder_bootstrap_share": setup.fitted_on.get("ladder_bootstrap_share"),
                     "oxide_fixed_nm": oxide_nm,
                     "images": what,
                     "count": count,

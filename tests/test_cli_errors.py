@@ -134,6 +134,7 @@ BAD_INVOCATIONS = [
         2,
         "unobtainium: unknown",
     ),
+    (["calibrate", "img.png", "--material", "unobtainium", "--out", "s.yaml"], 2, "unobtainium: unknown"),
     (["robustness", "mos2", "--data", "mos2", "--out", "r", "--shifts", "fog"], 2, "--shifts: unknown fog"),
     (["robustness", "mos2", "--out", "r"], 2, "--data"),
     (["evaluate", "mos2"], 2, "--data"),

@@ -2,10 +2,12 @@
 images, and write it as a small YAML a lab keeps per microscope and objective.
 
 Unlabelled images fix the oxide thickness (from the bare-substrate colour; each image's densest colour
-is taken as its substrate). The camera's channel sensitivities and its tone curve need one labelled
-material on that microscope (--data: a data config whose masks label monolayers and bilayers, its
-material named by the config's `material` key or --material). How it is fitted:
-flakeseg.optics.calibration; how well it predicts another material: docs/results/optics/.
+is taken as its substrate). Name the crystal on them (--material) and the tone curve (gamma) is fitted
+too, with zero labels: the gamma under which the flakes' colours sit best on the optics' ladder of 1, 2,
+3... layers (flakeseg.optics.ladder). The camera's channel sensitivities need one labelled material on
+that microscope (--data: a data config whose masks label monolayers and bilayers, its material named by
+the config's `material` key or --material). How it is fitted: flakeseg.optics.calibration; how well it
+predicts another material: docs/results/optics/.
 
 A flat field (the objective's uneven lighting, vignetting) goes into the setup too, and `predict
 --setup` divides every image by it: from a blank image (--blank: bare substrate or a mirror, same
@@ -16,7 +18,7 @@ Examples:
     flakeseg calibrate --data mos2 --out setup_nikon100x.yaml
     flakeseg calibrate new_images/ --data mos2 --split train --out setup.yaml
     flakeseg calibrate new_images/ --out oxide_only.yaml
-    flakeseg calibrate new_images/ --flatfield-from-images --out setup.yaml
+    flakeseg calibrate new_images/ --material graphene --flatfield-from-images --out setup.yaml
 """
 
 from __future__ import annotations
@@ -54,7 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--split", choices=SPLITS, default="all", help="which of --data's images to fit on (default all)"
     )
     parser.add_argument(
-        "--material", default=None, help="the labelled crystal (default: the config's material)"
+        "--material",
+        default=None,
+        help="the crystal: with --data the labelled one (default: the config's material); without "
+        "--data the one on the images, whose flakes' colours then fit the tone curve (zero labels)",
     )
     parser.add_argument("--recursive", action="store_true", help="also the images in sub-folders")
     parser.add_argument(
@@ -93,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from flakeseg.data.io import image_problem, read_image
         from flakeseg.optics.calibration import OXIDE_RANGE_NM, calibrate, contrast_errors
+        from flakeseg.optics.ladder import fit_gamma
         from flakeseg.optics.materials import material as find_material
         from flakeseg.optics.substrate import (
             apply_flat_field,
@@ -104,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flakeseg.screening.inputs import collect_inputs
 
         oxide_range = tuple(args.oxide_range) if args.oxide_range else OXIDE_RANGE_NM
+        if args.material:
+            find_material(args.material)  # an unknown material is one line before any image is read
         files, problems = collect_inputs(args.images, recursive=args.recursive)
         if args.blank is not None and (problem := image_problem(args.blank)) is not None:
             problems.insert(0, f"--blank {problem}")
@@ -148,6 +156,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 oxide_range=oxide_range,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
+            if material and not args.data:  # zero labels: the tone curve from the flakes' own colours
+                task = bar.add_task(f"fitting the tone curve on the {material} flakes' colours", total=None)
+                setup = fit_gamma(
+                    setup,
+                    images,
+                    material,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
         if field is not None:
             setup = dataclasses.replace(setup, flat_field=compact_flat_field(field, SETUP_FIELD_SIDE))
         setup.save(args.out)
@@ -161,6 +177,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"shoulder {setup.shoulder if setup.shoulder is not None else 'none'} "
         f"({fitted['images']} images, {fitted['labelled_images']} labelled)"
     )
+    if "ladder_log_likelihood" in fitted:
+        scores = fitted["ladder_log_likelihood"]
+        others = ", ".join(f"{g}: {v:.3f}" for g, v in scores.items())
+        images_used = fitted["ladder_images"]
+        print(
+            f"gamma {setup.gamma:g}: the {material} layer ladder fits the flakes of {images_used} images "
+            f"best (mean log-likelihood per pixel by gamma: {others})"
+        )
+    elif not labelled:
+        print("  (tone curve: the default; give --material CRYSTAL to fit it on the flakes' colours)")
     if labelled:
         errors = contrast_errors(setup, material, [m for m in labelled if m.layers])
         error = float(np.nanmean(np.abs(errors)))
