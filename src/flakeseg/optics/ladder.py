@@ -38,16 +38,14 @@ from scipy import ndimage
 from flakeseg.errors import DataError
 from flakeseg.optics.calibration import CLIP, GAMMAS, OXIDE_WINDOW_NM, Setup, fit_oxide, image_setup
 from flakeseg.optics.camera import Tone
-from flakeseg.optics.substrate import contrast_noise, estimate_background
+from flakeseg.optics.substrate import NOISE_FLOOR, contrast_noise, estimate_background
 
-__all__ = ["LADDER_LAYERS", "MODEL_ERROR", "NOISE_FLOOR", "LadderSample", "fit_gamma", "ladder_likelihood"]
+__all__ = ["BLUR_SIGMA", "LADDER_LAYERS", "MODEL_ERROR", "LadderSample", "fit_gamma", "ladder_likelihood"]
 
 #: layer counts on the ladder (``model=optics``'s ``max_layers``)
 LADDER_LAYERS = 6
 #: the optics' relative error, added to each rung's noise (``model=optics``'s ``model_error``)
 MODEL_ERROR = 0.15
-#: the noise floor of a channel's contrast: 8-bit quantisation on a substrate near 200
-NOISE_FLOOR = 0.004
 #: the Gaussian blur before the contrast, px (``model=optics``'s ``blur_sigma``)
 BLUR_SIGMA = 1.0
 #: every STRIDE-th pixel of each row and column is scored (a ninth of them: the clusters stay full)

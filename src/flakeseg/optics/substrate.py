@@ -29,6 +29,7 @@ from scipy import ndimage
 from flakeseg.errors import DataError
 
 __all__ = [
+    "NOISE_FLOOR",
     "SUBSTRATE_GREY",
     "ColourPeak",
     "SubstratePrior",
@@ -233,6 +234,10 @@ def choose_substrate(
         return float(hit.mean() if weights is None else (hit * weights).sum())
 
     return peaks[max(candidates, key=lambda i: (explained(i), -i))]
+
+
+#: the noise floor of a channel's contrast: 8-bit quantisation on a substrate near 200
+NOISE_FLOOR = 0.004
 
 
 def contrast_noise(image: np.ndarray, contrast: np.ndarray, background: np.ndarray) -> np.ndarray:

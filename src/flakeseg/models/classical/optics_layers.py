@@ -55,11 +55,9 @@ from flakeseg.errors import ConfigError
 from flakeseg.models.classical.base import ClassicalModel, softmax
 from flakeseg.models.registry import register_model
 from flakeseg.optics.calibration import CLIP, Setup, image_setup, resolve_setup
+from flakeseg.optics.ladder import BLUR_SIGMA, LADDER_LAYERS, MODEL_ERROR
 from flakeseg.optics.materials import material as find_material
-from flakeseg.optics.substrate import contrast_noise, estimate_background
-
-#: the noise floor of a channel's contrast: 8-bit quantisation on a substrate near 200
-NOISE_FLOOR = 0.004
+from flakeseg.optics.substrate import NOISE_FLOOR, contrast_noise, estimate_background
 
 
 class OpticsLayers(ClassicalModel):
@@ -88,9 +86,9 @@ class OpticsLayers(ClassicalModel):
         material: str = "MoS2",
         setup: Mapping[str, Any] | str | None = None,
         oxide_nm: float | None = None,
-        max_layers: int = 6,
-        model_error: float = 0.15,
-        blur_sigma: float = 1.0,
+        max_layers: int = LADDER_LAYERS,  # the ladder the zero-label gamma fit assumes too
+        model_error: float = MODEL_ERROR,
+        blur_sigma: float = BLUR_SIGMA,
         reject: float = 0.999,
         opening: int = 3,
         edge_share: float = 0.3,
