@@ -111,7 +111,7 @@ clean:  ## remove run outputs (outputs/*) and caches
 	rm -rf outputs/* .pytest_cache .ruff_cache
 	touch outputs/.gitkeep
 
-optics: install  ## the optics against the labels: MoS2 and graphene setups calibrated, each material predicted and screened (zero labels) from the other's, ~2 min -> docs/results/optics/
+optics: install  ## the optics against the labels: MoS2 and graphene setups calibrated, each material predicted and screened (zero labels) from the other's, ~3 min -> docs/results/optics/
 	$(RUN) python benchmarks/optics.py --out docs/results/optics
 
 robustness: install  ## the shipped models, the contrast GMM and the zero-label optics under 12 shifts of the microscope, both data sets -> docs/results/robustness_cpu/

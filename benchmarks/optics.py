@@ -6,7 +6,9 @@ of the test images of its own material and, the test that matters, of the *other
 labels of it: the camera and tone curve come from the source material's labels; the oxide thickness
 either is refitted on the target's own substrate colours (every image of the target data set, the
 densest colour of the whole image, no labels: what ``flakeseg calibrate IMAGES`` does on a new folder)
-or is carried over from the source (the paper states 300 nm for both).
+or is carried over from the source (the paper states 300 nm for both), or the oxide and the gamma are
+both refitted on the target's images, the gamma on its flakes' colours
+(:func:`flakeseg.optics.ladder.fit_gamma`; still no label of the target).
 
 Measured, per test image: the median ``I / b - 1`` over each layer class's labelled pixels against
 the densest colour of the substrate pixels, channels whose substrate is clipped left out; predicted,
@@ -38,6 +40,7 @@ from flakeseg.data.contrasts import measure_labelled
 from flakeseg.data.io import read_image
 from flakeseg.optics.calibration import Setup, calibrate, fit_oxide
 from flakeseg.optics.camera import Tone
+from flakeseg.optics.ladder import fit_gamma
 from flakeseg.optics.substrate import substrate_colour
 from flakeseg.utils.config_files import compose_data_config
 
@@ -53,12 +56,12 @@ NAIVE = Setup(oxide_nm=300.0)
 NO_LABELS = "none"
 
 
-def image_substrates(cfg: dict) -> np.ndarray:
-    """The densest colour of every image of a data set, labels unused (a new folder's view)."""
+def folder_images(cfg: dict) -> list[np.ndarray]:
+    """Every image of a data set as stored, labels unused (a new folder's view)."""
     from flakeseg.data.catalog import discover_pairs
 
     pairs, _ = discover_pairs(cfg)
-    return densest_colours(read_image(pair.image_path) for pair in pairs)
+    return [read_image(pair.image_path) for pair in pairs]
 
 
 def densest_colours(images) -> np.ndarray:
@@ -88,12 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     material = {name: cfgs[name]["material"] for name in DATASETS}
     train = {n: measure_labelled(cfgs[n], cfgs[n]["split"]["train"]) for n in DATASETS}
     test = {n: measure_labelled(cfgs[n], cfgs[n]["split"]["test"]) for n in DATASETS}
-    folder = {n: image_substrates(cfgs[n]) for n in DATASETS}
+    images = {n: folder_images(cfgs[n]) for n in DATASETS}
+    folder = {n: densest_colours(images[n]) for n in DATASETS}
     setups = {n: calibrate(np.empty((0, 3)), material[n], train[n]) for n in DATASETS}
     for name, setup in setups.items():
         print(f"{name}: {setup}", file=sys.stderr)
 
     rows, scatter, report = [], {}, {"setups": {n: s.to_dict() for n, s in setups.items()}, "predictions": []}
+    # the other material's camera, this folder's oxide and gamma (zero labels of this material)
+    cross_tuned: dict[tuple[str, str], Setup] = {}
     for source in DATASETS:
         for target in DATASETS:
             setup = setups[source]
@@ -104,6 +110,15 @@ def main(argv: list[str] | None = None) -> int:
                     dataclasses.replace(setup, oxide_nm=refit)
                 )
                 variants[f"oxide carried over ({setup.oxide_nm:g} nm)"] = setup
+                tuned = cross_tuned[(source, target)] = fit_gamma(
+                    dataclasses.replace(setup, oxide_nm=refit, substrates=tuple(map(tuple, folder[target]))),
+                    images[target],
+                    material[target],
+                )
+                variants[
+                    f"oxide and gamma refitted on {target}'s images (gamma {tuned.gamma:g}: its flakes' "
+                    f"ladder; {tuned.oxide_nm:g} nm)"
+                ] = tuned
             if source == target:
                 variants["uncalibrated: Nikon D5100, gamma 2.2, 300 nm"] = NAIVE
             for how, used in variants.items():
@@ -163,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 entry["target_met"] = met
     label_free = {n: calibrate(folder[n], material[n]) for n in DATASETS}
-    zero_rows, report["zero_labels"] = zero_label_screening(cfgs, material, setups, label_free)
+    zero_rows, report["zero_labels"] = zero_label_screening(cfgs, material, setups, label_free, cross_tuned)
     drift_rows, report["setup_check"] = setup_check_rates(cfgs, material)
     unknown_rows, report["unknown_flakes"] = unknown_rates(cfgs)
     elapsed = time.perf_counter() - started
@@ -268,10 +283,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def zero_label_screening(
-    cfgs: dict, material: dict, setups: dict, label_free: dict
+    cfgs: dict, material: dict, setups: dict, label_free: dict, cross_tuned: dict
 ) -> tuple[list[str], list[dict]]:
     """Flake scores of the optics model on every image of each data set, with the other material's
-    setup (zero labels of this one), with the setup ``flakeseg calibrate IMAGES`` fits on the data set's
+    setup (zero labels of this one; as calibrated, and with the oxide and gamma refitted on this
+    folder's images, ``cross_tuned``), with the setup ``flakeseg calibrate IMAGES`` fits on the data set's
     own images (``label_free``: the oxide, and with ``--material`` the gamma fitted on the flakes' own
     colours, :func:`flakeseg.optics.ladder.fit_gamma`; no label of any material; the default tone curve
     beside it), both again on the images divided by the flat field estimated from the data set's own
@@ -281,7 +297,6 @@ def zero_label_screening(
     from flakeseg.data.catalog import load_dataset
     from flakeseg.evaluation.flake_scores import FlakeScores
     from flakeseg.models.classical.optics_layers import OpticsLayers
-    from flakeseg.optics.ladder import fit_gamma
     from flakeseg.optics.substrate import (
         apply_flat_field,
         compact_flat_field,
@@ -309,9 +324,23 @@ def zero_label_screening(
         default = label_free[name]
         free = fit_gamma(default, data.images, material[name])
         flat_free = fit_gamma(flat_default, divided, material[name])
+        # the other material's camera, the oxide and gamma of this folder (zero labels of it)
+        cross = cross_tuned[(other, name)]
+        divided_colours = densest_colours(divided)
+        flat_cross = fit_gamma(
+            dataclasses.replace(
+                setups[other],
+                oxide_nm=fit_oxide(divided_colours, setups[other].camera, setups[other].tone()),
+                substrates=tuple(map(tuple, divided_colours)),
+            ),
+            divided,
+            material[name],
+        )
         # (setup from, setup, images scored, images, oxide fixed (None: fitted per image), what it is)
         routes = (
             (other, setups[other], data.ids, data.images, None, f"{other}'s labels (zero {name} labels)"),
+            (other, cross, data.ids, data.images, None,
+             f"{other}'s labels, oxide and gamma refitted on this folder (gamma {cross.gamma:g})"),
             (NO_LABELS, free, data.ids, data.images, None,
              f"no labels: its own images, gamma {free.gamma:g} from its flakes ({free.oxide_nm:g} nm)"),
             (NO_LABELS, default, data.ids, data.images, None,
@@ -319,6 +348,8 @@ def zero_label_screening(
             (NO_LABELS, free, data.ids, data.images, free.oxide_nm,
              f"no labels, the folder's oxide fixed ({free.oxide_nm:g} nm: no `--oxide fit`)"),
             (other, setups[other], data.ids, flat, None, f"{other}'s labels, + the images' own flat field"),
+            (other, flat_cross, data.ids, flat, None,
+             f"{other}'s labels, + the flat field, oxide and gamma refitted (gamma {flat_cross.gamma:g})"),
             (NO_LABELS, flat_free, data.ids, flat, None,
              f"no labels, + the images' own flat field (gamma {flat_free.gamma:g} from its flakes, "
              f"{flat_free.oxide_nm:g} nm)"),
