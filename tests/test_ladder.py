@@ -14,16 +14,18 @@ from flakeseg.optics.ladder import fit_gamma
 
 def folder(truth: Setup, material: str, flakes: bool = True, seed: int = 0) -> list[np.ndarray]:
     """Four 90 x 120 images of ``truth`` at several exposures, each with a monolayer, a bilayer and a
-    thick (12-layer) flake of ``material`` (or bare substrate only), with sensor noise."""
+    thick (12-layer) flake of ``material`` placed differently on each (or bare substrate only), with
+    sensor noise."""
     signal = truth.linear(None, 0)
     tone = truth.tone()
     rng = np.random.default_rng(seed)
     images = []
-    for brightness in (0.55, 0.65, 0.75, 0.85):
+    for index, brightness in enumerate((0.55, 0.65, 0.75, 0.85)):
         substrate = 255.0 * tone.encode(signal * brightness / signal.max())
         layers = np.zeros((90, 120), np.int64)
         if flakes:
             layers[10:40, 10:60], layers[50:80, 15:55], layers[20:70, 75:110] = 1, 2, 3
+            layers = np.roll(layers, (11 * index, 29 * index), axis=(0, 1))
         colours = truth.colours(material, [0, 1, 2, 12], substrate)[0]
         image = colours[layers] + rng.normal(0.0, 1.0, (90, 120, 3))
         images.append(np.clip(np.round(image), 0, 255).astype(np.uint8))

@@ -3,11 +3,12 @@ images, and write it as a small YAML a lab keeps per microscope and objective.
 
 Unlabelled images fix the oxide thickness (from the bare-substrate colour; each image's densest colour
 is taken as its substrate). Name the crystal on them (--material) and the tone curve (gamma) is fitted
-too, with zero labels: the gamma under which the flakes' colours sit best on the optics' ladder of 1, 2,
-3... layers (flakeseg.optics.ladder). The camera's channel sensitivities need one labelled material on
-that microscope (--data: a data config whose masks label monolayers and bilayers, its material named by
-the config's `material` key or --material). How it is fitted: flakeseg.optics.calibration; how well it
-predicts another material: docs/results/optics/.
+too, with zero labels: the gamma under which the flakes' colours sit best on the optics' ladder of
+1, 2, 3... layers (flakeseg.optics.ladder; on a microscope that vignettes, give the flat field too,
+see below: on the paper's graphene images it fitted 2.6 with it, 3.5 without). The camera's channel
+sensitivities need one labelled material on that microscope (--data: a data config whose masks label
+monolayers and bilayers, its material named by the config's `material` key or --material). How it
+is fitted: flakeseg.optics.calibration; how well it predicts another material: docs/results/optics/.
 
 A flat field (the objective's uneven lighting, vignetting) goes into the setup too, and `predict
 --setup` divides every image by it: from a blank image (--blank: bare substrate or a mirror, same

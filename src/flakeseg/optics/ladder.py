@@ -19,8 +19,9 @@ bootstrap resamples of the images (:func:`fit_gamma`).
 Checked on images the optics rendered through a known gamma (tests/test_ladder.py) and, zero labels,
 on the paper's images (``benchmarks/ladder_gamma.py``, docs/results/optics_ladder/): 2.2 on MoS2 and
 2.6 on the graphene images divided by their flat field, where the zero-label flake F1 is highest too;
-3.5 on the graphene images without the flat field (their vignetting darkens the substrate by about a
-monolayer's contrast), where 2.6 scores best. Why edges are left out and why the bootstrap rule:
+3.5 on the graphene images without the flat field (their field falls to 0.89 at the corners; why the
+fit then runs to the end of the grid is not established), where 2.6 scores best: divide by the field
+first (``calibrate --flatfield-from-images``). Why edges are left out and why the bootstrap rule:
 without the first a synthetic graphene folder at gamma 3.0 fitted 3.5 (an edge towards a thick flake
 passes through every rung, which favours a denser ladder); without the second the MoS2 images divided
 by their flat field moved to 1.8 on a margin that 1 in 3 resamples reverses.
