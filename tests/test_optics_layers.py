@@ -68,6 +68,8 @@ def test_bad_options_are_one_line():
         OpticsLayers(3, material="MoS2")
     with pytest.raises(ConfigError, match="model_error"):
         OpticsLayers(3, material="MoS2", setup=shipped_setup().to_dict(), model_error=-1)
+    with pytest.raises(ConfigError, match="model.level_share: must be in"):
+        OpticsLayers(3, material="MoS2", setup=shipped_setup().to_dict(), level_share=1.5)
 
 
 def test_predict_material_screens_a_rendered_image_with_no_model(tmp_path, capsys):
@@ -107,6 +109,33 @@ def test_a_region_that_darkens_gradually_is_not_a_flake_and_a_sharp_one_is():
     assert np.mean(without[70:90, 50:70] == 1) > 0.5  # the rule is what removes the patch
     assert np.mean(with_rule[70:90, 50:70] == 1) < 0.05
     assert np.mean(with_rule[55:105, 155:205] == 1) > 0.9
+
+
+def test_a_sharp_patch_short_of_the_monolayer_rung_is_not_a_flake():
+    """Graphene, whose contrasts are small enough that a patch at 60 % of a monolayer's contrast is
+    called monolayer pixel by pixel (on MoS2 the chi-square rejection already takes it): with a setup
+    fitted on graphene the level rule drops the patch and keeps the monolayer beside it; with another
+    material's setup, whose rungs may be off by more than the rule's margin, the rule stays off."""
+    setup = shipped_setup("paper_graphene")
+    substrate = np.array([176.0, 151.0, 207.0])
+    mono = setup.colours("graphene", [1], substrate)[0, 0]
+    image = np.broadcast_to(substrate, (120, 240, 3)).astype(np.float64).copy()
+    image[30:90, 20:100] = substrate + 0.6 * (mono - substrate)  # short of the rung
+    image[30:90, 140:220] = mono  # on it
+    image = np.clip(np.round(image + np.random.default_rng(2).normal(0, 0.5, image.shape)), 0, 255)
+    image = image.astype(np.uint8)
+    kwargs = {"material": "graphene", "setup": setup.to_dict(), "oxide_nm": setup.oxide_nm}
+    with_rule = OpticsLayers(3, **kwargs).predict_proba(image).argmax(0)
+    without = OpticsLayers(3, level_share=0.0, **kwargs).predict_proba(image).argmax(0)
+    assert np.mean(without[35:85, 25:95] == 1) > 0.3  # the rule is what removes the patch
+    assert np.mean(with_rule[35:85, 25:95] == 1) < 0.05
+    assert np.mean(with_rule[35:85, 145:215] == 1) > 0.9
+    foreign = {**setup.to_dict(), "fitted_on": {"material": "MoS2"}}
+    model = OpticsLayers(3, material="graphene", setup=foreign, oxide_nm=setup.oxide_nm)
+    assert not model.rungs_fitted
+    assert np.array_equal(model.predict_proba(image).argmax(0), without)
+    laddered = {**setup.to_dict(), "fitted_on": {"material": "MoS2", "ladder_material": "graphene"}}
+    assert OpticsLayers(3, material="graphene", setup=laddered).rungs_fitted
 
 
 def test_a_bilayer_on_a_thick_flakes_terrace_keeps_its_edge_and_a_monolayer_halo_rule_stays():
