@@ -3,13 +3,15 @@ the gamma of a known setup recovered from images it rendered, a tie kept, bad in
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from flakeseg.errors import DataError
 from flakeseg.optics.calibration import Setup, calibrate
-from flakeseg.optics.ladder import fit_gamma
+from flakeseg.optics.ladder import LadderSample, fit_gamma, ladder_likelihood
 
 
 def folder(truth: Setup, material: str, flakes: bool = True, seed: int = 0) -> list[np.ndarray]:
@@ -57,6 +59,17 @@ def test_without_flakes_the_setup_keeps_its_gamma():
     images = folder(Setup(oxide_nm=285.0, gamma=2.6), "MoS2", flakes=False)
     for begin in (1.8, 2.2):
         assert fit_gamma(start(images, begin), images, "MoS2").gamma == begin
+
+
+def test_the_likelihood_is_summed_per_image_and_an_image_without_scored_pixels_adds_nothing():
+    truth = Setup(oxide_nm=285.0, gamma=2.2)
+    images = folder(truth, "MoS2")
+    samples = [LadderSample.of(image) for image in images[:2]]
+    empty = dataclasses.replace(samples[0], contrast=samples[0].contrast[:0])
+    totals = ladder_likelihood(truth, "MoS2", [samples[0], empty, samples[1]])
+    assert totals.shape == (3,) and totals[1] == 0.0 and np.all(np.isfinite(totals))
+    alone = ladder_likelihood(truth, "MoS2", [samples[0], samples[1]])
+    assert totals[[0, 2]] == pytest.approx(alone)
 
 
 def test_a_folder_of_clipped_substrates_is_one_line():

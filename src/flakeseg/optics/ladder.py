@@ -116,7 +116,9 @@ def ladder_likelihood(setup: Setup, material: str, samples: Sequence[LadderSampl
     """The log-likelihood of each sample's pixels (summed per sample) under ``setup``'s ladder of
     ``material``, the mixture weights fitted by EM over every sample together."""
     densities = np.concatenate([_log_densities(setup, material, sample) for sample in samples], axis=1)
-    starts = np.cumsum([0] + [len(sample.contrast) for sample in samples[:-1]])
+    owner = np.repeat(np.arange(len(samples)), [len(sample.contrast) for sample in samples])
+    if densities.shape[1] == 0:
+        return np.zeros(len(samples))
     # the components stay fixed, only their weights are fitted: each EM step is two matrix products
     shift = densities.max(axis=0)
     scaled = np.exp(densities - shift)  # K x N
@@ -129,7 +131,7 @@ def ladder_likelihood(setup: Setup, material: str, samples: Sequence[LadderSampl
             break
         previous = mean
         weights = weights * (scaled @ (1.0 / mixture)) / scaled.shape[1]
-    return np.add.reduceat(np.log(mixture) + shift, starts) if len(shift) else np.zeros(len(samples))
+    return np.bincount(owner, weights=np.log(mixture) + shift, minlength=len(samples))
 
 
 def fit_gamma(
@@ -146,7 +148,7 @@ def fit_gamma(
     chosen = list(images)
     if len(chosen) > MAX_IMAGES:
         chosen = [chosen[int(i)] for i in np.linspace(0, len(chosen) - 1, MAX_IMAGES).round()]
-    samples = [s for s in map(LadderSample.of, chosen) if s is not None]
+    samples = [s for s in map(LadderSample.of, chosen) if s is not None and len(s.contrast)]
     if not samples:
         raise DataError("no image has an unclipped substrate channel: the tone curve cannot be fitted")
     substrates = (
