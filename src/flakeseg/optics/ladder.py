@@ -150,7 +150,10 @@ def fit_gamma(
         chosen = [chosen[int(i)] for i in np.linspace(0, len(chosen) - 1, MAX_IMAGES).round()]
     samples = [s for s in map(LadderSample.of, chosen) if s is not None and len(s.contrast)]
     if not samples:
-        raise DataError("no image has an unclipped substrate channel: the tone curve cannot be fitted")
+        raise DataError(
+            "no image has an unclipped substrate channel and flat areas to score: the tone curve "
+            "cannot be fitted"
+        )
     substrates = (
         np.asarray(setup.substrates, dtype=np.float64)
         if setup.substrates
@@ -174,7 +177,7 @@ def fit_gamma(
     own = float(setup.gamma)
     share = 1.0
     if own in per_image and best != own:
-        share = _bootstrap_share(per_image[best] - per_image[own], pixels)
+        share = _bootstrap_share(per_image[best] - per_image[own])
         if share < BOOTSTRAP_SHARE:
             best = own  # not clearly better than the setup's own gamma: it stays
     fitted = {
@@ -188,9 +191,9 @@ def fit_gamma(
     return dataclasses.replace(candidates[best], fitted_on=fitted)
 
 
-def _bootstrap_share(gain: np.ndarray, pixels: np.ndarray) -> float:
+def _bootstrap_share(gain: np.ndarray) -> float:
     """The share of :data:`BOOTSTRAP_RESAMPLES` resamples of the images (with replacement, seed 0) in
     which the per-image log-likelihood ``gain`` of one gamma over another sums to more than zero."""
     rng = np.random.default_rng(0)
     picks = rng.integers(0, len(gain), size=(BOOTSTRAP_RESAMPLES, len(gain)))
-    return float(np.mean(gain[picks].sum(axis=1) > 0.0)) if pixels.sum() > 0 else 0.0
+    return float(np.mean(gain[picks].sum(axis=1) > 0.0))
