@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -217,15 +218,49 @@ def discover_pairs(data_cfg: Mapping[str, Any]) -> tuple[list[Pair], list[str]]:
     return pairs, problems
 
 
+#: ``data.flatfield`` naming this: the field estimated from the training split's own images (no label
+#: read; :func:`~flakeseg.optics.substrate.estimate_flat_field`), as ``flakeseg calibrate
+#: --flatfield-from-images`` estimates it from a folder
+TRAINING_IMAGES_FIELD = "training_images"
+
+
+@functools.lru_cache(maxsize=4)
+def _estimated_field(paths: tuple[Path, ...]) -> np.ndarray:
+    """The flat field of the images at ``paths`` (cached: every fold model's card asks for it)."""
+    from flakeseg.optics.substrate import estimate_flat_field
+
+    return estimate_flat_field([read_dataset_image(p) for p in paths], names=[str(p) for p in paths])
+
+
+def _training_images_field(data_cfg: Mapping[str, Any]) -> np.ndarray:
+    train = [str(i) for i in (data_cfg.get("split") or {}).get("train") or []]
+    by_id = {p.id: p.image_path for p in discover_pairs(data_cfg)[0]}
+    paths = tuple(by_id[i] for i in train if i in by_id)
+    if len(paths) < 3:
+        raise DataError(
+            f"{TRAINING_IMAGES_FIELD} needs at least 3 training images with their masks, "
+            f"data.split.train finds {len(paths)} (give a blank image, or null for none)"
+        )
+    return _estimated_field(paths)
+
+
 def flat_field(data_cfg: Mapping[str, Any]) -> np.ndarray | None:
     """The flat field (median 1) of ``data.flatfield``, or ``None``: a blank image's smoothed brightness,
-    or the field a setup file keeps (``flakeseg calibrate IMAGES --flatfield-from-images``: a lab
-    without a blank image). An unreadable file, or a setup without a field, is one line naming the key."""
+    the field a setup file keeps (``flakeseg calibrate IMAGES --flatfield-from-images``: a lab without a
+    blank image), or :data:`TRAINING_IMAGES_FIELD`: the field estimated the same way from the training
+    split's images (the test images never read). An unreadable file, or a setup without a field, is one
+    line naming the key."""
     path = data_cfg.get("flatfield")
     if not path:
         return None
-    from flakeseg.optics.substrate import expand_flat_field, flat_field_from_blank
+    from flakeseg.optics.substrate import compact_flat_field, expand_flat_field, flat_field_from_blank
 
+    if str(path) == TRAINING_IMAGES_FIELD:
+        try:
+            # as the model card will keep it, so training divides by the very field prediction does
+            return expand_flat_field(compact_flat_field(_training_images_field(data_cfg)))
+        except DataError as exc:
+            raise ConfigError(f"data.flatfield: {str(exc).splitlines()[0]}") from None
     path = Path(str(path))
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
