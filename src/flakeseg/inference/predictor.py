@@ -244,18 +244,28 @@ class Predictor:
     #: --translate``: :func:`~flakeseg.optics.drift.translate_to_setup`), applied after the flat field
     translate: Callable[[np.ndarray], np.ndarray] | None = None
 
+    @cached_property
+    def card_flatfield(self) -> np.ndarray | None:
+        """The flat field the model card keeps (its training images' microscope), at their size."""
+        if not self.card.flatfield:
+            return None
+        from flakeseg.optics.substrate import expand_flat_field
+
+        return expand_flat_field(self.card.flatfield)
+
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """Softmax probabilities, ``C x H x W`` float32, on the pixels of the ``H x W x 3`` uint8 image
-        (divided by :attr:`flatfield`, or the card's flat field, first when there is one; then
-        :attr:`translate`-d)."""
-        if self.flatfield is None and self.card.flatfield:
-            from flakeseg.optics.substrate import expand_flat_field
-
-            self.flatfield = expand_flat_field(self.card.flatfield)
-        if self.flatfield is not None:
+        (divided by :attr:`flatfield` first, else by the card's flat field when the image has the
+        training images' size; then :attr:`translate`-d)."""
+        field = self.flatfield
+        if field is None and self.card_flatfield is not None and self.card_flatfield.shape == image.shape:
+            # an image of another size comes from another camera or binning, whose field the card
+            # does not know: it is predicted as it is (`predict --flatfield BLANK` gives its own)
+            field = self.card_flatfield
+        if field is not None:
             from flakeseg.optics.substrate import apply_flat_field
 
-            image = apply_flat_field(image, self.flatfield)
+            image = apply_flat_field(image, field)
         if self.translate is not None:
             image = self.translate(image)
         height, width = image.shape[:2]
