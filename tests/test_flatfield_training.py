@@ -76,6 +76,21 @@ def test_training_images_are_divided_by_the_field_a_setup_file_keeps(tmp_path):
         load_dataset({**cfg, "flatfield": str(tmp_path / "broken.yaml")}, progress=False)
 
 
+def test_training_images_field_is_estimated_from_the_training_split_only(tmp_path):
+    """``data.flatfield=training_images``: the field estimated from the training split's own images (as
+    ``calibrate --flatfield-from-images`` from a folder); the test images, evenly lit here, are not read
+    (with them the median field would be half as deep)."""
+    cfg = {**_make_set(tmp_path, n=7, shape=SHAPE), "split": {"train": ["00000", "00001", "00002"]}}
+    for i, path in enumerate(sorted((tmp_path / "img").glob("*.png"))):
+        lit = _vignette() if i < 3 else np.ones((*SHAPE, 3))
+        Image.fromarray(np.round(150 * lit).astype(np.uint8)).save(path)
+    flat = load_dataset({**cfg, "flatfield": "training_images"}, progress=False)
+    assert abs(int(flat.images[0][3, 3, 0]) - int(flat.images[0][30, 40, 0])) <= 3  # evenly lit
+    few = {**cfg, "split": {"train": ["00000", "00001"]}, "flatfield": "training_images"}
+    with pytest.raises(ConfigError, match=r"^data.flatfield: training_images needs at least 3 training"):
+        load_dataset(few, progress=False)
+
+
 def test_a_bad_flatfield_is_one_line_naming_the_key(tmp_path):
     cfg = _make_set(tmp_path, shape=SHAPE)
     with pytest.raises(ConfigError, match=r"data.flatfield: .*nothing.png"):
@@ -104,6 +119,11 @@ def test_the_card_carries_the_field_and_predict_divides_by_it(tmp_path):
     )
     assert np.array_equal(through_lens, plain.probabilities(evened))
     assert not np.allclose(through_lens, plain.probabilities(vignetted), atol=1e-3)
+    # an image of another camera's size: the card's field is not its field, so it is left as it is
+    wider = np.round(rng.normal(140, 20, (SHAPE[0], SHAPE[1] + 16, 3)).clip(0, 255)).astype(np.uint8)
+    assert np.array_equal(
+        Predictor.for_network(module.net.eval(), card).probabilities(wider), plain.probabilities(wider)
+    )
 
 
 def _vignetted_images(root: Path, count: int = 5, fall_off: float = 0.3) -> tuple[list[Path], int]:
