@@ -21,7 +21,7 @@ from pathlib import Path
 
 from machine import machine
 
-from flakeseg.data.catalog import load_dataset
+from flakeseg.data.catalog import AS_STORED, load_dataset
 from flakeseg.evaluation.flake_scores import FlakeScores, ImageFlakes
 from flakeseg.evaluation.postprocess import DEFAULT_MIN_AREAS, DEFAULT_MIN_CONFIDENCES
 from flakeseg.inference.predictor import load_predictor
@@ -43,7 +43,7 @@ def main() -> None:
 
     data_cfg = compose_data_config(args.data)
     ids = list(data_cfg["split"][args.split])
-    data = load_dataset({**dict(data_cfg), "scale": 1.0, "substrate_normalize": False}, ids, progress=False)
+    data = load_dataset({**dict(data_cfg), **AS_STORED}, ids, progress=False)
     predictor = load_predictor(resolve_model(args.model))
     names = list(predictor.card.class_names)
     flakes = [names.index(n) for n in predictor.card.flake_classes]

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     import dataclasses
 
     from flakeseg.cli.calibrate import SETUP_FIELD_SIDE
-    from flakeseg.data.catalog import load_dataset
+    from flakeseg.data.catalog import AS_STORED, load_dataset
     from flakeseg.evaluation.flake_scores import FlakeScores
     from flakeseg.models.classical.optics_layers import OpticsLayers
     from flakeseg.optics.calibration import GAMMAS, calibrate
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     report: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "routes": []}
     for name in DATASETS:
-        cfg = {**compose_data_config(name, []), "scale": 1.0, "substrate_normalize": False}
+        cfg = {**compose_data_config(name, []), **AS_STORED}
         data = load_dataset(cfg, progress=False)
         material = cfg["material"]
         field = estimate_flat_field(data.images, names=data.ids)

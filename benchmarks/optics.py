@@ -298,7 +298,7 @@ def zero_label_screening(
     images (``calibrate --flatfield-from-images``, no label) and, for reference, its own setup on its
     training images."""
     from flakeseg.cli.calibrate import SETUP_FIELD_SIDE
-    from flakeseg.data.catalog import load_dataset
+    from flakeseg.data.catalog import AS_STORED, load_dataset
     from flakeseg.evaluation.flake_scores import FlakeScores
     from flakeseg.models.classical.optics_layers import OpticsLayers
     from flakeseg.optics.substrate import (
@@ -311,7 +311,7 @@ def zero_label_screening(
     rows, entries = [], []
     gmm = leaderboard_gmm()
     for name in DATASETS:
-        cfg = {**cfgs[name], "scale": 1.0, "substrate_normalize": False}
+        cfg = {**cfgs[name], **AS_STORED}
         data = load_dataset(cfg, progress=False)
         other = next(n for n in DATASETS if n != name)
         # as `calibrate --flatfield-from-images` then `predict --setup`: the oxide is fitted on images
@@ -414,7 +414,7 @@ def zero_label_screening(
 def setup_check_rates(cfgs: dict, material: dict) -> tuple[list[str], list[dict]]:
     """How often the setup check flags images it should pass (test images, other exposures) and
     images it should flag (another oxide, another material's microscope)."""
-    from flakeseg.data.catalog import load_dataset
+    from flakeseg.data.catalog import AS_STORED, load_dataset
     from flakeseg.data.contrasts import substrate_masks
     from flakeseg.optics.calibration import shipped_setup
     from flakeseg.optics.drift import SetupCheck, rerender
@@ -422,7 +422,7 @@ def setup_check_rates(cfgs: dict, material: dict) -> tuple[list[str], list[dict]
 
     data = {}
     for name in DATASETS:
-        data[name] = load_dataset({**cfgs[name], "scale": 1.0, "substrate_normalize": False}, progress=False)
+        data[name] = load_dataset({**cfgs[name], **AS_STORED}, progress=False)
     rows, entries = [], []
     for name in DATASETS:
         setup = shipped_setup(f"paper_{name}")
@@ -482,7 +482,7 @@ def labels_under(labels: np.ndarray, names) -> str:
 
 def unknown_rates(cfgs: dict) -> tuple[list[str], list[dict]]:
     """How many of the shipped models' test-split flakes the optics calls ``unknown``."""
-    from flakeseg.data.catalog import load_dataset
+    from flakeseg.data.catalog import AS_STORED, load_dataset
     from flakeseg.evaluation.flakes import UNKNOWN, find_flakes, unknown_flakes
     from flakeseg.evaluation.postprocess import Postprocess
     from flakeseg.inference.predictor import class_indices, load_predictor
@@ -497,9 +497,7 @@ def unknown_rates(cfgs: dict) -> tuple[list[str], list[dict]]:
         post = Postprocess.from_card(card.postprocess)
         setup = shipped_setup(f"paper_{name}")
         test = list(cfgs[name]["split"]["test"])
-        data = load_dataset(
-            {**cfgs[name], "scale": 1.0, "substrate_normalize": False}, ids=test, progress=False
-        )
+        data = load_dataset({**cfgs[name], **AS_STORED}, ids=test, progress=False)
         total, unknown = 0, []
         for image_id, image, mask in zip(data.ids, data.images, data.masks, strict=True):
             probs = predictor.probabilities(image)

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             parser.error(f"{item}: give KEY=VALUE, e.g. level_share=0.7")
         options[key] = float(value)
-    from flakeseg.data.catalog import load_dataset
+    from flakeseg.data.catalog import AS_STORED, load_dataset
     from flakeseg.data.contrasts import measure_labelled
     from flakeseg.evaluation.flake_scores import FlakeScores
     from flakeseg.models.classical.optics_layers import OpticsLayers
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = compose_data_config(name, [])
         train = list(cfg["split"]["train"])
         setup = calibrate(np.empty((0, 3)), cfg["material"], measure_labelled(cfg, train))
-        data = load_dataset({**cfg, "scale": 1.0, "substrate_normalize": False}, ids=train, progress=False)
+        data = load_dataset({**cfg, **AS_STORED}, ids=train, progress=False)
         model = OpticsLayers(
             len(data.scheme.names), material=cfg["material"], setup=setup.to_dict(), **options
         )

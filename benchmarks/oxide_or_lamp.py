@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("FLAKESEG_DATA"):
         parser.error("set FLAKESEG_DATA to the data root")
 
-    from flakeseg.data.catalog import load_dataset
+    from flakeseg.data.catalog import AS_STORED, load_dataset
     from flakeseg.data.contrasts import substrate_masks
     from flakeseg.optics.calibration import shipped_setup
     from flakeseg.optics.drift import SetupCheck
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from flakeseg.studies.robustness import shift_image
     from flakeseg.utils.config_files import compose_data_config
 
-    cfg = {**compose_data_config(args.data, []), "scale": 1.0, "substrate_normalize": False}
+    cfg = {**compose_data_config(args.data, []), **AS_STORED}
     data = load_dataset(cfg, progress=False)
     tests = data.subset(list(cfg["split"]["test"]))
     setup = shipped_setup(f"paper_{args.data}")

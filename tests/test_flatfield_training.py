@@ -199,3 +199,18 @@ def test_calibrate_keeps_the_folder_field_and_predict_divides_by_it(tmp_path, ca
     vignetted_area, vignetted_confidence = flakes(without, "vignetted")
     assert abs(flat_area - truth) < 0.05 * truth < abs(vignetted_area - truth)
     assert flat_confidence > vignetted_confidence
+
+
+def test_contrasts_are_measured_on_the_images_as_stored(tmp_path):
+    """The optics measures the images as stored whatever flat field the training recipe divides by
+    (``AS_STORED``): the setups it fits are compared with images as `predict` reads them."""
+    from flakeseg.data.contrasts import measure_labelled
+
+    cfg = {**_make_set(tmp_path, n=4, shape=SHAPE), "split": {"train": ["00000", "00001", "00002", "00003"]}}
+    for i, path in enumerate(sorted((tmp_path / "img").glob("*.png"))):
+        Image.fromarray(np.round((120 + 20 * i) * _vignette()).astype(np.uint8)).save(path)
+    plain = measure_labelled(cfg)
+    recipe = measure_labelled({**cfg, "flatfield": "training_images"})
+    assert [m.substrate.tolist() for m in plain] == [m.substrate.tolist() for m in recipe]
+    divided = load_dataset({**cfg, "flatfield": "training_images"}, progress=False)
+    assert not np.array_equal(divided.images[0], load_dataset(cfg, progress=False).images[0])

@@ -218,6 +218,10 @@ def discover_pairs(data_cfg: Mapping[str, Any]) -> tuple[list[Pair], list[str]]:
     return pairs, problems
 
 
+#: ``data`` values that load the images as stored: no resampling, white balance or flat-field division
+#: (what the optics measures and the robustness benchmark shifts), whatever the training recipe sets
+AS_STORED = {"scale": 1.0, "substrate_normalize": False, "flatfield": None}
+
 #: ``data.flatfield`` naming this: the field estimated from the training split's own images (no label
 #: read; :func:`~flakeseg.optics.substrate.estimate_flat_field`), as ``flakeseg calibrate
 #: --flatfield-from-images`` estimates it from a folder

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from flakeseg.data.catalog import FlakeImages, load_dataset
+from flakeseg.data.catalog import AS_STORED, FlakeImages, load_dataset
 from flakeseg.data.io import read_dataset_mask
 from flakeseg.errors import ConfigError
 from flakeseg.optics.calibration import ImageContrast, measure_contrast
@@ -36,8 +36,8 @@ def measure_labelled(
     data_cfg: Mapping[str, Any], ids: Iterable[str] | None = None, progress: bool = False
 ) -> list[ImageContrast]:
     """Substrate colour and per-layer contrasts of the labelled images (all, or ``ids``), as stored
-    (no resampling, no white balance)."""
-    cfg = {**dict(data_cfg), "scale": 1.0, "substrate_normalize": False}
+    (no resampling, white balance or flat field)."""
+    cfg = {**dict(data_cfg), **AS_STORED}
     data = load_dataset(cfg, ids=ids, progress=progress)
     layers = layer_classes(data.scheme.names)
     if not layers:

@@ -63,12 +63,13 @@ def evaluate_model(
         scale=card.data_scale,
         substrate_normalize=card.substrate_normalize,
         gmm_channels=card.inputs is not None,
+        flatfield=None,  # the card's own field below, not the one today's recipe would train with
     )
     splits = split_from_config(data_cfg)
     wanted = [*splits["train"], *splits["test"]] if split == "all" else splits[split]
     if ids is not None:
         wanted = list(ids)
-    # divided by the card's flat field, as predict divides them (data.flatfield when the card has none)
+    # divided by the card's flat field, as predict divides them
     field = expand_flat_field(card.flatfield) if card.flatfield else None
     images = load_dataset(data_cfg, ids=wanted, progress=progress, flatfield=field)
     names = list(card.class_names)

@@ -223,13 +223,11 @@ def example_image(data_cfg: dict[str, Any]) -> dict[str, Any]:
         ``id``, ``image`` and ``mask`` (full resolution), ``shown_image`` and ``shown_mask`` (at the
         scale of ``data_cfg``, as the models see it) and the class ``colors``.
     """
-    from flakeseg.data.catalog import load_dataset
+    from flakeseg.data.catalog import AS_STORED, load_dataset
 
     test_id = str(data_cfg["split"]["test"][0])
     # as the microscope gave it: each model's predictor prepares it as its training images were
-    full = load_dataset(
-        {**data_cfg, "scale": 1.0, "substrate_normalize": False}, ids=[test_id], progress=False
-    )
+    full = load_dataset({**data_cfg, **AS_STORED}, ids=[test_id], progress=False)
     shown = load_dataset(data_cfg, ids=[test_id], progress=False)
     return {
         "id": test_id,

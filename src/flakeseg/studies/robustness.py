@@ -251,7 +251,7 @@ def _rescaled(predictor: Any, scale: float) -> Any:
 def run(args: argparse.Namespace, shifts: Sequence[str]) -> int:
     from rich.progress import Progress
 
-    from flakeseg.data.catalog import load_dataset
+    from flakeseg.data.catalog import AS_STORED, load_dataset
     from flakeseg.data.contrasts import substrate_masks
     from flakeseg.evaluation.postprocess import Postprocess
     from flakeseg.inference.predictor import class_indices
@@ -261,7 +261,7 @@ def run(args: argparse.Namespace, shifts: Sequence[str]) -> int:
     from flakeseg.utils.config_files import compose_data_config
 
     started = time.perf_counter()
-    data_cfg = {**compose_data_config(args.data, []), "scale": 1.0, "substrate_normalize": False}
+    data_cfg = {**compose_data_config(args.data, []), **AS_STORED}
     data = load_dataset(data_cfg, progress=False)
     test = list(data_cfg["split"]["test"])[: args.images]
     setup = shipped_setup(f"paper_{args.data}")

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
     from rich.progress import track
 
-    from flakeseg.data.catalog import load_dataset
+    from flakeseg.data.catalog import AS_STORED, load_dataset
     from flakeseg.data.contrasts import layer_classes
     from flakeseg.data.importing import write_dataset
     from flakeseg.data.label_formats import ImportedLabels, LabelledImage
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from flakeseg.utils.config_files import CONFIG_DIR, compose_data_config
 
     material(args.material)  # an unknown material: one line before any image is read
-    image_cfg = {**compose_data_config(args.images, []), "scale": 1.0, "substrate_normalize": False}
-    shape_cfg = {**compose_data_config(args.shapes, []), "scale": 1.0, "substrate_normalize": False}
+    image_cfg = {**compose_data_config(args.images, []), **AS_STORED}
+    shape_cfg = {**compose_data_config(args.shapes, []), **AS_STORED}
     substrates = load_dataset(image_cfg, ids=list(image_cfg["split"]["train"]), progress=False)
     outlines = load_dataset(shape_cfg, ids=list(shape_cfg["split"]["train"]), progress=False)
     shapes = shapes_from_masks(outlines.masks, list(layer_classes(outlines.scheme.names)))
