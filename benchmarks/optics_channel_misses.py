@@ -29,7 +29,7 @@ def _rounded(value: float) -> float | None:
 def misses(models: list[str], data: str, split: str) -> dict:
     import cv2
 
-    from flakeseg.data.catalog import load_dataset
+    from flakeseg.data.catalog import AS_STORED, load_dataset
     from flakeseg.data.preprocess import resize_image
     from flakeseg.data.splits import split_from_config
     from flakeseg.inference.inputs import InputFeatures
@@ -49,7 +49,7 @@ def misses(models: list[str], data: str, split: str) -> dict:
     optics_predictor, optics = with_optics[0]
     # the images as stored (what `predict` reads): each model resamples and prepares them itself
     data_cfg = compose_data_config(data, [])
-    data_cfg.update(scale=1.0, substrate_normalize=False)
+    data_cfg.update(AS_STORED)
     splits = split_from_config(data_cfg)
     ids = [*splits["train"], *splits["test"]] if split == "all" else splits[split]
     dataset = load_dataset(data_cfg, ids=ids, progress=False)

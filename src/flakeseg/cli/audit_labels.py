@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rich.console import Console
         from rich.table import Table
 
-        from flakeseg.data.catalog import load_dataset
+        from flakeseg.data.catalog import AS_STORED, load_dataset
         from flakeseg.data.classes import region_class_indices
         from flakeseg.data.contrasts import substrate_masks
         from flakeseg.evaluation.label_audit import audit_html, audit_labels, region_crop_jpeg
@@ -96,8 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flakeseg.utils.files import write_csv_atomic, write_text_atomic
 
         data_cfg = compose_data_config(args.data, data_overrides(args.set))
-        # contrasts of the images as stored: no resampling, no white balance
-        data_cfg.update(scale=1.0, substrate_normalize=False)
+        data_cfg.update(AS_STORED)  # contrasts of the images as stored
         data = load_dataset(data_cfg, progress=sys.stderr.isatty())
         flake = region_class_indices(data_cfg["classes"], data.scheme.names)
         class_names = {i: data.scheme.names[i] for i in flake}

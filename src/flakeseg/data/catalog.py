@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from flakeseg.data.classes import ClassScheme
 from flakeseg.data.io import read_dataset_image, read_dataset_mask, read_image
 from flakeseg.data.preprocess import prepare_image, uses_fitted_inputs
 from flakeseg.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 UPSTREAM_URL = "https://github.com/xinkent/mos2_segmentation"
 HOW_TO_GET_DATA = (
@@ -226,6 +229,8 @@ AS_STORED = {"scale": 1.0, "substrate_normalize": False, "flatfield": None}
 #: read; :func:`~flakeseg.optics.substrate.estimate_flat_field`), as ``flakeseg calibrate
 #: --flatfield-from-images`` estimates it from a folder
 TRAINING_IMAGES_FIELD = "training_images"
+#: fewer training images than this: no field (a median over one or two images is mostly their flakes)
+MIN_FIELD_IMAGES = 3
 
 
 @functools.lru_cache(maxsize=4)
@@ -236,15 +241,19 @@ def _estimated_field(paths: tuple[Path, ...]) -> np.ndarray:
     return estimate_flat_field([read_dataset_image(p) for p in paths], names=[str(p) for p in paths])
 
 
-def _training_images_field(data_cfg: Mapping[str, Any]) -> np.ndarray:
+def _training_images_field(data_cfg: Mapping[str, Any]) -> np.ndarray | None:
     train = [str(i) for i in (data_cfg.get("split") or {}).get("train") or []]
     by_id = {p.id: p.image_path for p in discover_pairs(data_cfg)[0]}
     paths = tuple(by_id[i] for i in train if i in by_id)
-    if len(paths) < 3:
-        raise DataError(
-            f"{TRAINING_IMAGES_FIELD} needs at least 3 training images with their masks, "
-            f"data.split.train finds {len(paths)} (give a blank image, or null for none)"
+    if len(paths) < MIN_FIELD_IMAGES:
+        # the default recipe's setting must not stop a lab's first model on one or two images
+        log.warning(
+            "data.flatfield=%s: %d training image(s), a field needs %d; the images are not divided",
+            TRAINING_IMAGES_FIELD,
+            len(paths),
+            MIN_FIELD_IMAGES,
         )
+        return None
     return _estimated_field(paths)
 
 
@@ -252,8 +261,9 @@ def flat_field(data_cfg: Mapping[str, Any]) -> np.ndarray | None:
     """The flat field (median 1) of ``data.flatfield``, or ``None``: a blank image's smoothed brightness,
     the field a setup file keeps (``flakeseg calibrate IMAGES --flatfield-from-images``: a lab without a
     blank image), or :data:`TRAINING_IMAGES_FIELD`: the field estimated the same way from the training
-    split's images (the test images never read). An unreadable file, or a setup without a field, is one
-    line naming the key."""
+    split's images (the test images never read; ``None``, with a warning, under
+    :data:`MIN_FIELD_IMAGES`). An unreadable file, or a setup without a field, is one line naming the
+    key."""
     path = data_cfg.get("flatfield")
     if not path:
         return None
@@ -261,10 +271,11 @@ def flat_field(data_cfg: Mapping[str, Any]) -> np.ndarray | None:
 
     if str(path) == TRAINING_IMAGES_FIELD:
         try:
-            # as the model card will keep it, so training divides by the very field prediction does
-            return expand_flat_field(compact_flat_field(_training_images_field(data_cfg)))
+            estimated = _training_images_field(data_cfg)
         except DataError as exc:
             raise ConfigError(f"data.flatfield: {str(exc).splitlines()[0]}") from None
+        # as the model card will keep it, so training divides by the very field prediction does
+        return None if estimated is None else expand_flat_field(compact_flat_field(estimated))
     path = Path(str(path))
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
