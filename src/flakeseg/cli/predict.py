@@ -90,7 +90,7 @@ def build_parser(
         metavar="BLANK",
         help="a blank image (bare substrate, same objective and camera, same size): every image is divided "
         "by its smoothed brightness first, undoing vignetting (default: the --setup's flat field, else "
-        "the model card's, if any)",
+        "the model card's, if any, for images of its training images' size)",
     )
     parser.add_argument(
         "--strict",
