@@ -148,3 +148,20 @@ def test_the_post_processing_chosen_on_cv_goes_into_the_card_and_predict_uses_it
     assert main([str(model), str(image), "--out", str(tmp_path / "asked"), "--min-area", "150"]) == 0
     settings = json.loads((tmp_path / "asked" / "run.json").read_text())["settings"]
     assert (settings["min_area"], settings["min_confidence"]) == (150, 0.7)  # what is asked wins
+
+
+def test_a_shipped_file_holds_its_flat_field_packed_and_its_card_reads_it_back(tmp_path):
+    """The card's flat field travels as one float32 tensor (a third of the bytes of nested floats, so
+    a shipped model stays under 2 MiB) and reads back as the very numbers the card had."""
+    import torch
+
+    from flakeseg.inference.checkpoint import load_checkpoint
+    from flakeseg.inference.predictor import load_card
+
+    shipped = load_card(SHIPPED_DIR / "mos2.ckpt")
+    assert shipped.flatfield is not None
+    path = _reship_with(tmp_path, shipped.postprocess)
+    stored = load_checkpoint(path)["hyper_parameters"]["inference"]["flatfield"]["field"]
+    assert isinstance(stored, torch.Tensor) and stored.dtype == torch.float32
+    assert load_card(path).flatfield == shipped.flatfield
+    assert path.stat().st_size < 2 * 1024 * 1024

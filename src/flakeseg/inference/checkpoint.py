@@ -119,6 +119,18 @@ class ModelCard:
         return cls(**{**json.loads(text), "source": source})
 
 
+def _unpacked_flatfield(field: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A card's flat field as plain data: a shipped file holds its samples as a float32 tensor
+    (:func:`~flakeseg.stages.shipping.packed_flatfield`), given back as the numbers they were (float32
+    values already: :func:`~flakeseg.optics.substrate.compact_flat_field` rounds a float32 array)."""
+    if not field:
+        return None
+    samples = field["field"]
+    if isinstance(samples, torch.Tensor):
+        samples = samples.double().tolist()
+    return {**dict(field), "field": samples}
+
+
 def card_from_hparams(
     hparams: Mapping[str, Any], net: torch.nn.Module | None, source: str, input_multiple: int = 1
 ) -> ModelCard:
@@ -143,7 +155,7 @@ def card_from_hparams(
         substrate_normalize=bool(inference.get("substrate_normalize", False)),
         inputs=inference.get("inputs") or None,
         postprocess=inference.get("postprocess") or None,
-        flatfield=inference.get("flatfield") or None,
+        flatfield=_unpacked_flatfield(inference.get("flatfield")),
         setup=inference.get("setup") or None,
         source=source,
     )
