@@ -122,3 +122,35 @@ def test_the_optics_flags_a_region_whose_contrast_is_another_layer_count() -> No
         ("bilayer", 10): (False, 2),
         ("monolayer", 90): (True, 2),
     }
+
+
+def test_an_image_whose_labels_are_mostly_flagged_is_mislabelled() -> None:
+    from flakeseg.evaluation.label_audit import mislabelled_images
+
+    ids, images, masks = synthetic_set()
+    # image 004: its monolayer, grown to 3,375 px (the larger region of the two), has the bilayer's contrast
+    _paint(images[4], masks[4], (10, 10, 55, 85), 1, BILAYER)
+    regions, _ = audit_labels(ids, images, masks, {1: "monolayer", 2: "bilayer"})
+    # 002's planted mislabel is 400 of its 5,300 px: not mostly flagged
+    assert mislabelled_images(regions, optics=False) == ["004"]
+    # with the optics asked, the data's flag alone is not enough
+    assert mislabelled_images(regions, optics=True) == []
+    for region in regions:
+        region.optics_flagged = region.image_id == "004"
+    assert mislabelled_images(regions, optics=True) == ["004"]
+    for region in regions:
+        region.optics_flagged = region.image_id == "004" and region.class_name == "bilayer"
+    assert mislabelled_images(regions, optics=True) == []  # a region counts when both flag it
+
+
+def test_mos2_training_images_left_out_are_00006_alone(data_root: Path) -> None:
+    from flakeseg.data.catalog import load_dataset
+    from flakeseg.stages.fold_inputs import without_mislabelled
+    from flakeseg.utils.config_files import compose_data_config
+
+    for name, dropped in (("mos2", ["00006"]), ("graphene", [])):
+        cfg = compose_data_config(name, [f"data.root={data_root}", "data.scale=0.25"])
+        train = load_dataset(cfg, ids=list(cfg["split"]["train"]), progress=False)
+        kept = without_mislabelled(train, cfg)
+        assert sorted(set(train.ids) - set(kept.ids)) == dropped, name
+        assert kept.images[0].shape == train.images[0].shape  # the images as the fold loaded them

@@ -243,6 +243,24 @@ def audit_labels(
     return regions, stats
 
 
+#: an image is "mislabelled" when more than this share of its audited flake area is flagged
+MISLABELLED_SHARE = 0.5
+
+
+def mislabelled_images(regions: Sequence[Region], optics: bool) -> list[str]:
+    """The images more than :data:`MISLABELLED_SHARE` of whose audited flake area (regions of
+    ``min_area`` and more) is flagged by the data's own statistics and, with ``optics`` (the regions
+    carry :func:`optics_verdicts`), by the optics too: labels that put every flake one class off, as
+    those of MoS2 00006 do. In image order."""
+    area: dict[str, int] = {}
+    flagged: dict[str, int] = {}
+    for region in regions:
+        area[region.image_id] = area.get(region.image_id, 0) + region.area
+        if region.flagged and (region.optics_flagged or not optics):
+            flagged[region.image_id] = flagged.get(region.image_id, 0) + region.area
+    return [i for i, total in area.items() if flagged.get(i, 0) > MISLABELLED_SHARE * total]
+
+
 def region_crop_jpeg(
     image: np.ndarray, mask: np.ndarray, region: Region, margin: int = 24, max_side: int = 200
 ) -> bytes:

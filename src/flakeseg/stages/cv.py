@@ -86,6 +86,7 @@ def train_fold(
         }
     # fitted on this fold's training images only; the substrate is found on whole images, then cropped
     features, train_data, val_data, data_cfg = prepare_fold_inputs(cfg, train_data, val_data, int(cfg.seed))
+    train_ids = list(train_data.ids)  # without those data.exclude_mislabelled left out
     if cfg.cv.get("score_crop"):
         val_data = val_data.center_cropped(round(int(cfg.cv.score_crop) * float(cfg.data.scale)))
     scheme = images.scheme
