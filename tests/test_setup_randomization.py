@@ -56,6 +56,7 @@ def test_no_benchmark_strength_is_sampled_in_training():
         "vignetting_folder": preset.vignetting,
         "defocus": preset.blur,
         "noise": preset.noise,
+        "jpeg": preset.jpeg,
     }
     for shift, low_high in checks.items():
         for strength in SHIFTS[shift]:
@@ -108,6 +109,21 @@ def test_exposure_with_clipping_clips_and_contrast_survives_white_balance():
     assert abs(after[0] - before[0]) < 3
 
 
+def test_jpeg_compresses_the_shifted_image_and_keeps_its_substrate():
+    image, layers = _image()
+    preset = _preset()
+    substrate = substrate_colour(image, layers == 0)
+    plain = SetupRandomization(preset.setup, "MoS2", p=1.0)
+    out, _ = plain(image, layers, substrate, np.random.default_rng(0))
+    assert np.array_equal(out, image)  # quality 100: no compression
+    lossy = SetupRandomization(preset.setup, "MoS2", p=1.0, jpeg=(40.0, 40.0))
+    out, colour = lossy(image, layers, substrate, np.random.default_rng(0))
+    assert np.abs(out.astype(int) - image).max() > 3  # blocks and subsampled chroma
+    assert np.abs(substrate_colour(out, layers == 0) - colour).max() <= 3
+    again, _ = lossy(image, layers, substrate, np.random.default_rng(0))
+    assert np.array_equal(out, again)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -116,6 +132,7 @@ def test_exposure_with_clipping_clips_and_contrast_survives_white_balance():
         ({"p": 2}, r"augment.setup.p: must be in \[0, 1\]"),
         ({"oxide_nm": []}, r"augment.setup.oxide_nm: oxide_p > 0 needs ranges"),
         ({"source": "paper_hbn"}, r"augment.setup.source: setup paper_hbn: not shipped"),
+        ({"jpeg": [0, 90]}, r"augment.setup.jpeg: qualities in \[1, 100\]"),
     ],
 )
 def test_a_bad_setup_value_is_one_line_naming_the_key(changes, message):
@@ -194,3 +211,27 @@ def test_shifts_refuse_images_white_balanced_when_loaded(tiny_cfg):
     cfg = tiny_cfg("augment/setup=microscopes", "data.substrate_normalize=true", "cv.fold=0")
     with pytest.raises(ConfigError, match=r"augment.setup: needs the images as the microscope gave them"):
         run_cross_validation(cfg)
+
+
+def test_shifted_images_are_white_balanced_against_the_bare_substrate_not_a_thick_flake(tiny_cfg):
+    """MoS2 00005: class 0 ("other") holds a 42k-px thick flake, the densest colour of the class. A
+    shifted training image is white-balanced against the colour of its labelled bare substrate, which
+    must be the substrate colour the unshifted path (and ``predict``) estimates, on every image."""
+    from omegaconf import OmegaConf
+
+    from flakeseg.data.catalog import load_dataset
+    from flakeseg.data.datamodule import FlakeDataModule
+    from flakeseg.optics.substrate import estimate_background
+    from flakeseg.stages.fold_inputs import prepare_fold_inputs
+
+    cfg = tiny_cfg("data.scale=0.5", "data.substrate_normalize=true", "data.substrate_choice=fitted")
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    train = load_dataset(data_cfg, ids=list(data_cfg["split"]["train"]), progress=False)
+    features, train, _, loader_cfg = prepare_fold_inputs(cfg, train, None, 0)
+    augment = {**OmegaConf.to_container(cfg.augment, resolve=True), "setup": {"p": 1.0}}
+    dataset = FlakeDataModule(train, None, loader_cfg, augment, 0).train_dataloader().dataset
+    for image_id, original, colour in zip(train.ids, dataset.originals, dataset.substrates, strict=True):
+        estimated = estimate_background(original, prior=features.prior)
+        assert np.abs(colour - estimated).max() <= 1, image_id
+    thick_flake = substrate_colour(dataset.originals[0], train.masks[0] == 0)  # class 0 as a whole
+    assert train.ids[0] == "00005" and np.abs(thick_flake - dataset.substrates[0]).max() > 50

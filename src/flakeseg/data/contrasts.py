@@ -14,7 +14,7 @@ from flakeseg.data.io import read_dataset_mask
 from flakeseg.errors import ConfigError
 from flakeseg.optics.calibration import ImageContrast, measure_contrast
 
-__all__ = ["LAYER_COUNTS", "layer_classes", "measure_labelled", "substrate_masks"]
+__all__ = ["LAYER_COUNTS", "layer_classes", "loaded_substrate_masks", "measure_labelled", "substrate_masks"]
 
 #: class names that are a known number of layers
 LAYER_COUNTS = {"monolayer": 1, "bilayer": 2, "trilayer": 3}
@@ -30,6 +30,23 @@ def substrate_masks(data: FlakeImages) -> list[np.ndarray]:
     (MoS2: 0, not 3 = thick flakes, which share the class)."""
     value = data.scheme.label_values[0][0]
     return [read_dataset_mask(pair.mask_path) == value for pair in data.pairs]
+
+
+def loaded_substrate_masks(data: FlakeImages) -> list[np.ndarray]:
+    """:func:`substrate_masks` at the size the images were loaded at (nearest neighbour, as the class
+    masks are resampled): class 0 without the thick flakes it may hold, whose colour is not the
+    substrate's (MoS2 00005's 42k-px thick flake is the densest colour of its class 0). Class 0 itself
+    when it holds one raw label value or the images were not loaded from files."""
+    if len(data.scheme.label_values[0]) == 1 or len(data.pairs) != len(data.ids):
+        return [mask == 0 for mask in data.masks]
+    import cv2
+
+    out = []
+    for bare, mask in zip(substrate_masks(data), data.masks, strict=True):
+        if bare.shape != mask.shape:
+            bare = cv2.resize(bare.astype(np.uint8), mask.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
+        out.append(bare)
+    return out
 
 
 def measure_labelled(

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from flakeseg.data.catalog import FlakeImages
-from flakeseg.data.contrasts import layer_classes
+from flakeseg.data.contrasts import layer_classes, loaded_substrate_masks
 from flakeseg.data.copy_paste import FlakeBank
 from flakeseg.data.datasets import CropDataset, SampleSeedSampler, WholeImageDataset, list_collate
 from flakeseg.data.setup_randomization import SetupRandomization
@@ -126,8 +126,8 @@ class FlakeDataModule(pl.LightningDataModule):
         self, train: FlakeImages, names: list[str]
     ) -> tuple[SetupRandomization | None, list[np.ndarray] | None]:
         """``augment.setup`` as a :class:`SetupRandomization` and each training image's layer map
-        (class 0 0, monolayer 1, bilayer 2, ...; subclasses kept apart, such as MoS2's thick flakes,
-        and unlabelled pixels -1), or ``(None, None)`` when it is off."""
+        (bare substrate 0, monolayer 1, bilayer 2, ...; the rest of class 0, such as MoS2's thick
+        flakes, subclasses kept apart and unlabelled pixels -1), or ``(None, None)`` when it is off."""
         cfg = self.augment_cfg.get("setup")
         if not cfg:
             return None, None
@@ -147,9 +147,10 @@ class FlakeDataModule(pl.LightningDataModule):
         )
         counts = layer_classes(names)
         layers = []
-        for mask in train.masks:
+        # the bare substrate, not all of class 0: the shifted image is white-balanced against its colour
+        for mask, bare in zip(train.masks, loaded_substrate_masks(train), strict=True):
             layer = np.full(mask.shape, -1, dtype=np.int64)
-            layer[mask == 0] = 0
+            layer[bare & (mask == 0)] = 0
             for cls, count in counts.items():
                 layer[mask == cls] = count
             layers.append(layer)
