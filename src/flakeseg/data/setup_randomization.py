@@ -12,7 +12,8 @@ drawn uniformly from its range, ranges that hold "no change"):
 - **lamp** colour temperature, the camera's white balance kept for the old lamp
   (:func:`flakeseg.optics.shifts.lamp_gains`); **exposure** (a common gain, clipped at 255);
   **vignetting** (:func:`flakeseg.optics.shifts.falloff`): all on the linear signal;
-- **gamma** (the tone curve's exponent), **defocus** (Gaussian blur) and **sensor noise**.
+- **gamma** (the tone curve's exponent), **defocus** (Gaussian blur), **sensor noise** and **JPEG**
+  compression (a quality drawn from ``jpeg``; 100: none), the camera's last step.
 
 With ``data.substrate_normalize`` the shifted image is then white-balanced against its own substrate
 colour: the labelled substrate's colour passed through the same per-pixel steps (so no estimate can
@@ -47,7 +48,7 @@ OXIDE_STEP_NM = 2.0
 LAMP_STEP_K = 100.0
 #: the layer counts re-rendered (-1: unknown, recoloured as the substrate; layer classes go up to 3)
 COUNTS = (-1, 0, 1, 2, 3)
-RANGES = ("exposure", "lamp_k", "gamma", "vignetting", "blur", "noise")
+RANGES = ("exposure", "lamp_k", "gamma", "vignetting", "blur", "noise", "jpeg")
 
 
 @dataclass
@@ -58,7 +59,8 @@ class SetupRandomization:
         setup: the setup the training images were taken with.
         material: the crystal of the labelled layers (``None``: no oxide re-rendering).
         p: share of samples that are shifted.
-        exposure, lamp_k, gamma, vignetting, blur, noise: ``(low, high)`` of each step's strength.
+        exposure, lamp_k, gamma, vignetting, blur, noise, jpeg: ``(low, high)`` of each step's
+            strength (``jpeg``: the quality, 1-100).
         oxide_p: share of shifted samples also re-rendered on another oxide.
         oxide_nm: the ``(low, high)`` ranges the oxide is drawn from (uniformly over their union).
     """
@@ -72,6 +74,7 @@ class SetupRandomization:
     vignetting: tuple[float, float] = (0.0, 0.0)
     blur: tuple[float, float] = (0.0, 0.0)
     noise: tuple[float, float] = (0.0, 0.0)
+    jpeg: tuple[float, float] = (100.0, 100.0)
     oxide_p: float = 0.0
     oxide_nm: tuple[tuple[float, float], ...] = ()
     _ratios: dict = field(default_factory=dict, repr=False)
@@ -99,6 +102,9 @@ class SetupRandomization:
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"augment.setup.{key}: must be in [0, 1], got {value}")
             values[key] = value
+        low, high = values.get("jpeg", (100.0, 100.0))
+        if low < 1 or high > 100:
+            raise ConfigError(f"augment.setup.jpeg: qualities in [1, 100], got {[low, high]}")
         if values.get("gamma", (1, 1))[0] <= 0:
             raise ConfigError(f"augment.setup.gamma: must be positive, got {list(values['gamma'])}")
         oxide = tuple(config_range(r, "augment.setup.oxide_nm") for r in (cfg.get("oxide_nm") or ()))
@@ -168,4 +174,8 @@ class SetupRandomization:
         noise = self._draw(rng, self.noise)
         if noise > 0:
             result = np.clip(np.round(result + rng.normal(0.0, noise, result.shape)), 0, 255).astype(np.uint8)
+        quality = round(self._draw(rng, self.jpeg))
+        if quality < 100:  # OpenCV's encoder: 4:2:0 chroma subsampling, as most cameras' JPEGs
+            _, data = cv2.imencode(".jpg", result[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+            result = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1].copy()
         return result, colour
