@@ -50,7 +50,9 @@ def without_mislabelled(train: FlakeImages, data_cfg: dict[str, Any]) -> FlakeIm
 def prepare_fold_inputs(
     cfg: DictConfig, train: FlakeImages, held_out: FlakeImages | None, seed: int
 ) -> tuple[InputFeatures | None, FlakeImages, FlakeImages | None, dict[str, Any]]:
-    """Fit the input features ``cfg.data`` asks for on ``train`` and apply them to both sets.
+    """Fit the input features ``cfg.data`` asks for on ``train`` and apply them to both sets. With
+    ``data.exclude_mislabelled``, first drop from ``train`` the images :func:`without_mislabelled`
+    leaves out (the features are then fitted without them too).
 
     Returns:
         the features (``None`` when the config asks for none), the two sets as the network sees them,
