@@ -150,7 +150,7 @@ class FlakeDataModule(pl.LightningDataModule):
         # the bare substrate, not all of class 0: the shifted image is white-balanced against its colour
         for mask, bare in zip(train.masks, loaded_substrate_masks(train), strict=True):
             layer = np.full(mask.shape, -1, dtype=np.int64)
-            layer[bare & (mask == 0)] = 0
+            layer[bare] = 0  # raw label 0 lies inside class 0, resampled as the class masks are
             for cls, count in counts.items():
                 layer[mask == cls] = count
             layers.append(layer)
