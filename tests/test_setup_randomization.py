@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import yaml
 
 from flakeseg.data.catalog import FlakeImages
 from flakeseg.data.classes import ClassScheme
@@ -19,7 +18,7 @@ from flakeseg.studies.robustness import SHIFTS
 from tests.conftest import REPO_ROOT
 from tests.test_data_integrity import CLASSES
 
-PRESET = REPO_ROOT / "conf" / "augment" / "setup" / "microscopes.yaml"
+PRESETS = sorted(p.stem for p in (REPO_ROOT / "conf" / "augment" / "setup").glob("*.yaml"))
 SUBSTRATE = (176.0, 153.0, 207.0)  # an MoS2 image's substrate on the paper's microscope
 MONOLAYER = (-0.21, -0.05, 0.05)  # its measured monolayer contrast
 
@@ -36,17 +35,35 @@ def _image(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return image, layers
 
 
-def _preset(**changes) -> SetupRandomization:
-    cfg = {**yaml.safe_load(PRESET.read_text()), **changes}
-    return SetupRandomization.from_config(cfg, "mos2", "MoS2")
+def _preset_cfg(name: str = "microscopes") -> dict:
+    """The preset's ``augment.setup`` node, composed as train.py does: a preset may build on another
+    through its defaults list."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_train
+
+    return OmegaConf.to_container(compose_train([f"augment/setup={name}"]).augment.setup, resolve=True)
+
+
+def _preset(name: str = "microscopes", **changes) -> SetupRandomization:
+    return SetupRandomization.from_config({**_preset_cfg(name), **changes}, "mos2", "MoS2")
 
 
 def _outside(value: float, low_high) -> bool:
     return not low_high[0] <= value <= low_high[1]
 
 
-def test_no_benchmark_strength_is_sampled_in_training():
-    preset = _preset()
+def test_the_presets_are_what_their_names_say():
+    assert "photometric" in PRESETS and "microscopes" in PRESETS
+    microscopes, photometric = _preset("microscopes"), _preset("photometric")
+    assert microscopes.oxide_p > 0 and microscopes.vignetting[1] > 0
+    assert photometric.oxide_p == 0 and photometric.vignetting == (0.0, 0.0)
+    assert photometric.lamp_k == microscopes.lamp_k and photometric.exposure == microscopes.exposure
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_no_benchmark_strength_is_sampled_in_training(name):
+    preset = _preset(name)
     checks = {
         "exposure": preset.exposure,
         "white_balance": preset.lamp_k,
@@ -139,7 +156,7 @@ def test_a_bad_setup_value_is_one_line_naming_the_key(changes, message):
     with pytest.raises(ConfigError, match=message):
         _preset(**changes)
     with pytest.raises(ConfigError, match=r"augment.setup.oxide_p: .* needs data.material"):
-        SetupRandomization.from_config(yaml.safe_load(PRESET.read_text()), "mos2", None)
+        SetupRandomization.from_config(_preset_cfg(), "mos2", None)
 
 
 def test_crops_keep_their_labels_when_the_setup_is_shifted():
