@@ -20,8 +20,8 @@ colour: the labelled substrate's colour passed through the same per-pixel steps 
 pick the wrong peak on a shifted image). Copy-paste, when on, pastes unshifted flakes afterwards.
 
 Every range lies outside the strengths :mod:`flakeseg.studies.robustness` benchmarks, and the oxide
-ranges avoid its thicknesses (a test checks ``conf/augment/setup.yaml``), so the benchmark does not
-grade the simulator against itself.
+ranges avoid its thicknesses (a test checks every preset in ``conf/augment/setup/``), so the benchmark
+does not grade the simulator against itself.
 """
 
 from __future__ import annotations
