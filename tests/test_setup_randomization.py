@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from flakeseg.data.catalog import FlakeImages
 from flakeseg.data.classes import ClassScheme
@@ -15,7 +16,7 @@ from flakeseg.data.transforms import build_train_transform
 from flakeseg.errors import ConfigError
 from flakeseg.optics.substrate import normalize_substrate, substrate_colour
 from flakeseg.studies.robustness import SHIFTS
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, compose_train
 from tests.test_data_integrity import CLASSES
 
 PRESETS = sorted(p.stem for p in (REPO_ROOT / "conf" / "augment" / "setup").glob("*.yaml"))
@@ -38,10 +39,6 @@ def _image(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def _preset_cfg(name: str = "microscopes") -> dict:
     """The preset's ``augment.setup`` node, composed as train.py does: a preset may build on another
     through its defaults list."""
-    from omegaconf import OmegaConf
-
-    from tests.conftest import compose_train
-
     return OmegaConf.to_container(compose_train([f"augment/setup={name}"]).augment.setup, resolve=True)
 
 
@@ -234,8 +231,6 @@ def test_shifted_images_are_white_balanced_against_the_bare_substrate_not_a_thic
     """MoS2 00005: class 0 ("other") holds a 42k-px thick flake, the densest colour of the class. A
     shifted training image is white-balanced against the colour of its labelled bare substrate, which
     must be the substrate colour the unshifted path (and ``predict``) estimates, on every image."""
-    from omegaconf import OmegaConf
-
     from flakeseg.data.catalog import load_dataset
     from flakeseg.data.datamodule import FlakeDataModule
     from flakeseg.optics.substrate import estimate_background
