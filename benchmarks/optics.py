@@ -483,12 +483,11 @@ def labels_under(labels: np.ndarray, names) -> str:
 def unknown_rates(cfgs: dict) -> tuple[list[str], list[dict]]:
     """How many of the shipped models' test-split flakes the optics calls ``unknown``."""
     from flakeseg.data.catalog import AS_STORED, load_dataset
-    from flakeseg.evaluation.flakes import UNKNOWN, find_flakes, unknown_flakes
+    from flakeseg.evaluation.flakes import UNKNOWN, find_flakes, substrate_beside_flakes, unknown_flakes
     from flakeseg.evaluation.postprocess import Postprocess
     from flakeseg.inference.predictor import class_indices, load_predictor
     from flakeseg.inference.shipped import resolve_model
     from flakeseg.optics.calibration import shipped_setup
-    from flakeseg.optics.substrate import estimate_background
 
     rows, entries = [], []
     for name in DATASETS:
@@ -508,9 +507,10 @@ def unknown_rates(cfgs: dict) -> tuple[list[str], list[dict]]:
                 post.min_area,
                 post.min_confidence,
             )
-            named = unknown_flakes(
-                image, ids, flakes, setup, cfgs[name]["material"], estimate_background(image)
+            substrate = substrate_beside_flakes(
+                image, probs, card.class_names, class_indices(card, card.flake_classes)
             )
+            named = unknown_flakes(image, ids, flakes, setup, cfgs[name]["material"], substrate)
             total += len(named)
             unknown += [
                 f"{image_id}: {f.area_px} {old.class_name} -> "

@@ -272,5 +272,6 @@ def test_best_presets_hold_the_whole_recipe(preset, base, accelerator):
     options = EvalOptions.from_config(OmegaConf.to_container(cfg.evaluate))
     # the post-processing for the card is chosen on what `predict` computes: one model, no flips
     assert options.postprocess and not options.tta and not options.ensemble and not options.temperature
+    assert options.unknown  # and what predict shows, its colour check included, is scored too
     # a command-line choice still wins over the preset's
     assert compose_train([f"experiment={preset}", "model=unet_paper"]).model.name == "unet_paper"

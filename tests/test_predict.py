@@ -156,6 +156,22 @@ def test_rerun_skips_finished_images_and_other_settings_redo_them(checkpoint, im
     assert "(3 screened, 0 already done)" in capsys.readouterr().err.replace("\n", " ")
 
 
+def test_a_rerun_that_screens_nothing_keeps_the_earlier_outputs(checkpoint, images, tmp_path, capsys):
+    """Every input of the rerun fails to decode: the earlier run's flakes.csv, report, run.json and
+    COCO file stay as they were, and the last line says so."""
+    out, coco = tmp_path / "out", tmp_path / "flakes.json"
+    assert main([str(checkpoint), str(images[0]), "--out", str(out), "--coco", str(coco)]) == 0
+    kept = [out / "flakes.csv", out / "report.html", out / "run.json", coco]
+    before = _digests(kept)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(images[1].read_bytes()[:5000])  # a whole header, no image: fails to decode
+    capsys.readouterr()
+    assert main([str(checkpoint), str(truncated), "--out", str(out), "--coco", str(coco)]) == 1
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "nothing screened" in err and "kept as they were" in err and "truncated.png" in err
+    assert _digests(kept) == before
+
+
 def test_kill_9_leaves_whole_files_and_the_rerun_finishes(checkpoint, images, tmp_path, capsys):
     """A run killed mid-way leaves no half-written output; the rerun (in this process: only the killed
     run needs one of its own) screens only what is missing."""

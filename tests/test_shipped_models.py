@@ -49,12 +49,15 @@ def test_evaluate_reproduces_the_committed_test_numbers(name, data_root, tmp_pat
         < printed.index(": pixels (")
         < printed.index("region accuracy")
     )
-    assert "bilayer" in printed and ">= 600 px" in printed
+    assert "bilayer" in printed and ">= 600 px" in printed and "precision, as listed" in printed
     measured = json.loads(out.read_text())
     claimed = json.loads((SHIPPED_DIR / f"{name}.json").read_text())
     flake_keys = [
-        k for k, v in claimed.items() if k.startswith("test/flake_") and isinstance(v, (int, float))
+        k
+        for k, v in claimed.items()
+        if k.startswith(("test/flake_", "test_listed/")) and isinstance(v, (int, float))
     ]
+    assert "test_listed/precision_bilayer" in flake_keys  # pixels of the map predict shows
     for key in (
         "test/region_accuracy",
         "test/mean_class_acc",

@@ -25,6 +25,9 @@ HEADLINE = (
 )
 
 
+LISTED = {"acc": "accuracy", "precision": "precision"}
+
+
 def _cell(value: object) -> str:
     if isinstance(value, float):
         return "—" if math.isnan(value) else f"{value:.3f}"
@@ -72,13 +75,20 @@ def flake_table(metrics: dict, title: str) -> Table:
 def pixel_table(metrics: dict, title: str) -> Table:
     """Per-class pixel accuracy (recall), precision and IoU, then the headline means."""
     table = Table(title=title, title_justify="left")
-    for column in ("class", "accuracy", "precision", "IoU"):
+    # as listed: the map predict shows (listed flakes only; unknown ones and the dropped ones out)
+    listed = [k for k in ("acc", "precision") if f"test_listed/{k}_{metrics['class_names'][0]}" in metrics]
+    columns = ["accuracy", "precision", "IoU", *(f"{LISTED[k]}, as listed" for k in listed)]
+    for column in ("class", *columns):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name in metrics["class_names"]:
-        table.add_row(name, *(_cell(metrics[f"test/{k}_{name}"]) for k in ("acc", "precision", "iou")))
+        table.add_row(
+            name,
+            *(_cell(metrics[f"test/{k}_{name}"]) for k in ("acc", "precision", "iou")),
+            *(_cell(metrics[f"test_listed/{k}_{name}"]) for k in listed),
+        )
     table.add_section()
     for key, label in HEADLINE:
-        table.add_row(label, _cell(metrics[key]), "", "")
+        table.add_row(label, _cell(metrics[key]), *[""] * (len(columns) - 1))
     return table
 
 

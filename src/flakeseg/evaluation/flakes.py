@@ -22,6 +22,7 @@ __all__ = [
     "class_regions",
     "find_flakes",
     "rounded_row",
+    "substrate_beside_flakes",
     "unknown_flakes",
     "unlisted_pixels",
 ]
@@ -191,6 +192,19 @@ def find_flakes(
     return ids, flakes
 
 
+def substrate_beside_flakes(
+    image: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str], flake_classes: Sequence[int]
+) -> np.ndarray:
+    """The substrate colour a flake's contrast is measured against: the densest colour among the
+    pixels the model gives the background class (the first class that is no flake), all pixels if it
+    gives it none. The densest colour of the whole image is a flake's when one flake covers most of
+    it (MoS2 00005: 68 % monolayer), which would make that flake's contrast zero."""
+    from flakeseg.optics.substrate import substrate_colour
+
+    background = next(c for c in range(len(class_names)) if c not in flake_classes)
+    return substrate_colour(image, probabilities.argmax(axis=0) == background)
+
+
 def unknown_flakes(
     image: np.ndarray,
     flake_ids: np.ndarray,
@@ -202,7 +216,8 @@ def unknown_flakes(
     """``flakes`` with those whose median contrast is off the optics' prediction for their class's
     layer count (:func:`~flakeseg.optics.drift.contrast_error` above ``CONTRAST_TOLERANCE``) called
     :data:`UNKNOWN`: the model calls them a class their colour does not fit. ``image`` is the RGB
-    image the flakes were found on, ``substrate`` its substrate colour."""
+    image the flakes were found on, ``substrate`` its substrate colour
+    (:func:`substrate_beside_flakes`)."""
     from flakeseg.data.contrasts import LAYER_COUNTS
     from flakeseg.optics.calibration import CLIP
     from flakeseg.optics.drift import CONTRAST_TOLERANCE, contrast_error
@@ -234,9 +249,8 @@ def unlisted_pixels(
     """The pixels of the flakes ``predict`` would list as :data:`UNKNOWN` on ``image`` (``probabilities``
     at its pixels, flakes kept from ``min_area`` / ``min_confidence``), as an ``H x W`` bool mask, and
     how many flakes they are."""
-    from flakeseg.optics.substrate import estimate_background
-
     flake_ids, flakes = find_flakes(probabilities, class_names, flake_classes, min_area, min_confidence)
-    named = unknown_flakes(image, flake_ids, flakes, setup, material, estimate_background(image))
+    substrate = substrate_beside_flakes(image, probabilities, class_names, flake_classes)
+    named = unknown_flakes(image, flake_ids, flakes, setup, material, substrate)
     unknown = [f.flake_id for f in named if f.class_name == UNKNOWN]
     return np.isin(flake_ids, unknown), len(unknown)

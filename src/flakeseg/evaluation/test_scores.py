@@ -14,10 +14,17 @@ from flakeseg.data.classes import region_class_indices
 from flakeseg.data.preprocess import resize_probabilities
 from flakeseg.evaluation.curves import PAPER_PRECISION, one_vs_rest_curves
 from flakeseg.evaluation.flake_scores import FlakeScores
-from flakeseg.evaluation.postprocess import PREDICT_DEFAULTS, Postprocess
+from flakeseg.evaluation.postprocess import PREDICT_DEFAULTS, Postprocess, postprocessed_map
 from flakeseg.evaluation.regions import counted_regions, pixel_scores, region_accuracy, region_min_area_px
 
-__all__ = ["SplitScores", "flake_scores", "held_out_flake_matches", "score_test_split", "unknown_listing"]
+__all__ = [
+    "SplitScores",
+    "flake_scores",
+    "held_out_flake_matches",
+    "score_test_split",
+    "shown_maps",
+    "unknown_listing",
+]
 
 
 def flake_scores(
@@ -42,6 +49,30 @@ def flake_scores(
             prob[background, unlisted[index]] = 1.0
         scores.update(prob, mask)
     return scores
+
+
+def shown_maps(
+    probs: Sequence[np.ndarray],
+    stored_masks: Sequence[np.ndarray],
+    names: Sequence[str],
+    flake_classes: Sequence[int],
+    postprocess: Postprocess = PREDICT_DEFAULTS,
+    unlisted: Sequence[np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """The class maps a screening run shows, at the masks' stored resolution: the flakes ``predict``
+    lists (``postprocess``), those it lists as unknown (``unlisted``) and every other flake pixel
+    background; what the ``*_listed/`` pixel scores are of."""
+    background = next(c for c in range(len(names)) if c not in flake_classes)
+    out = []
+    for index, (prob, mask) in enumerate(zip(probs, stored_masks, strict=True)):
+        labels = postprocessed_map(
+            resize_probabilities(prob, *mask.shape), names, flake_classes, postprocess.min_area,
+            postprocess.min_confidence, background,
+        )  # fmt: skip
+        if unlisted is not None:
+            labels[unlisted[index]] = background
+        out.append(labels)
+    return out
 
 
 def unknown_listing(
@@ -136,7 +167,8 @@ def score_test_split(
     at full scale: label specks are not flakes), ROC/PR curves of ``C x H x W`` probabilities, and flake
     precision, recall, F1 and AP50 against ``stored_masks`` (the masks at the files' resolution),
     predicted flakes kept as ``postprocess`` says and those ``unlisted`` (flakes ``predict`` lists as
-    unknown, :func:`unknown_listing`, which ``unknown`` summarises) left out."""
+    unknown, :func:`unknown_listing`, which ``unknown`` summarises) left out. The ``test/`` pixel scores
+    are of the arg-max map; ``test_listed/`` ones of the map ``predict`` shows (:func:`shown_maps`)."""
     names = list(names)
     preds = [p.argmax(axis=0).astype(np.uint8) for p in probs]
     scores = pixel_scores(preds, masks, names)
@@ -148,6 +180,10 @@ def score_test_split(
         names[c]: region_accuracy([r for r in regions if r["true_class"] == names[c]]) for c in regions_of
     }
     flakes = flake_scores(probs, stored_masks, names, regions_of, postprocess, unlisted)
+    listed = pixel_scores(
+        shown_maps(probs, stored_masks, names, regions_of, postprocess, unlisted), stored_masks, names,
+        prefix="test_listed",
+    )  # fmt: skip
     metrics = {
         **{k: v for k, v in scores.items() if k != "test/confmat"},
         **flakes.compute("test"),
@@ -175,5 +211,6 @@ def score_test_split(
             for name, c in curves.items()
         },
         "test/confmat": scores["test/confmat"],
+        **listed,
     }
     return SplitScores(metrics, regions, curves, preds)

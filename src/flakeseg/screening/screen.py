@@ -29,7 +29,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from flakeseg.data.coco import CocoImage, coco_document, mask_instances
 from flakeseg.data.io import read_image
 from flakeseg.errors import ConfigError, DataError, FlakesegError, UsageError
-from flakeseg.evaluation.flakes import FLAKE_COLUMNS, UNKNOWN, find_flakes, rounded_row, unknown_flakes
+from flakeseg.evaluation.flakes import (
+    FLAKE_COLUMNS,
+    UNKNOWN,
+    find_flakes,
+    rounded_row,
+    substrate_beside_flakes,
+    unknown_flakes,
+)
 from flakeseg.evaluation.postprocess import Postprocess
 from flakeseg.inference import OXIDE_FIT
 from flakeseg.inference.predictor import Predictor, class_indices, load_predictor, optics_predictor
@@ -149,8 +156,11 @@ def screen_one(
         if settings.strict and not ok:  # --strict: no candidates from an image the model does not know
             setup_check["withheld"] = len(flakes)
             flake_ids, flakes = np.zeros_like(flake_ids), []
-        if settings.material:
-            flakes = unknown_flakes(image, flake_ids, flakes, setup, settings.material, substrate)
+        if settings.material:  # each flake's colour against the substrate around the model's flakes
+            beside = substrate_beside_flakes(
+                image, probs, card.class_names, class_indices(card, card.flake_classes)
+            )
+            flakes = unknown_flakes(image, flake_ids, flakes, setup, settings.material, beside)
     colors = dict(zip(card.class_names, card.class_colors, strict=True)) | {UNKNOWN: UNKNOWN_COLOR}
     overlay = draw_overlay(image, flake_ids, flakes, colors)
     overlay_path = out / "overlays" / f"{name}.png"
@@ -300,10 +310,15 @@ def write_run_outputs(
     coco: Path | None = None,
     refresh_seconds: int | None = None,
     report: ReportOptions | None = None,
-) -> None:
+) -> bool:
     """``flakes.csv``, ``report.html``, ``run.json`` and (``coco``) the COCO file of a run, from its
     image records; ``refresh_seconds``: the report reloads itself this often (``flakeseg watch``);
-    ``report``: how the page presents the run (default: from ``settings``, see :func:`report_options`)."""
+    ``report``: how the page presents the run (default: from ``settings``, see :func:`report_options`).
+
+    A run that screened nothing (every input skipped) writes nothing over an earlier run's outputs in
+    ``out``: returns ``False`` then, ``True`` when the files were written."""
+    if not summary["records"] and (out / "run.json").exists():
+        return False
     card = predictor.card
     if coco is not None:
         document = coco_predictions(
@@ -351,6 +366,7 @@ def write_run_outputs(
             ],
         },
     )
+    return True
 
 
 def setup_line(record: dict[str, Any]) -> str:
@@ -538,8 +554,16 @@ def setup_to_check(args: argparse.Namespace, predictor: Predictor) -> tuple[Any,
     return setup, f"against {source} ({len(setup.substrates)} images)"
 
 
-def summary_line(summary: dict[str, Any], flake_classes: Sequence[str], out: Path, coco: Path | None) -> str:
-    """The one line a run ends with: images, candidates per class, skipped inputs, where the report is."""
+def summary_line(
+    summary: dict[str, Any], flake_classes: Sequence[str], out: Path, coco: Path | None, written: bool = True
+) -> str:
+    """The one line a run ends with: images, candidates per class, skipped inputs, where the report is
+    (``written``: whether this run wrote it, or left an earlier run's in place)."""
+    if not written:
+        return (
+            f"nothing screened; {summary['failed']} inputs skipped. The earlier run's outputs in {out} "
+            "are kept as they were"
+        )
     counts = {c: sum(r["counts"].get(c, 0) for r in summary["records"]) for c in flake_classes}
     unknown = sum(r.get("unknown", 0) for r in summary["records"])
     return (
@@ -559,7 +583,7 @@ def run(args: argparse.Namespace, paths: Sequence[Path], problems: Sequence[str]
         raise DataError(list(problems) or "no images given")
     predictor, settings, shown = prepare(args)
     summary = screen_images(predictor, paths, args.out, settings, problems, console)
-    write_run_outputs(args.out, summary, predictor, shown, coco=args.coco)
-    line = summary_line(summary, predictor.card.flake_classes, args.out, args.coco)
+    written = write_run_outputs(args.out, summary, predictor, shown, coco=args.coco)
+    line = summary_line(summary, predictor.card.flake_classes, args.out, args.coco, written)
     console.print(line, highlight=False)
     return 0 if summary["records"] and not summary["problems"] else 1

@@ -278,15 +278,17 @@ class FolderWatcher:
             "failed": len(self.problems),
         }
 
-    def write_outputs(self, live: bool) -> None:
-        """flakes.csv, report.html (reloading itself if ``live``), run.json and the COCO file."""
+    def write_outputs(self, live: bool) -> bool:
+        """flakes.csv, report.html (reloading itself if ``live``), run.json and the COCO file; not
+        while nothing is screened over an earlier run's (``False`` then)."""
         shown = {**self.shown, "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
         refresh = REFRESH_SECONDS if live else None
-        write_run_outputs(
+        written = write_run_outputs(
             self.out, self.summary(), self.predictor, shown, coco=self.coco, refresh_seconds=refresh
         )
         self.dirty = False
         self.last_write = time.monotonic()
+        return written
 
 
 def _problem_line(path: Path, exc: Exception) -> str:
@@ -383,9 +385,9 @@ def watch_folder(args: argparse.Namespace, folder: Path, console: Console) -> in
         finally:
             observer.stop()
         observer.join(timeout=5)
-        watcher.write_outputs(live=False)
+        written = watcher.write_outputs(live=False)
         console.print(
-            summary_line(watcher.summary(), predictor.card.flake_classes, args.out, args.coco),
+            summary_line(watcher.summary(), predictor.card.flake_classes, args.out, args.coco, written),
             highlight=False,
         )
         if watcher.folder_gone:

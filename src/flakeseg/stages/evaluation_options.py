@@ -24,6 +24,9 @@ class EvalOptions:
             ``min_areas`` x ``min_confidences``, by the pooled out-of-fold flake F1); off: ``predict``'s
             defaults (100 px, 0.5).
         temperature: temperature scaling fitted on held-out folds.
+        unknown: also score what ``predict`` lists and shows (``cv_listed/...``): the held-out flakes
+            whose colour fits no layer count of the optics listed as ``unknown``, checked against a
+            setup calibrated on each fold's own training images and labels (needs ``data.material``).
         min_areas: candidate areas for ``postprocess``, in pixels of the images as stored (the unit of
             ``predict --min-area``).
         min_confidences: candidate mean class probabilities for ``postprocess``.
@@ -33,6 +36,7 @@ class EvalOptions:
     ensemble: bool = False
     postprocess: bool = False
     temperature: bool = False
+    unknown: bool = False
     min_areas: tuple[int, ...] = DEFAULT_MIN_AREAS
     min_confidences: tuple[float, ...] = DEFAULT_MIN_CONFIDENCES
 
@@ -49,7 +53,7 @@ class EvalOptions:
         if unknown:
             raise ConfigError(f"evaluate.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
         values: dict[str, Any] = {}
-        for key in ("tta", "ensemble", "postprocess", "temperature"):
+        for key in ("tta", "ensemble", "postprocess", "temperature", "unknown"):
             if key in node:
                 if not isinstance(node[key], bool):
                     raise ConfigError(f"evaluate.{key}: must be true or false, got {node[key]!r}")
@@ -81,4 +85,4 @@ class EvalOptions:
 
     @property
     def any(self) -> bool:
-        return self.tta or self.ensemble or self.postprocess or self.temperature
+        return self.tta or self.ensemble or self.postprocess or self.temperature or self.unknown

@@ -16,7 +16,12 @@ every test image. From those predictions, with the options of :class:`EvalOption
   each fold model (mean and std), or of the fold models' averaged probabilities (``ensemble``), with
   the temperature fitted on all out-of-fold predictions and the post-processing chosen on CV;
 - reliability tables of pixels and of predicted flakes (a flake is right when it matches a true
-  flake at IoU >= 0.5; flakes of at least 100 px, out of fold).
+  flake at IoU >= 0.5; flakes of at least 100 px, out of fold);
+- with ``unknown``, the scores of what ``predict`` lists and shows (``cv_listed/...``): flake scores
+  and pixel scores of the map a screening run shows (its listed flakes, post-processed), where a
+  held-out flake whose colour fits no layer count of the optics is listed as ``unknown`` (no listing,
+  its pixels background), checked against a setup calibrated on the fold's own training images and
+  labels, as the test stage gives a model's card (the shipped setups saw every training label).
 
 :func:`collect_predictions` refuses a run whose CV pool holds test images (``cv.pool=all``): its fold
 models trained on them.
@@ -33,6 +38,7 @@ import numpy as np
 import torch
 from rich.progress import track
 
+from flakeseg.data.catalog import FlakeImages
 from flakeseg.data.classes import IGNORE_INDEX, region_class_indices
 from flakeseg.data.preprocess import resize_probabilities
 from flakeseg.errors import ConfigError
@@ -40,13 +46,22 @@ from flakeseg.evaluation.calibration import expected_calibration_error, fit_temp
 from flakeseg.evaluation.flake_scores import FlakeScores, ImageFlakes
 from flakeseg.evaluation.postprocess import Postprocess, choose_postprocess, postprocessed_map
 from flakeseg.evaluation.regions import counted_regions, pixel_scores, region_accuracy, region_min_area_px
+from flakeseg.evaluation.test_scores import flake_scores, shown_maps, unknown_listing
 from flakeseg.inference.checkpoint import card_from_config
 from flakeseg.inference.predictor import ClassicalBackend, Predictor, load_predictor
 from flakeseg.stages.evaluation_options import EvalOptions
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CVPredictions", "EvalOptions", "collect_predictions", "evaluate_cv_run", "evaluate_predictions"]
+__all__ = [
+    "CVPredictions",
+    "EvalOptions",
+    "collect_predictions",
+    "evaluate_cv_run",
+    "evaluate_predictions",
+    "fold_setups",
+    "listed_scores",
+]
 
 HEADLINE = ("mean_class_acc", "macro_precision", "mean_iou")
 #: probabilities are floored here before taking logs (temperature scaling works on log-probabilities)
@@ -70,6 +85,10 @@ class CVPredictions:
         region_min_area: ground-truth regions from this many pixels count for region accuracy.
         scale: the model's ``data.scale`` (stored pixels per model pixel, squared, convert areas).
         tta: whether the probabilities are averaged over the 8 flips/rotations.
+        data_config: the run's ``data`` config (the crystal, and what a fold's setup is fitted on).
+        fold_train_ids: per fold, the ids of its training images.
+        val_sets: per fold, its held-out images (their files: the colour check reads them as stored).
+        score_crop: ``cv.score_crop``: the held-out images were scored on their centre crops.
     """
 
     class_names: list[str]
@@ -85,6 +104,12 @@ class CVPredictions:
     scale: float = 1.0
     tta: bool = False
     notes: list[str] = field(default_factory=list)
+    data_config: dict[str, Any] = field(default_factory=dict)
+    fold_train_ids: list[list[str]] = field(default_factory=list)
+    val_sets: list[FlakeImages] = field(default_factory=list)
+    score_crop: int | None = None
+    #: per fold, the setup calibrated on its training images (:func:`fold_setups` fills it once)
+    setups: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
 
 def _probabilities(predictor: Predictor, images: Sequence[np.ndarray], label: str) -> list[np.ndarray]:
@@ -129,7 +154,7 @@ def collect_predictions(
     classical = is_classical(config["model"])
     if classical and tta:
         raise ConfigError("evaluate.tta: test-time augmentation is for networks, not classical models")
-    val_masks, val_probs, val_stored, test_probs = [], [], [], []
+    val_masks, val_probs, val_stored, test_probs, val_sets = [], [], [], [], []
     crop = int(cv_config["score_crop"]) if cv_config.get("score_crop") else None
     for fold in metrics["folds"]:
         number = int(fold["fold"]) + 1
@@ -154,6 +179,7 @@ def collect_predictions(
         )
         val_masks.append(list(val.masks))
         val_stored.append(val.stored_masks(crop, float(data_cfg["scale"])))
+        val_sets.append(val)
     region_min_area = region_min_area_px(data_cfg.get("region_min_area"), data_cfg["scale"])
     return CVPredictions(
         class_names=names,
@@ -168,7 +194,65 @@ def collect_predictions(
         region_min_area=region_min_area,
         scale=float(data_cfg["scale"]),
         tta=tta,
+        data_config=dict(data_cfg),
+        fold_train_ids=[list(fold.get("train_ids") or []) for fold in metrics["folds"]],
+        val_sets=val_sets,
+        score_crop=crop,
     )
+
+
+def fold_setups(preds: CVPredictions) -> list[dict[str, Any]] | str:
+    """Per fold, the microscope setup calibrated on its training images and labels (about 10 s each
+    on 2 cores; kept on ``preds``), or why there is none: the colour check needs the crystal
+    (``data.material``) and the held-out images whole (no ``cv.score_crop``)."""
+    if preds.setups:
+        return preds.setups
+    material = preds.data_config.get("material")
+    if not material:
+        return "data.material is not set (the optics needs the crystal)"
+    if not preds.val_sets:
+        return "the predictions hold no held-out image files"
+    if not preds.fold_train_ids or not all(preds.fold_train_ids):
+        return "the CV run does not name each fold's training images"
+    if preds.score_crop:
+        return "the held-out images are scored on crops (cv.score_crop), not whole"
+    from flakeseg.data.contrasts import measure_labelled
+    from flakeseg.optics.calibration import calibrate
+
+    for ids in preds.fold_train_ids:
+        labelled = measure_labelled(preds.data_config, ids)
+        preds.setups.append(calibrate(np.zeros((0, 3)), str(material), labelled).to_dict())
+    return preds.setups
+
+
+def listed_scores(
+    preds: CVPredictions, val_probs: Sequence[Sequence[np.ndarray]], chosen: Postprocess
+) -> dict[str, Any]:
+    """``cv_listed/...``: flake and pixel scores of what ``predict`` lists and shows on each held-out
+    image (flakes kept by ``chosen``; those whose colour fits no layer count of the fold's setup listed
+    as unknown: no listing, their pixels background), pooled over folds."""
+    setups = fold_setups(preds)
+    if isinstance(setups, str):
+        log.info("evaluate.unknown: skipped, %s", setups)
+        return {"cv_listed/skipped": setups}
+    names, flakes = preds.class_names, preds.flake_classes
+    listed = FlakeScores(names, flakes, chosen.min_area, chosen.min_confidence)
+    shown, truth, unknown = [], [], 0
+    data_name = str(preds.data_config["name"])
+    folds = zip(val_probs, preds.val_stored_masks, preds.val_sets, setups, strict=True)
+    for probs, masks, images, setup in folds:
+        unlisted, found = unknown_listing(probs, images, flakes, chosen, data_name, setup)
+        if unlisted is None:
+            return {"cv_listed/skipped": "the fold's setup names no material or substrate colours"}
+        unknown += found["flakes"]
+        listed.merge(flake_scores(probs, masks, names, flakes, chosen, unlisted))
+        shown += shown_maps(probs, masks, names, flakes, chosen, unlisted)
+        truth += masks
+    return {
+        **listed.compute("cv_listed"),
+        **pixel_scores(shown, truth, names, prefix="cv_listed"),
+        "cv_listed/flakes_unknown": unknown,
+    }
 
 
 # -- scoring ----------------------------------------------------------------------------------------
@@ -288,6 +372,8 @@ def evaluate_predictions(preds: CVPredictions, options: EvalOptions) -> dict[str
     result["cv/flake_reliability"] = reliability_bins(flake_conf, flake_right)
     result["cv/flake_ece"] = _binned_ece(result["cv/flake_reliability"])
     result["cv/flakes"] = int(flake_conf.size)
+    if options.unknown:
+        result.update(listed_scores(preds, val_probs, chosen))
 
     # the test split: each fold model alone, or their average
     models = [list(range(n_folds))] if options.ensemble else [[k] for k in range(n_folds)]

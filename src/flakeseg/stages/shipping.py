@@ -28,6 +28,10 @@ from flakeseg.stages.model_evaluation import evaluate_model
 
 __all__ = ["chosen_postprocess", "packed_flatfield", "rescore", "ship"]
 
+#: the card keeps the test scores: of the arg-max map and flakes (``test/``) and of the map ``predict``
+#: shows (``test_listed/``)
+TEST_KEYS = ("test/", "test_listed/")
+
 
 def chosen_postprocess(evaluation_path: Path) -> dict[str, Any]:
     """The post-processing a CV run chose on its folds (its ``evaluation.json`` with
@@ -111,13 +115,13 @@ def ship(
         "device": metrics["device"],
         "config": {k: metrics["config"][k] for k in ("data", "model", "loss", "optim", "augment", "trainer")},
         "postprocess": postprocess,
-        **{k: v for k, v in metrics.items() if k.startswith("test/")},
+        **{k: v for k, v in metrics.items() if k.startswith(TEST_KEYS)},
     }
     if postprocess is not None:
         # the test stage listed flakes at predict's defaults: score them as the card says, so
         # `flakeseg evaluate <name>` reproduces the card
         rescored = evaluate_model(str(dest / f"{name}.ckpt"), str(metrics["data"]), "test")
-        card.update({k: v for k, v in rescored.items() if k.startswith("test/")})
+        card.update({k: v for k, v in rescored.items() if k.startswith(TEST_KEYS)})
     write_json_atomic(dest / f"{name}.json", card)
     return dest / f"{name}.ckpt"
 
@@ -134,7 +138,7 @@ def rescore(name: str, dest: Path = SHIPPED_DIR) -> Path:
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"{path}: not a shipped model's card ({type(exc).__name__}: {exc})") from None
     rescored = evaluate_model(str(dest / f"{name}.ckpt"), data, "test")
-    card.update({k: v for k, v in rescored.items() if k.startswith("test/")})
+    card.update({k: v for k, v in rescored.items() if k.startswith(TEST_KEYS)})
     write_json_atomic(path, card)
     return path
 

@@ -73,7 +73,9 @@ def evaluate_fold_models(cfg: DictConfig, metrics: dict[str, Any]) -> dict[str, 
     log.info(
         "evaluation (%s): CV flake F1 (>= 600 px) %s; CV mean class acc %.3f, macro precision %.3f, "
         "ECE %.3f; test region accuracy %.3f",
-        ", ".join(k for k in ("tta", "ensemble", "postprocess", "temperature") if getattr(options, k)),
+        ", ".join(
+            k for k in ("tta", "ensemble", "postprocess", "temperature", "unknown") if getattr(options, k)
+        ),
         flakes or "n/a",
         result["cv/mean_class_acc"],
         result["cv/macro_precision"],

@@ -4,10 +4,20 @@ status 2, instead of argparse's usage block (the options are one ``--help`` away
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import NoReturn
 
-__all__ = ["SET_HELP", "ArgumentParser", "data_overrides", "fail"]
+__all__ = [
+    "SET_HELP",
+    "ArgumentParser",
+    "data_overrides",
+    "fail",
+    "output_file_problem",
+    "output_folder_problem",
+]
 
 #: ``--set`` of every command that reads a data config: the key as train.py spells it
 SET_HELP = "override a data config value as train.py spells it, e.g. --set data.root=/data/mos2 (repeatable)"
@@ -41,3 +51,47 @@ def data_overrides(values: list[str]) -> list[str]:
             hint = f"; did you mean --set data.{value}?" if "=" in value and "." not in key else ""
             raise ConfigError(f"--set {value}: only data.KEY=VALUE can be set{hint}")
     return list(values)
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _not_a_folder(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is a file (``path`` cannot be made), else None."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def output_folder_problem(path: Path, option: str) -> str | None:
+    """Why ``path`` cannot be ``option``'s output folder, in one line, or ``None``."""
+    if path.exists() and not path.is_dir():
+        return f"{option} {path}: is a file, not a folder"
+    if (blocker := _not_a_folder(path)) is not None:
+        return f"{option} {path}: {blocker} is a file, not a folder"
+    return None
+
+
+def output_file_problem(
+    path: Path, option: str, suffixes: Sequence[str], kind: str, taken: Mapping[Path, str] | None = None
+) -> str | None:
+    """Why ``path`` cannot be ``option``'s output file, in one line, or ``None``: it must end in one of
+    ``suffixes`` (``kind``: what the file is, for the message), not be a folder, and not be a file the
+    command reads or writes otherwise (``taken``: path -> what it is): writing it would destroy that."""
+    if path.suffix.lower() not in suffixes:
+        return f"{option} {path}: {kind} is a {' or '.join(suffixes)} file"
+    if path.is_dir():
+        return f"{option} {path}: is a folder; name the file, e.g. {path / ('out' + suffixes[0])}"
+    for other, what in (taken or {}).items():
+        if _same_path(path, Path(other)):
+            return f"{option} {path}: is {what}; writing there would destroy it"
+    if (blocker := _not_a_folder(path)) is not None:
+        return f"{option} {path}: {blocker} is a file, not a folder"
+    return None
