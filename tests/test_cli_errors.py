@@ -57,6 +57,21 @@ BAD_INVOCATIONS = [
     (["predict", "--model", "mos2", "bad.png", "--out", "out"], 1, "bad.png: not an image"),
     (["predict", "--model", "mos2", "img.png"], 2, "required: --out"),
     (["predict", "--model", "mos2", "img.png", "--out", "out", "--min-area", "x"], 2, "--min-area"),
+    # outputs that would destroy a file: refused before anything is read or written
+    (["predict", "--model", "mos2", "img.png", "--out", "notes.txt"], 2, "--out notes.txt: is a file"),
+    (["predict", "--model", "mos2", "img.png", "--out", "out", "--coco", "img.png"], 2, "a .json file"),
+    (
+        ["predict", "--model", "mos2", "img.png", "--out", "out", "--coco", "out/run.json"],
+        2,
+        "is the run's own run.json",
+    ),
+    (["predict", "--model", "mos2", "img.png", "--out", "out", "--coco", "nested.json/x"], 2, ".json file"),
+    (["watch", "--model", "mos2", "nested", "--out", "."], 2, "holds the watched folder nested"),
+    (["export", "model.onnx", "--out", "model.onnx"], 2, "is the checkpoint being exported"),
+    (["export", "notes.txt", "--out", "notes.png"], 2, "an ONNX model is a .onnx file"),
+    (["evaluate", "mos2", "--data", "mos2", "--out", "notes.txt"], 2, "the metrics file is a .json file"),
+    (["export-labels", "--data", "mos2", "--out", "img.png"], 2, "a COCO file is a .json file"),
+    (["audit-labels", "--data", "mos2", "--out", "img.png"], 2, "--out img.png: is a file, not a folder"),
     # train: Hydra's overrides, checked before the job
     (["train", "optim.lrr=0.1"], 2, "optim.lrr: no such key; closest: optim.lr"),
     (["train", "data=hbn2"], 2, "data=hbn2: no such option; available: graphene, mos2"),

@@ -325,6 +325,13 @@ def test_nothing_is_half_written_or_overwritten(tmp_path: Path, coco_file: Path,
     assert not (tmp_path / "other").exists() and not (conf / "data" / "other.yaml").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
 
+    # a shipped data set's name, even with --overwrite: its config would include itself (train.py breaks)
+    (conf / "data" / "mos2.yaml").write_text("kept: true\n")
+    shipped = [*args[:-5], "mos2", "--out", str(tmp_path / "m"), "--conf-dir", str(conf), "--overwrite"]
+    assert flakeseg_main(shipped) == 1
+    assert "--name mos2: the name of a data set the project ships" in capsys.readouterr().err
+    assert (conf / "data" / "mos2.yaml").read_text() == "kept: true\n" and not (tmp_path / "m").exists()
+
 
 def test_a_real_data_set_round_trips_through_export_and_import(data_root: Path, tmp_path: Path, capsys):
     """``flakeseg export-labels`` writes graphene's masks as COCO; importing that file gives the masks

@@ -589,6 +589,8 @@ def test_report_in_headless_chromium_shows_the_table_and_thumbnails(checkpoint, 
         ("--threads", "0"),
         ("--device", "tpu"),
         ("--scale", "0"),
+        ("--scale", "inf"),
+        ("--scale", "100"),
         ("--temperature", "-1"),
     ],
 )

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flakeseg.errors import ConfigError, FlakesegError
-from flakeseg.utils.command_line import SET_HELP, ArgumentParser, data_overrides
+from flakeseg.utils.command_line import SET_HELP, ArgumentParser, data_overrides, output_folder_problem
 
 DEFAULT_THRESHOLD = 5.0  # = flakeseg.evaluation.label_audit.DEFAULT_THRESHOLD (not imported: --help)
 
@@ -84,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.threshold > 0:
         parser.error(f"--threshold: must be > 0, got {args.threshold:g}")
+    if args.out is not None and (problem := output_folder_problem(args.out, "--out")) is not None:
+        parser.error(problem)
     try:
         from rich.console import Console
         from rich.table import Table

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flakeseg.errors import FlakesegError
-from flakeseg.utils.command_line import SET_HELP, ArgumentParser, data_overrides
+from flakeseg.utils.command_line import SET_HELP, ArgumentParser, data_overrides, output_file_problem
 
 __all__ = ["build_parser", "main"]
 
@@ -139,9 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:  # the quick checks first: a wrong name or file answers before torch and Lightning load
         data_overrides(args.overrides)
-        problem = checkpoint_problem(resolve_model(args.model))
+        model = resolve_model(args.model)
+        problem = checkpoint_problem(model)
         if problem:
             raise DataError(problem)
+        if args.out is not None:
+            taken = {Path(model): "the model"}
+            if problem := output_file_problem(args.out, "--out", (".json",), "the metrics file", taken):
+                raise ConfigError(problem)
     except FlakesegError as exc:
         console.print(f"error: {exc}", highlight=False, markup=False)
         return 2 if isinstance(exc, ConfigError) else 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flakeseg.errors import DataError, FlakesegError
 from flakeseg.inference.model_files import checkpoint_problem
-from flakeseg.utils.command_line import ArgumentParser
+from flakeseg.utils.command_line import ArgumentParser, output_file_problem
 
 __all__ = ["build_parser", "main"]
 
@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     target = args.out or args.checkpoint.with_suffix(".onnx")
+    taken = {args.checkpoint: "the checkpoint being exported"}
+    if (problem := output_file_problem(target, "--out", (".onnx",), "an ONNX model", taken)) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         problem = checkpoint_problem(args.checkpoint)  # before torch loads: a wrong file answers at once
         if problem is not None:

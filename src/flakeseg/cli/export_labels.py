@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flakeseg.errors import ConfigError, FlakesegError
-from flakeseg.utils.command_line import SET_HELP, ArgumentParser, data_overrides
+from flakeseg.utils.command_line import SET_HELP, ArgumentParser, data_overrides, output_file_problem
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=SET_HELP,
     )
     args = parser.parse_args(argv)
+    if (problem := output_file_problem(args.out, "--out", (".json",), "a COCO file")) is not None:
+        parser.error(problem)
     try:
         from flakeseg.data.importing import export_coco
         from flakeseg.data.splits import split_from_config

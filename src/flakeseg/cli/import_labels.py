@@ -90,11 +90,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from flakeseg.data import label_formats
-    from flakeseg.data.importing import write_dataset
+    from flakeseg.data.importing import check_name, write_dataset
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     common = {"classes": classes, "background": args.background}
     try:
+        check_name(args.name)  # before the labels are read: a wrong name answers at once
         if args.format == "coco":
             labels = label_formats.read_coco(
                 args.annotations, args.images, overlap=args.overlap, allow_empty=args.allow_empty, **common

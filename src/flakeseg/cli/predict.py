@@ -13,7 +13,7 @@ from rich.console import Console
 from flakeseg.errors import ConfigError, DataError, FlakesegError, UsageError
 from flakeseg.inference import BACKENDS, OXIDE_FIT
 from flakeseg.screening.html_report import DEFAULT_TOP
-from flakeseg.utils.command_line import ArgumentParser
+from flakeseg.utils.command_line import ArgumentParser, output_file_problem, output_folder_problem
 
 __all__ = ["build_parser", "main"]
 
@@ -125,7 +125,7 @@ def build_parser(
         type=float,
         default=None,
         help="resize factor that brings these images to the training magnification (2: features "
-        "look half as large here as in the training images); default from the pixel sizes, else 1",
+        "look half as large here as in the training images), 1/16 to 8; default from the pixel sizes, else 1",
     )
     parser.add_argument(
         "--pixel-size",
@@ -273,6 +273,25 @@ def choose_model(
     return found
 
 
+#: what a screening run writes into --out itself (--coco must be another file)
+RUN_FILES = ("flakes.csv", "report.html", "run.json")
+
+
+def check_outputs(args: argparse.Namespace, parser: argparse.ArgumentParser, inputs: Sequence[Path]) -> None:
+    """``--out`` must be a folder that can be made, and ``--coco`` a .json file that is neither an input,
+    the model, nor one of the run's own files: one line, before anything is read or written."""
+    if (problem := output_folder_problem(args.out, "--out")) is not None:
+        parser.error(problem)
+    if args.coco is None:
+        return
+    taken = {path: f"the input {path}" for path in inputs}
+    if args.checkpoint is not None:
+        taken[Path(args.checkpoint)] = "the model"
+    taken.update({args.out / name: f"the run's own {name}" for name in RUN_FILES})
+    if (problem := output_file_problem(args.coco, "--coco", (".json",), "a COCO file", taken)) is not None:
+        parser.error(problem)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -287,9 +306,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.inputs:
             parser.error("no images given: name image files, folders or glob patterns after the model")
         paths, problems = collect_inputs(args.inputs, exclude=args.out, recursive=args.recursive)
+        check_outputs(args, parser, paths)
         unreadable = {p: line for p in paths if (line := image_problem(p))}
         paths = [p for p in paths if p not in unreadable]
         problems = [*problems, *unreadable.values()]
+        if not paths and not problems:  # every image lies in --out, whose files are never screened
+            raise DataError(
+                f"no images to screen in {', '.join(args.inputs)}: --out {args.out} is never screened"
+            )
         if not paths:  # nothing to screen: each input that named nothing is its own line
             raise DataError(problems)
         for line in problems:

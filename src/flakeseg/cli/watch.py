@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from flakeseg.cli.predict import _model_hint, choose_model
+from flakeseg.cli.predict import _model_hint, check_outputs, choose_model
 from flakeseg.cli.predict import build_parser as predict_parser
 from flakeseg.errors import DataError, FlakesegError, UsageError
 
@@ -89,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not folder.is_dir():
             raise DataError(f"{folder}: not a folder; to screen single images: flakeseg predict")
         args.inputs = [str(folder)]
+        check_outputs(args, parser, [])
+        if folder.resolve().is_relative_to(args.out.resolve()):  # its files would never be screened
+            parser.error(f"--out {args.out}: holds the watched folder {folder}; give another folder")
 
         from flakeseg.screening.watch import watch_folder  # torch and the model code load from here on
 

@@ -31,7 +31,7 @@ from flakeseg.errors import ConfigError
 from flakeseg.utils.config_files import train_hint
 from flakeseg.utils.files import write_text_atomic
 
-__all__ = ["IMAGE_PATTERN", "dataset_coco", "draw_split", "export_coco", "write_dataset"]
+__all__ = ["IMAGE_PATTERN", "check_name", "dataset_coco", "draw_split", "export_coco", "write_dataset"]
 
 #: the imported layout's ``data.image_pattern``: any id, the importers' image suffixes
 IMAGE_PATTERN = r"(?P<id>.+)\.(?i:" + "|".join(s.lstrip(".") for s in IMAGE_SUFFIXES) + ")"
@@ -110,6 +110,22 @@ def _config_text(
     )
 
 
+#: data sets the project ships configs for (conf/data/): an import never takes their names
+SHIPPED_DATA = ("mos2", "graphene")
+
+
+def check_name(name: str) -> None:
+    """An imported data set's name: a Hydra option name (letters, digits, _), not a shipped one's.
+
+    Raises:
+        ConfigError: one line naming what is wrong with it.
+    """
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"--name: {name!r}: letters, digits and _ only, starting with a letter")
+    if name in SHIPPED_DATA:  # an imported config inherits mos2's: replacing a shipped one breaks train.py
+        raise ConfigError(f"--name {name}: the name of a data set the project ships; choose another")
+
+
 def write_dataset(
     labels: ImportedLabels,
     name: str,
@@ -128,8 +144,7 @@ def write_dataset(
     Raises:
         ConfigError: one line for a bad name, or an existing data set or config without ``overwrite``.
     """
-    if not _NAME.fullmatch(name):
-        raise ConfigError(f"--name: {name!r}: letters, digits and _ only, starting with a letter")
+    check_name(name)
     out = Path(out).resolve()
     config_path = Path(conf_dir) / "data" / f"{name}.yaml"
     if not overwrite:

@@ -33,6 +33,7 @@ from flakeseg.inference.tta import D4, apply, invert
 
 __all__ = [
     "BACKENDS",
+    "SCALES",
     "CalibratedBackend",
     "ClassicalBackend",
     "Predictor",
@@ -43,6 +44,10 @@ __all__ = [
     "optics_predictor",
     "resolve_device",
 ]
+
+#: how far ``--scale`` may resize an image: down to a 10x objective's view for a 100x model, up to 8x
+#: (training's ``data.scale`` allows up to 8; beyond, one image takes minutes and gigabytes)
+SCALES = (1 / 16, 8.0)
 
 #: probabilities are floored here before taking logs (temperature scaling works on log-probabilities)
 _EPS = 1e-7
@@ -180,8 +185,8 @@ class Predictor:
             raise ConfigError("tta and temperature are for networks, not classical models")
         if tta or temperature != 1.0:
             backend = CalibratedBackend(backend, tta, temperature)
-        if not scale > 0:
-            raise ConfigError(f"--scale: must be > 0, got {scale}")
+        if not SCALES[0] <= scale <= SCALES[1]:  # nan too
+            raise ConfigError(f"--scale: must be in [{SCALES[0]:g}, {SCALES[1]:g}], got {scale:g}")
         multiple = max(card.input_multiple, 1)
         tile = tile or max(2 * card.crop_size, 512)
         if tile < multiple:

@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import io
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from flakeseg.evaluation.flakes import (
 )
 from flakeseg.evaluation.postprocess import Postprocess
 from flakeseg.inference import OXIDE_FIT
-from flakeseg.inference.predictor import Predictor, class_indices, load_predictor, optics_predictor
+from flakeseg.inference.predictor import SCALES, Predictor, class_indices, load_predictor, optics_predictor
 from flakeseg.optics.calibration import Setup
 from flakeseg.optics.drift import SetupCheck
 from flakeseg.optics.substrate import estimate_background
@@ -378,17 +379,21 @@ def setup_line(record: dict[str, Any]) -> str:
 
 
 def resolve_scale(args: argparse.Namespace, model_pixel_size: float | None) -> tuple[float, float | None]:
-    """The resampling factor and the model pixel size used, from ``--scale`` and the pixel sizes."""
+    """The resampling factor and the model pixel size used, from ``--scale`` and the pixel sizes; the
+    factor within :data:`~flakeseg.inference.predictor.SCALES`."""
     for key in ("scale", "pixel_size", "model_pixel_size"):
         value = getattr(args, key)
-        if value is not None and not value > 0:
-            raise ConfigError(f"--{key.replace('_', '-')}: must be > 0, got {value}")
+        if value is not None and not 0 < value < math.inf:
+            raise ConfigError(f"--{key.replace('_', '-')}: must be a number > 0, got {value}")
     model_px = args.model_pixel_size or model_pixel_size
+    scale, source = 1.0, ""
     if args.scale is not None:
-        return float(args.scale), model_px
-    if args.pixel_size and model_px:
-        return float(args.pixel_size) / float(model_px), model_px
-    return 1.0, model_px
+        scale, source = float(args.scale), "--scale"
+    elif args.pixel_size and model_px:
+        scale, source = float(args.pixel_size) / float(model_px), "--pixel-size / the model's pixel size"
+    if not SCALES[0] <= scale <= SCALES[1]:
+        raise ConfigError(f"{source}: a resize by {scale:g}, outside [{SCALES[0]:g}, {SCALES[1]:g}]")
+    return scale, model_px
 
 
 def resolve_pixel_size(
