@@ -166,8 +166,13 @@ def _zero_width_png(path: Path) -> None:
     )
 
 
-def test_eleven_kinds_of_defect_in_one_pass_one_line_each_nothing_loaded(tmp_path):
+@pytest.mark.parametrize("flatfield", [None, "training_images"])  # the default recipe's field
+def test_eleven_kinds_of_defect_in_one_pass_one_line_each_nothing_loaded(tmp_path, flatfield):
+    """Also when the default recipe estimates a flat field from the same (broken) training images
+    first: every problem of every file, not the first one the field met under its key."""
     cfg = _make_set(tmp_path, n=11)
+    cfg["flatfield"] = flatfield
+    cfg["split"] = {"train": [f"{i:05d}" for i in range(11)], "test": []}
     cfg["image_pattern"] = r"or(?P<id>\d+)\.(?:png|jpg)"  # lets two files claim one id
     img, lab = tmp_path / "img", tmp_path / "lab"
     (lab / "col00000.png").unlink()  # 1 missing mask

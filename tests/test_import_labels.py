@@ -129,6 +129,29 @@ def test_coco_bad_cases_are_one_line_each(tmp_path: Path):
     assert mask[15, 15] == 2 and mask[5, 5] == 1
 
 
+def test_coco_entries_without_sizes_ids_or_images_are_one_line_each(tmp_path: Path, coco_file: Path):
+    """What a hand-edited or foreign COCO file gets wrong: an image without a size, an id that is no
+    number, an annotation of an image the file does not list (no longer dropped in silence), no
+    categories at all."""
+    document = json.loads(coco_file.read_text())
+    del document["images"][0]["height"]
+    document["images"][1]["id"] = "one"
+    document["annotations"][0]["image_id"] = 99
+    coco_file.write_text(json.dumps(document))
+    with pytest.raises(DataError) as error:
+        label_formats.read_coco(coco_file, coco_file.parent / "images")
+    lines = error.value.problems
+    assert any("images[0]: no height" in line for line in lines), lines
+    assert any("images[1] (b.png): id 'one' is not a whole number" in line for line in lines), lines
+    assert any("image_id 99 is none of the file's images" in line for line in lines), lines
+    assert all("\n" not in line for line in lines)
+    document["categories"] = []
+    coco_file.write_text(json.dumps(document))
+    with pytest.raises(DataError, match=r"no categories") as error:
+        label_formats.read_coco(coco_file, coco_file.parent / "images")
+    assert len(error.value.problems) == 1
+
+
 def test_coco_missing_image_and_wrong_size(tmp_path: Path, coco_file: Path):
     document = json.loads(coco_file.read_text())
     document["images"][0]["width"] = 41
@@ -361,3 +384,14 @@ def test_a_real_data_set_round_trips_through_export_and_import(data_root: Path, 
         == 1
     )
     assert "id '999' has no complete image/mask pair" in capsys.readouterr().err
+
+
+def test_missing_or_wrong_label_folders_are_one_line(tmp_path: Path):
+    (tmp_path / "a.png").write_bytes(b"")
+    table = {(0, 0, 0): "substrate", (255, 0, 0): "monolayer"}
+    with pytest.raises(DataError, match=r"^--images .*nope: no such folder$"):
+        label_formats.read_color_masks(tmp_path / "nope", tmp_path, table)
+    with pytest.raises(DataError, match=r"^--masks .*a\.png: not a folder$"):
+        label_formats.read_color_masks(tmp_path, tmp_path / "a.png", table)
+    with pytest.raises(DataError, match=r"nope: no such folder"):
+        label_formats.read_labelme(tmp_path / "nope")

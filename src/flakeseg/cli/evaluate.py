@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:  # the quick checks first: a wrong name or file answers before torch and Lightning load
         data_overrides(args.overrides)
-        model = resolve_model(args.model)
+        model = resolve_model(args.model, "")
         problem = checkpoint_problem(model)
         if problem:
             raise DataError(problem)

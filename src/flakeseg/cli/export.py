@@ -14,6 +14,9 @@ from flakeseg.utils.command_line import ArgumentParser, output_file_problem
 __all__ = ["build_parser", "main"]
 
 FORMATS = ("onnx",)
+#: the opsets ``--opset`` may ask for: ONNX Runtime's oldest supported, and the newest ONNX defines
+#: (within them the exporter converts from its own, 18; a conversion it cannot do is one line)
+MIN_OPSET, MAX_OPSET = 7, 28
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,21 +28,35 @@ def build_parser() -> argparse.ArgumentParser:
             "runs it on ONNX Runtime."
         ),
     )
-    parser.add_argument("checkpoint", type=Path, help="a .ckpt written by train.py (e.g. final.ckpt)")
+    parser.add_argument(
+        "checkpoint", type=Path, help="a .ckpt written by train.py (e.g. final.ckpt), or mos2 / graphene"
+    )
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default: onnx)")
-    parser.add_argument("--out", type=Path, help="output file (default: the checkpoint's name with .onnx)")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    parser.add_argument(
+        "--out", type=Path, help="output file (default: the checkpoint's name with .onnx, here)"
+    )
+    parser.add_argument(
+        "--opset", type=int, default=None, help="ONNX opset, 17 to 20 tested (default: the exporter's)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.opset is not None and not MIN_OPSET <= args.opset <= MAX_OPSET:
+        print(f"error: --opset: {MIN_OPSET} to {MAX_OPSET}, got {args.opset}", file=sys.stderr)
+        return 2
     target = args.out or args.checkpoint.with_suffix(".onnx")
     taken = {args.checkpoint: "the checkpoint being exported"}
     if (problem := output_file_problem(target, "--out", (".onnx",), "an ONNX model", taken)) is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
+        if args.checkpoint.suffix.lower() == ".onnx":
+            raise DataError(f"{args.checkpoint}: already an ONNX model (flakeseg predict runs it as it is)")
+        from flakeseg.inference.shipped import resolve_model
+
+        args.checkpoint = resolve_model(str(args.checkpoint), "")  # a shipped model's name, or a file
         problem = checkpoint_problem(args.checkpoint)  # before torch loads: a wrong file answers at once
         if problem is not None:
             raise DataError(problem)

@@ -17,7 +17,7 @@ from rich.progress import Progress
 from flakeseg.data.classes import ClassScheme
 from flakeseg.data.io import read_dataset_image, read_dataset_mask, read_image
 from flakeseg.data.preprocess import prepare_image, uses_fitted_inputs
-from flakeseg.errors import ConfigError, DataError
+from flakeseg.errors import ConfigError, DataError, FlakesegError
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +322,15 @@ def load_dataset(
         raise ConfigError(f"data.scale: must be > 0, got {scale}")
     # inputs fitted on labels are prepared per fold by the stage (flakeseg.inference.inputs)
     substrate = bool(data_cfg.get("substrate_normalize", False)) and not uses_fitted_inputs(data_cfg)
-    blank_field = flatfield if flatfield is not None else flat_field(data_cfg)
+    field_error: FlakesegError | None = None
+    try:
+        blank_field = flatfield if flatfield is not None else flat_field(data_cfg)
+    except FlakesegError as exc:
+        if str(data_cfg.get("flatfield")) != TRAINING_IMAGES_FIELD:
+            raise
+        # the training images the field is estimated from are broken: the check below names every
+        # problem of every file at once, not the first one the field met
+        blank_field, field_error = None, exc
     pairs, problems = discover_pairs(data_cfg)
     if ids is not None:
         wanted = list(ids)
@@ -371,4 +379,6 @@ def load_dataset(
                 loaded.apart_masks.append(masks[1])
     if problems:
         raise DataError(problems)
+    if field_error is not None:
+        raise field_error
     return loaded

@@ -148,6 +148,35 @@ def _finish(classes: _Classes, images: list[LabelledImage], problems: list[str],
     return ImportedLabels(list(classes.names), colors, sorted(images, key=lambda im: im.id))
 
 
+def _whole(value: Any) -> int | None:
+    """``value`` as a whole number (COCO ids and sizes), else ``None``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() else None
+
+
+def _image_entry_ok(entry: Any, index: int, source: str, problems: list[str]) -> bool:
+    """Whether a COCO ``images`` entry has the file name and the whole-number id, height and width an
+    import needs; else one line in ``problems``."""
+    if not isinstance(entry, dict):
+        problems.append(f"{source}: images[{index}]: not an object")
+        return False
+    missing = [key for key in ("id", "file_name", "height", "width") if key not in entry]
+    if missing:
+        problems.append(f"{source}: images[{index}]: no {', '.join(missing)}")
+        return False
+    bad = [key for key in ("id", "height", "width") if _whole(entry[key]) is None]
+    if bad:
+        problems.append(
+            f"{source}: images[{index}] ({entry['file_name']}): "
+            + "; ".join(f"{key} {entry[key]!r} is not a whole number" for key in bad)
+        )
+        return False
+    return True
+
+
 def read_coco(
     annotations: Path,
     image_dir: Path,
@@ -178,13 +207,27 @@ def read_coco(
         raise DataError(f"{source}: file not found") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{source}: not a COCO instance file ({type(exc).__name__}: {exc})") from None
+    if not categories:
+        raise DataError(f"{source}: no categories (the classes its annotations name)")
+    if not Path(image_dir).is_dir():
+        what = "not a folder" if Path(image_dir).exists() else "no such folder"
+        raise DataError(f"--images {image_dir}: {what} (the folder of {source}'s images)")
     known = _Classes(
         background, classes or [categories[i] for i in sorted(categories) if categories[i] != background]
     )
+    problems: list[str] = []
+    image_entries = [e for k, e in enumerate(image_entries) if _image_entry_ok(e, k, source, problems)]
+    image_ids = {int(e["id"]) for e in image_entries}
     by_image: dict[int, list[dict[str, Any]]] = {}
     for entry in entries:
-        by_image.setdefault(int(entry.get("image_id", -1)), []).append(entry)
-    problems: list[str] = []
+        image_id = _whole(entry.get("image_id"))
+        if image_id not in image_ids:
+            problems.append(
+                f"{source}: annotation {entry.get('id')}: image_id {entry.get('image_id')!r} is none of "
+                "the file's images"
+            )
+            continue
+        by_image.setdefault(image_id, []).append(entry)
     images: list[LabelledImage] = []
     for entry in image_entries:
         path = Path(image_dir) / str(entry["file_name"])
@@ -296,6 +339,8 @@ def read_labelme(
     background name paints background. Arguments as :func:`read_coco`.
     """
     _check_overlap(overlap)
+    if not Path(folder).is_dir():
+        raise DataError(f"{folder}: {'not a folder' if Path(folder).exists() else 'no such folder'}")
     files = sorted(Path(folder).glob("*.json"))
     if not files:
         raise DataError(f"{folder}: no Labelme .json files")
@@ -393,6 +438,10 @@ def read_color_masks(
         if cls is None:
             raise ConfigError(f"--colors: {known.unknown(name)}")
         lookup[rgb] = cls
+    for folder, option in ((image_dir, "--images"), (mask_dir, "--masks")):
+        if not Path(folder).is_dir():
+            what = "not a folder" if Path(folder).exists() else "no such folder"
+            raise DataError(f"{option} {folder}: {what}")
     images_by_stem = {
         p.stem: p for p in sorted(Path(image_dir).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
     }

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flakeseg.errors import DataError
+from flakeseg.errors import ConfigError, DataError
 from flakeseg.inference.checkpoint import ModelCard
 
 __all__ = ["ONNX_CARD_KEY", "OnnxBackend", "export_onnx", "load_onnx_card"]
@@ -58,6 +58,9 @@ def export_onnx(net: torch.nn.Module, card: ModelCard, path: Path, opset: int | 
             verbose=False,
         )
     model = program.model_proto
+    written = next((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), None)
+    if opset is not None and written != opset:  # the exporter converts, and falls back when it cannot
+        raise ConfigError(f"--opset {opset}: the ONNX exporter cannot write it (it fell back to {written})")
     entry = model.metadata_props.add()
     entry.key, entry.value = ONNX_CARD_KEY, card.to_json()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

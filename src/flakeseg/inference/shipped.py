@@ -23,8 +23,9 @@ def shipped_names() -> list[str]:
     return sorted(p.stem for p in SHIPPED_DIR.glob("*.ckpt"))
 
 
-def resolve_model(name_or_path: str | Path) -> Path:
-    """A shipped model's file for its name, else ``name_or_path`` as a file; neither is one line."""
+def resolve_model(name_or_path: str | Path, option: str = "--model") -> Path:
+    """A shipped model's file for its name, else ``name_or_path`` as a file; neither is one line
+    (naming ``option``, the way the command took it; ``""``: a positional argument)."""
     text = str(name_or_path)
     shipped = SHIPPED_DIR / f"{text}.ckpt"
     if "/" not in text and shipped.is_file():
@@ -33,4 +34,5 @@ def resolve_model(name_or_path: str | Path) -> Path:
     if path.is_file():
         return path
     names = ", ".join(shipped_names()) or "none"
-    raise ConfigError(f"--model: {text!r} is neither a shipped model ({names}) nor a file")
+    prefix = f"{option}: " if option else ""
+    raise ConfigError(f"{prefix}{text!r} is neither a shipped model ({names}) nor a file")

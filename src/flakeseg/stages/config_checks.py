@@ -12,6 +12,13 @@ from flakeseg.errors import ConfigError
 
 #: what ``stage=`` may be: k-fold CV on the training split, or training on it all and scoring the test split
 STAGES = ("cv", "test")
+#: what Lightning's Trainer takes as ``accelerator`` and ``precision`` (checked here: Lightning's own
+#: refusal comes after the data loaded, as a traceback)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+PRECISIONS = (
+    *("32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16"),
+    *("16-true", "bf16-true", "64-true", "64"),
+)
 
 
 def _number(cfg: DictConfig, key: str, kind: type = float):
@@ -95,6 +102,15 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"cv.pool: must be one of {', '.join(CV_POOLS)}, got {cfg.cv.pool!r}")
     if cfg.cv.get("score_crop") is not None and _number(cfg, "cv.score_crop", int) < 1:
         raise ConfigError(f"cv.score_crop: a side in pixels (>= 1) or null, got {cfg.cv.score_crop}")
+    trainer = cfg.get("trainer") or {}
+    if str(trainer.get("accelerator", "cpu")) not in ACCELERATORS:
+        raise ConfigError(
+            f"trainer.accelerator: one of {', '.join(ACCELERATORS)}, got {trainer.get('accelerator')!r}"
+        )
+    if str(trainer.get("precision", "32-true")) not in PRECISIONS:
+        raise ConfigError(
+            f"trainer.precision: one of {', '.join(PRECISIONS)}, got {trainer.get('precision')!r}"
+        )
     if cfg.get("stage", "cv") not in STAGES:
         raise ConfigError(f"stage: must be one of {', '.join(STAGES)}, got {cfg.get('stage')!r}")
     test_ids = (cfg.data.get("split") or {}).get("test")

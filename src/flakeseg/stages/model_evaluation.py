@@ -69,6 +69,8 @@ def evaluate_model(
     wanted = [*splits["train"], *splits["test"]] if split == "all" else splits[split]
     if ids is not None:
         wanted = list(ids)
+    if not wanted:
+        raise ConfigError(f"--split {split}: data set {data_cfg['name']} has no {split} images to score")
     # divided by the card's flat field, as predict divides them
     field = expand_flat_field(card.flatfield) if card.flatfield else None
     images = load_dataset(data_cfg, ids=wanted, progress=progress, flatfield=field)
