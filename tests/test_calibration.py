@@ -141,6 +141,11 @@ def test_a_setup_file_round_trips_and_a_bad_one_is_one_line(tmp_path):
         "no oxide": ({"gamma": 2.2}, "oxide_nm is missing"),
         "bad camera": ({"oxide_nm": 285, "camera": "Nikkon"}, "camera Nikkon: unknown"),
         "bad gamma": ({"oxide_nm": 285, "gamma": -1}, "gamma: must be > 0"),
+        "oxide no number": ({"oxide_nm": "abc"}, "oxide_nm: a number, got 'abc'"),
+        "lamp unknown": ({"oxide_nm": 285, "illuminant": "Z"}, "illuminant: illuminant Z: unknown"),
+        "aperture": ({"oxide_nm": 285, "na": 5}, "na: the objective's numerical aperture, in [0, 1)"),
+        "substrates": ({"oxide_nm": 285, "substrates": 5}, "substrates: a list of R, G, B triples, got 5"),
+        "triples": ({"oxide_nm": 285, "substrates": [[1, 2]]}, "substrates: a list of R, G, B triples"),
     }
     for name, (values, says) in bad.items():
         file = tmp_path / f"{name}.yaml"

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from flakeseg.errors import ConfigError, DataError
-from flakeseg.optics.camera import DEFAULT_CAMERA, Camera, Tone, linear_rgb
+from flakeseg.optics.camera import DEFAULT_CAMERA, Camera, Tone, illuminant_spd, linear_rgb
 from flakeseg.optics.substrate import substrate_colour
 from flakeseg.optics.thin_film import flake_reflectance, substrate_reflectance
 
@@ -243,20 +243,32 @@ class Setup:
             )
         if "oxide_nm" not in values:
             raise ConfigError(f"{source}: oxide_nm is missing")
+        kwargs = dict(values)
+        numbers = ["oxide_nm", *(k for k in ("gamma", "na") if k in kwargs)]
+        numbers += ["shoulder"] if kwargs.get("shoulder") is not None else []  # None: no shoulder
+        for key in numbers:  # each bad number named by its key
+            try:
+                kwargs[key] = float(kwargs[key])
+            except (TypeError, ValueError):
+                raise ConfigError(f"{source}: {key}: a number, got {kwargs[key]!r}") from None
+        if not 0.0 <= kwargs.get("na", 0.0) < 1.0:
+            raise ConfigError(
+                f"{source}: na: the objective's numerical aperture, in [0, 1), got {kwargs['na']:g}"
+            )
+        if not isinstance(kwargs.get("fitted_on") or {}, Mapping):
+            raise ConfigError(f"{source}: fitted_on: a mapping, got {kwargs['fitted_on']!r}")
+        kwargs["fitted_on"] = dict(kwargs.get("fitted_on") or {})
         try:
-            kwargs = dict(values)
-            kwargs["oxide_nm"] = float(kwargs["oxide_nm"])
-            for key in ("gamma", "na"):
-                if key in kwargs:
-                    kwargs[key] = float(kwargs[key])
-            if kwargs.get("shoulder") is not None:
-                kwargs["shoulder"] = float(kwargs["shoulder"])
-            kwargs["fitted_on"] = dict(kwargs.get("fitted_on") or {})
             kwargs["substrates"] = tuple(
                 tuple(float(v) for v in colour) for colour in kwargs.get("substrates") or ()
             )
             if any(len(colour) != 3 for colour in kwargs["substrates"]):
-                raise ValueError("substrates: each an R, G, B triple")
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{source}: substrates: a list of R, G, B triples, got {kwargs.get('substrates')!r}"
+            ) from None
+        try:
             if kwargs.get("flat_field") is not None:
                 _check_flat_field(kwargs["flat_field"])
             setup = cls(**kwargs)
@@ -268,6 +280,10 @@ class Setup:
             setup.camera_model()
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}; or cie-srgb, or 'gaussian 610/540/460 fwhm 50'") from None
+        try:  # and an unknown lamp
+            illuminant_spd(setup.illuminant, np.array([550.0]))
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: illuminant: {str(exc).splitlines()[0]}") from None
         return setup
 
     def save(self, path: str | Path) -> Path:
