@@ -87,6 +87,8 @@ BAD_INVOCATIONS = [
     (["import-labels", "labelme", "img.png", "--name", "x"], 1, "img.png: not a folder"),
     (["export-labels", "--out", "x.json"], 2, "--data"),
     (["export-labels", "--data", "hbn2", "--out", "x.json"], 1, "data/hbn2"),
+    (["export-labels", "--data", "mos2", "--out", "x.json", "--ids", ""], 2, "--ids: no image id given"),
+    (["export-labels", "--data", "mos2", "--out", "x.json", "--ids", "1", "--split", "test"], 2, "give one"),
     (["export"], 2, "checkpoint"),
     (["export", "notes.txt"], 1, "notes.txt: not a flakeseg checkpoint"),
     (["export", "fake.png"], 1, "fake.png: an image, not a model"),

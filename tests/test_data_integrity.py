@@ -244,3 +244,12 @@ def test_fuzzed_pngs_are_read_or_refused_cleanly(tmp_path):
                 )
                 outcomes["read"] += 1
     assert outcomes["refused"] > 50 and sum(outcomes.values()) == 300
+
+
+def test_a_mask_folder_without_masks_is_one_line_not_one_per_image(tmp_path):
+    cfg = _make_set(tmp_path, n=5)
+    cfg["mask_dir"] = "img"  # the images' folder by mistake: no file matches the mask template
+    with pytest.raises(DataError) as err:
+        load_dataset(cfg, progress=False)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 1 and "no file matches data.mask_template 'col{id}.png' (data.mask_dir)" in lines[0]

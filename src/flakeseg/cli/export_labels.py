@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, required=True, help="the COCO .json to write")
     parser.add_argument(
-        "--split", choices=("all", "train", "test"), default="all", help="which images (default: all pairs)"
+        "--split", choices=("all", "train", "test"), default=None, help="which images (default: all pairs)"
     )
     parser.add_argument(
         "--ids", default=None, help="only these image ids, comma-separated (instead of --split)"
@@ -52,6 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (problem := output_file_problem(args.out, "--out", (".json",), "a COCO file")) is not None:
         parser.error(problem)
+    if args.ids is not None and args.split is not None:
+        parser.error("--ids and --split: give one")
+    ids_given = None
+    if args.ids is not None:
+        ids_given = list(dict.fromkeys(i.strip() for i in args.ids.split(",") if i.strip()))  # no repeats
+        if not ids_given:
+            parser.error("--ids: no image id given")
     try:
         from flakeseg.data.importing import export_coco
         from flakeseg.data.splits import split_from_config
@@ -59,10 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flakeseg.utils.files import write_text_atomic
 
         data_cfg = compose_data_config(args.data, data_overrides(args.set))
-        if args.ids:
-            ids = [i.strip() for i in args.ids.split(",") if i.strip()]
+        if ids_given is not None:
+            ids = ids_given
         else:
-            ids = None if args.split == "all" else split_from_config(data_cfg)[args.split]
+            ids = None if args.split in (None, "all") else split_from_config(data_cfg)[args.split]
         document = export_coco(data_cfg, ids)
         write_text_atomic(args.out, json.dumps(document))
     except FlakesegError as exc:

@@ -207,6 +207,10 @@ def discover_pairs(data_cfg: Mapping[str, Any]) -> tuple[list[Pair], list[str]]:
         match = mask_re.fullmatch(path.name)
         if match:
             masks[match.group("id")] = path
+    if not masks:  # one mistake (the wrong folder or template), not one "no mask" line per image
+        raise DataError(
+            f"{mask_dir}: no file matches data.mask_template {template!r} (data.mask_dir); {HOW_TO_GET_DATA}"
+        )
 
     pairs = []
     for image_id, image_path in sorted(images.items()):
