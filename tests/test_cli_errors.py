@@ -67,6 +67,14 @@ BAD_INVOCATIONS = [
     ),
     (["predict", "--model", "mos2", "img.png", "--out", "out", "--coco", "nested.json/x"], 2, ".json file"),
     (["watch", "--model", "mos2", "nested", "--out", "."], 2, "holds the watched folder nested"),
+    (
+        [
+            *("predict", "--model", "mos2", "img.png", "--out", "out", "--scale", "2"),
+            *("--pixel-size", "0.1", "--model-pixel-size", "0.1"),
+        ],
+        1,
+        "the pixel sizes give the scale",
+    ),
     (["export", "model.onnx", "--out", "model.onnx"], 2, "is the checkpoint being exported"),
     (["export", "notes.txt", "--out", "notes.png"], 2, "an ONNX model is a .onnx file"),
     (["evaluate", "mos2", "--data", "mos2", "--out", "notes.txt"], 2, "the metrics file is a .json file"),

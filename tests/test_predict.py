@@ -152,6 +152,10 @@ def test_rerun_skips_finished_images_and_other_settings_redo_them(checkpoint, im
     assert main(argv) == 0
     assert "(0 screened, 3 already done)" in capsys.readouterr().err.replace("\n", " ")
     assert {p: p.stat().st_mtime_ns for p in (out / "records").iterdir()} == stamps
+    next((out / "overlays").iterdir()).unlink()  # a deleted overlay: that image is screened again
+    assert main(argv) == 0
+    assert "(1 screened, 2 already done)" in capsys.readouterr().err.replace("\n", " ")
+    assert len(list((out / "overlays").iterdir())) == 3
     assert main([*argv, "--min-confidence", "0.9"]) == 0
     assert "(3 screened, 0 already done)" in capsys.readouterr().err.replace("\n", " ")
 
@@ -591,6 +595,7 @@ def test_report_in_headless_chromium_shows_the_table_and_thumbnails(checkpoint, 
         ("--scale", "0"),
         ("--scale", "inf"),
         ("--scale", "100"),
+        ("--tile", "0"),
         ("--temperature", "-1"),
     ],
 )

@@ -188,6 +188,8 @@ class Predictor:
         if not SCALES[0] <= scale <= SCALES[1]:  # nan too
             raise ConfigError(f"--scale: must be in [{SCALES[0]:g}, {SCALES[1]:g}], got {scale:g}")
         multiple = max(card.input_multiple, 1)
+        if tile is not None and tile <= 0:
+            raise ConfigError(f"--tile: a side in pixels > 0 (or leave it out), got {tile}")
         tile = tile or max(2 * card.crop_size, 512)
         if tile < multiple:
             raise ConfigError(f"--tile: must be at least the network stride {multiple}, got {tile}")

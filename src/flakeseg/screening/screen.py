@@ -129,7 +129,11 @@ def _finished(record_path: Path, signature: str, stamp: dict[str, Any]) -> dict[
     except (OSError, ValueError):
         return None
     same = record.get("version") == RECORD_VERSION and record.get("signature") == signature
-    return record if same and record.get("source_stamp") == stamp else None
+    # an image whose overlay (or saved probability maps) were deleted is screened again
+    out = record_path.parent.parent
+    files = [record.get("overlay"), *(record.get("probability_maps") or [])]
+    whole = all(f and (out / f).is_file() for f in files)
+    return record if same and whole and record.get("source_stamp") == stamp else None
 
 
 def screen_one(
@@ -386,6 +390,10 @@ def resolve_scale(args: argparse.Namespace, model_pixel_size: float | None) -> t
         if value is not None and not 0 < value < math.inf:
             raise ConfigError(f"--{key.replace('_', '-')}: must be a number > 0, got {value}")
     model_px = args.model_pixel_size or model_pixel_size
+    if args.scale is not None and args.pixel_size and args.model_pixel_size:
+        raise ConfigError(
+            "--scale with --pixel-size and --model-pixel-size: the pixel sizes give the scale; drop one"
+        )
     scale, source = 1.0, ""
     if args.scale is not None:
         scale, source = float(args.scale), "--scale"
