@@ -100,6 +100,11 @@ def test_fold_setups_say_why_there_is_none(data_root: Path):
     folds = [["00005", "00007"], ["00008", "00009"]]
     assert "data.material" in fold_setups(_cv_predictions({**data_cfg, "material": None}, folds))
     assert "cv.score_crop" in fold_setups(_cv_predictions(data_cfg, folds, score_crop=512))
+    # a crystal the optics does not know: the CV scores stand, the colour check is skipped with why
+    unknown = _cv_predictions({**data_cfg, "material": "Unobtainium"}, folds)
+    reason = fold_setups(unknown)
+    assert isinstance(reason, str) and reason.startswith("no setup for the colour check (")
+    assert "Unobtainium" in reason and unknown.setups == []
     from flakeseg.stages.fold_evaluation import listed_scores
 
     skipped = listed_scores(_cv_predictions(data_cfg, folds, score_crop=512), [[], []], Postprocess())

@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         others = ", ".join(f"{g}: {v:.3f}" for g, v in scores.items())
         images_used = fitted["ladder_images"]
         best = max(scores, key=scores.get)
-        if float(best) == setup.gamma:
+        if scores.get(f"{setup.gamma:g}") == scores[best]:  # the kept gamma scores highest (ties too)
             why = f"the {material} layer ladder fits the flakes of {images_used} images best"
         else:  # the best-scoring gamma did not win often enough over resamples of the images
             share = fitted.get("ladder_bootstrap_share", 0.0)

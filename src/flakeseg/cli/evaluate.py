@@ -143,10 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         problem = checkpoint_problem(model)
         if problem:
             raise DataError(problem)
-        if args.out is not None:
-            taken = {Path(model): "the model"}
-            if problem := output_file_problem(args.out, "--out", (".json",), "the metrics file", taken):
-                raise ConfigError(problem)
+        if args.out is not None and (
+            problem := output_file_problem(args.out, "--out", (".json",), "the metrics file")
+        ):
+            raise ConfigError(problem)
     except FlakesegError as exc:
         console.print(f"error: {exc}", highlight=False, markup=False)
         return 2 if isinstance(exc, ConfigError) else 1

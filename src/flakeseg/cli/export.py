@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flakeseg.errors import DataError, FlakesegError
+from flakeseg.errors import ConfigError, DataError, FlakesegError
 from flakeseg.inference.model_files import checkpoint_problem
 from flakeseg.utils.command_line import ArgumentParser, output_file_problem
 
@@ -46,17 +46,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.opset is not None and not MIN_OPSET <= args.opset <= MAX_OPSET:
         print(f"error: --opset: {MIN_OPSET} to {MAX_OPSET}, got {args.opset}", file=sys.stderr)
         return 2
+    if args.checkpoint.suffix.lower() == ".onnx":
+        print(f"error: {args.checkpoint}: already an ONNX model (predict runs it as it is)", file=sys.stderr)
+        return 1
     target = args.out or args.checkpoint.with_suffix(".onnx")
-    taken = {args.checkpoint: "the checkpoint being exported"}
-    if (problem := output_file_problem(target, "--out", (".onnx",), "an ONNX model", taken)) is not None:
+    if (problem := output_file_problem(target, "--out", (".onnx",), "an ONNX model")) is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
-        if args.checkpoint.suffix.lower() == ".onnx":
-            raise DataError(f"{args.checkpoint}: already an ONNX model (flakeseg predict runs it as it is)")
         from flakeseg.inference.shipped import resolve_model
 
-        args.checkpoint = resolve_model(str(args.checkpoint), "")  # a shipped model's name, or a file
+        try:  # a shipped model's name, or a file
+            args.checkpoint = resolve_model(str(args.checkpoint), "")
+        except ConfigError as exc:  # neither: a missing file, as predict answers it (exit 1)
+            raise DataError(str(exc)) from None
         problem = checkpoint_problem(args.checkpoint)  # before torch loads: a wrong file answers at once
         if problem is not None:
             raise DataError(problem)
@@ -67,6 +70,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         export_onnx(net, card, target, args.opset)
     except FlakesegError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, ConfigError) else 1  # a usage mistake (--opset), or a bad file
     print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB; classes {', '.join(card.class_names)})")
     return 0

@@ -277,17 +277,14 @@ def choose_model(
 RUN_FILES = ("flakes.csv", "report.html", "run.json")
 
 
-def check_outputs(args: argparse.Namespace, parser: argparse.ArgumentParser, inputs: Sequence[Path]) -> None:
-    """``--out`` must be a folder that can be made, and ``--coco`` a .json file that is neither an input,
-    the model, nor one of the run's own files: one line, before anything is read or written."""
+def check_outputs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """``--out`` must be a folder that can be made, and ``--coco`` a .json file other than the run's own
+    ``run.json`` (inputs and models are never .json): one line, before anything is read or written."""
     if (problem := output_folder_problem(args.out, "--out")) is not None:
         parser.error(problem)
     if args.coco is None:
         return
-    taken = {path: f"the input {path}" for path in inputs}
-    if args.checkpoint is not None:
-        taken[Path(args.checkpoint)] = "the model"
-    taken.update({args.out / name: f"the run's own {name}" for name in RUN_FILES})
+    taken = {args.out / name: f"the run's own {name}" for name in RUN_FILES}
     if (problem := output_file_problem(args.coco, "--coco", (".json",), "a COCO file", taken)) is not None:
         parser.error(problem)
 
@@ -306,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.inputs:
             parser.error("no images given: name image files, folders or glob patterns after the model")
         paths, problems = collect_inputs(args.inputs, exclude=args.out, recursive=args.recursive)
-        check_outputs(args, parser, paths)
+        check_outputs(args, parser)
         unreadable = {p: line for p in paths if (line := image_problem(p))}
         paths = [p for p in paths if p not in unreadable]
         problems = [*problems, *unreadable.values()]

@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not folder.is_dir():
             raise DataError(f"{folder}: not a folder; to screen single images: flakeseg predict")
         args.inputs = [str(folder)]
-        check_outputs(args, parser, [])
+        check_outputs(args, parser)
         if folder.resolve().is_relative_to(args.out.resolve()):  # its files would never be screened
             parser.error(f"--out {args.out}: holds the watched folder {folder}; give another folder")
 

@@ -216,8 +216,9 @@ def read_coco(
         background, classes or [categories[i] for i in sorted(categories) if categories[i] != background]
     )
     problems: list[str] = []
+    # every id the file lists, so a rejected image's annotations are not called orphans as well
+    image_ids = {_whole(e.get("id")) for e in image_entries if isinstance(e, dict)} - {None}
     image_entries = [e for k, e in enumerate(image_entries) if _image_entry_ok(e, k, source, problems)]
-    image_ids = {int(e["id"]) for e in image_entries}
     by_image: dict[int, list[dict[str, Any]]] = {}
     for entry in entries:
         image_id = _whole(entry.get("image_id"))
@@ -238,13 +239,13 @@ def read_coco(
                 f"{path}: image missing or unreadable (file_name of image id {entry['id']} in {source})"
             )
             continue
-        if (int(entry["height"]), int(entry["width"])) != size:
+        if (_whole(entry["height"]), _whole(entry["width"])) != size:
             problems.append(
                 f"{where}: the file is {size[1]}x{size[0]}, the annotations say "
                 f"{entry['width']}x{entry['height']}"
             )
             continue
-        found = by_image.get(int(entry["id"]), [])
+        found = by_image.get(_whole(entry["id"]), [])
         if not found and not allow_empty:
             problems.append(f"{where}: no annotations (bare substrate? pass --allow-empty)")
             continue

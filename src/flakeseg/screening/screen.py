@@ -315,14 +315,16 @@ def write_run_outputs(
     coco: Path | None = None,
     refresh_seconds: int | None = None,
     report: ReportOptions | None = None,
+    keep_earlier: bool = True,
 ) -> bool:
     """``flakes.csv``, ``report.html``, ``run.json`` and (``coco``) the COCO file of a run, from its
     image records; ``refresh_seconds``: the report reloads itself this often (``flakeseg watch``);
     ``report``: how the page presents the run (default: from ``settings``, see :func:`report_options`).
 
     A run that screened nothing (every input skipped) writes nothing over an earlier run's outputs in
-    ``out``: returns ``False`` then, ``True`` when the files were written."""
-    if not summary["records"] and (out / "run.json").exists():
+    ``out`` (``keep_earlier``; a watch that wrote them itself passes ``False``): returns ``False`` then,
+    ``True`` when the files were written."""
+    if keep_earlier and not summary["records"] and (out / "run.json").exists():
         return False
     card = predictor.card
     if coco is not None:

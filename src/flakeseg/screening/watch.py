@@ -107,6 +107,7 @@ class FolderWatcher:
         self.events: queue.SimpleQueue[Path | None] = queue.SimpleQueue()  # None: the folder is gone
         self.names: dict[Path, str] = {}
         self.records: dict[Path, dict[str, Any]] = {}  # in the order the images were done
+        self.wrote = False  # whether this watch has written the outputs in out
         self.problems: dict[Path, str] = {}
         self.done: dict[Path, tuple[int, int]] = {}  # (size, mtime) at which a file was screened or skipped
         self.waiting: dict[Path, tuple[tuple[int, int], float] | None] = {}  # (size, mtime), seen since
@@ -284,8 +285,15 @@ class FolderWatcher:
         shown = {**self.shown, "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
         refresh = REFRESH_SECONDS if live else None
         written = write_run_outputs(
-            self.out, self.summary(), self.predictor, shown, coco=self.coco, refresh_seconds=refresh
+            self.out,
+            self.summary(),
+            self.predictor,
+            shown,
+            coco=self.coco,
+            refresh_seconds=refresh,
+            keep_earlier=not self.wrote,  # once this watch wrote them, they are its own to update
         )
+        self.wrote = self.wrote or written
         self.dirty = False
         self.last_write = time.monotonic()
         return written

@@ -217,11 +217,17 @@ def fold_setups(preds: CVPredictions) -> list[dict[str, Any]] | str:
     if preds.score_crop:
         return "the held-out images are scored on crops (cv.score_crop), not whole"
     from flakeseg.data.contrasts import measure_labelled
+    from flakeseg.errors import FlakesegError
     from flakeseg.optics.calibration import calibrate
 
+    setups = []
     for ids in preds.fold_train_ids:
-        labelled = measure_labelled(preds.data_config, ids)
-        preds.setups.append(calibrate(np.zeros((0, 3)), str(material), labelled).to_dict())
+        try:
+            labelled = measure_labelled(preds.data_config, ids)
+            setups.append(calibrate(np.zeros((0, 3)), str(material), labelled).to_dict())
+        except FlakesegError as exc:  # an unknown crystal, no layer class: the CV scores stand without it
+            return f"no setup for the colour check ({str(exc).splitlines()[0]})"
+    preds.setups.extend(setups)
     return preds.setups
 
 
