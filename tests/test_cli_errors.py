@@ -67,6 +67,12 @@ BAD_INVOCATIONS = [
     ),
     (["predict", "--model", "mos2", "img.png", "--out", "out", "--coco", "nested.json/x"], 2, ".json file"),
     (["watch", "--model", "mos2", "nested", "--out", "."], 2, "holds the watched folder nested"),
+    (["predict", "--model", "mos2", "x.ckpt", "img.png", "--out", "out"], 2, "x.ckpt: a model file among"),
+    (
+        ["predict", "--model", "mos2", "img.png", "--out", "out", "--backend", "onnx", "--device", "cuda"],
+        2,
+        "the onnx backend runs on the CPU",
+    ),
     (
         [
             *("predict", "--model", "mos2", "img.png", "--out", "out", "--scale", "2"),
@@ -177,6 +183,7 @@ BAD_INVOCATIONS = [
     (["export", "model.onnx", "--out", "x.onnx"], 1, "model.onnx: already an ONNX model"),
     (["export", "notes.txt", "--opset", "999"], 2, "--opset: 7 to 28, got 999"),
     (["evaluate", "mos2", "--data", "mos2", "--set", "seed=1"], 2, "--set seed=1: only data.KEY=VALUE"),
+    (["evaluate", "mos2", "--data", "mos2", "--set", "data.scale=2"], 1, "as the model card says"),
     (
         ["export-labels", "--data", "mos2", "--out", "x.json", "--set", "root=x"],
         2,

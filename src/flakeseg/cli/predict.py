@@ -229,6 +229,9 @@ def choose_model(
     from flakeseg.inference.model_files import checkpoint_problem
     from flakeseg.inference.shipped import resolve_model
 
+    on_gpu = str(getattr(args, "device", "auto")).startswith("cuda")
+    if getattr(args, "backend", "torch") == "onnx" and on_gpu:
+        parser.error(f"--device {args.device}: the onnx backend runs on the CPU (--backend torch for a GPU)")
     if args.material is None and args.oxide is not None:
         parser.error("--oxide goes with --material (a trained model knows its colours)")
     if args.setup is not None and not args.setup.is_file():
@@ -261,6 +264,9 @@ def choose_model(
         except ConfigError as exc:  # no such shipped model nor file: a usage mistake
             parser.error(str(exc))
         found = list(args.paths)
+        extra = next((p for p in found if Path(p).suffix.lower() in MODEL_SUFFIXES), None)
+        if extra is not None:
+            parser.error(f"{extra}: a model file among the {inputs}; --model {args.model} names the model")
     elif not args.paths:
         parser.error(f"no model and no {inputs} given; e.g. {example}")
     else:

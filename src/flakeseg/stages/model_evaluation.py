@@ -20,6 +20,8 @@ from flakeseg.errors import ConfigError
 __all__ = ["SPLITS", "evaluate_model"]
 
 SPLITS = ("test", "train", "all")
+#: data keys evaluate takes from the model card, not from the data config
+CARD_KEYS = ("data.scale", "data.substrate_normalize", "data.gmm_channels", "data.flatfield")
 
 
 def evaluate_model(
@@ -46,6 +48,10 @@ def evaluate_model(
 
     if split not in SPLITS:
         raise ConfigError(f"--split: must be one of {', '.join(SPLITS)}, got {split!r}")
+    for override in data_overrides:  # set from the model card below: an override would be ignored
+        key = override.split("=", 1)[0]
+        if key in CARD_KEYS:
+            raise ConfigError(f"--set {override}: the images are prepared as the model card says; drop it")
     path = resolve_model(model)
     predictor = load_predictor(path, device=device, **predictor_options)
     card = predictor.card
