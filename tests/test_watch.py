@@ -284,3 +284,27 @@ def test_watch_screens_each_image_once_skips_a_bad_file_restarts_and_stops_on_si
     assert before == {name: after[name] for name in before}  # the old records were not rewritten
     _check_outputs(out, {"or00000", "or00001", "or00002"})
     assert REFRESH_TAG not in report.read_text()  # the final report is a still page
+
+
+def test_outputs_are_kept_over_an_empty_run_unless_the_watch_wrote_them(tmp_path):
+    """A run with no record leaves an earlier run's outputs as they were; a watch that wrote them
+    itself updates them, down to empty (its images went bad), so nothing stale stays listed."""
+    from types import SimpleNamespace
+
+    from flakeseg.screening.screen import write_run_outputs
+
+    (tmp_path / "run.json").write_text('{"earlier": true}')
+    card = SimpleNamespace(
+        class_names=["other", "monolayer", "bilayer"],
+        class_colors=["#000000", "#0000ff", "#00ff00"],
+        flake_classes=["monolayer", "bilayer"],
+    )
+    empty = {"records": [], "problems": ["a.png: cannot decode"], "done": 0, "skipped": 0, "failed": 1}
+    predictor = SimpleNamespace(card=card)
+    assert write_run_outputs(tmp_path, empty, predictor, {}) is False
+    assert (tmp_path / "run.json").read_text() == '{"earlier": true}'
+    assert not (tmp_path / "flakes.csv").exists()
+    assert write_run_outputs(tmp_path, empty, predictor, {}, keep_earlier=False) is True
+    written = json.loads((tmp_path / "run.json").read_text())
+    assert written["images"] == [] and written["problems"] == ["a.png: cannot decode"]
+    assert (tmp_path / "flakes.csv").read_text().splitlines()[0].startswith("image,source")
