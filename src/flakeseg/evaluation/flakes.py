@@ -19,6 +19,7 @@ __all__ = [
     "UNKNOWN",
     "ClassRegions",
     "Flake",
+    "background_class",
     "class_regions",
     "find_flakes",
     "rounded_row",
@@ -192,6 +193,11 @@ def find_flakes(
     return ids, flakes
 
 
+def background_class(class_names: Sequence[str], flake_classes: Sequence[int]) -> int:
+    """The class a flake becomes when it is not listed: the first class that is no flake class."""
+    return next(c for c in range(len(class_names)) if c not in flake_classes)
+
+
 def substrate_beside_flakes(
     image: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str], flake_classes: Sequence[int]
 ) -> np.ndarray:
@@ -201,7 +207,7 @@ def substrate_beside_flakes(
     it (MoS2 00005: 68 % monolayer), which would make that flake's contrast zero."""
     from flakeseg.optics.substrate import substrate_colour
 
-    background = next(c for c in range(len(class_names)) if c not in flake_classes)
+    background = background_class(class_names, flake_classes)
     return substrate_colour(image, probabilities.argmax(axis=0) == background)
 
 

@@ -14,6 +14,7 @@ from flakeseg.data.classes import region_class_indices
 from flakeseg.data.preprocess import resize_probabilities
 from flakeseg.evaluation.curves import PAPER_PRECISION, one_vs_rest_curves
 from flakeseg.evaluation.flake_scores import FlakeScores
+from flakeseg.evaluation.flakes import background_class
 from flakeseg.evaluation.postprocess import PREDICT_DEFAULTS, Postprocess, postprocessed_map
 from flakeseg.evaluation.regions import counted_regions, pixel_scores, region_accuracy, region_min_area_px
 
@@ -40,7 +41,7 @@ def flake_scores(
     ``predict`` lists as unknown (:func:`~flakeseg.evaluation.flakes.unlisted_pixels`); they are no
     prediction, so a true flake only they cover is a miss."""
     scores = FlakeScores(names, flake_classes, postprocess.min_area, postprocess.min_confidence)
-    background = next(c for c in range(len(names)) if c not in flake_classes)
+    background = background_class(names, flake_classes)
     for index, (prob, mask) in enumerate(zip(probs, stored_masks, strict=True)):
         prob = resize_probabilities(prob, *mask.shape)
         if unlisted is not None and unlisted[index].any():
@@ -62,7 +63,7 @@ def shown_maps(
     """The class maps a screening run shows, at the masks' stored resolution: the flakes ``predict``
     lists (``postprocess``), those it lists as unknown (``unlisted``) and every other flake pixel
     background; what the ``*_listed/`` pixel scores are of."""
-    background = next(c for c in range(len(names)) if c not in flake_classes)
+    background = background_class(names, flake_classes)
     out = []
     for index, (prob, mask) in enumerate(zip(probs, stored_masks, strict=True)):
         labels = postprocessed_map(
