@@ -275,3 +275,36 @@ def test_best_presets_hold_the_whole_recipe(preset, base, accelerator):
     assert options.unknown  # and what predict shows, its colour check included, is scored too
     # a command-line choice still wins over the preset's
     assert compose_train([f"experiment={preset}", "model=unet_paper"]).model.name == "unet_paper"
+
+
+def test_repeats_pool_their_matches_and_fit_each_temperature_within_the_repeat():
+    # repeat 0's models are over-confident (0.99), repeat 1's much less (0.75); the same images are
+    # held out once per repeat
+    first = _synthetic_predictions(seed=0)
+    second = _synthetic_predictions(seed=1, fold_confidence=(0.75, 0.75, 0.75))
+    both = _synthetic_predictions(seed=0)
+    both.val_masks = first.val_masks + second.val_masks
+    both.val_probs = first.val_probs + second.val_probs
+    both.val_stored_masks = both.val_masks
+    both.test_probs = first.test_probs + second.test_probs
+    both.fold_repeats = [0, 0, 0, 1, 1, 1]
+    assert both.repeats() == [[0, 1, 2], [3, 4, 5]]
+
+    # every held-out image's flake counts once per repeat
+    plain = {k: evaluate_predictions(p, EvalOptions()) for k, p in (("both", both), ("first", first))}
+    plain["second"] = evaluate_predictions(second, EvalOptions())
+    assert plain["both"]["cv/repeats"] == 2 and plain["first"]["cv/repeats"] == 1
+    for count in ("tp", "fp", "fn"):
+        key = f"cv/flake_{count}_monolayer"
+        assert plain["both"][key] == plain["first"][key] + plain["second"][key]
+    assert plain["both"]["cv/flake_tp_monolayer"] > plain["first"]["cv/flake_tp_monolayer"] == 9
+
+    options = EvalOptions(temperature=True, ensemble=True)
+    pooled = evaluate_predictions(both, options)
+    alone = evaluate_predictions(first, options)
+    # a fold's temperature sees only its own repeat: repeat 0's are those of repeat 0 scored alone
+    assert pooled["temperatures"][:3] == pytest.approx(alone["temperatures"])
+    assert min(pooled["temperatures"][:3]) > max(pooled["temperatures"][3:])
+    # one ensemble per repeat, scored on the test split, mean and std over the two
+    assert pooled["test/models"] == "ensemble of the fold models of each repeat"
+    assert pooled["test/mean_class_acc_std"] > 0.0

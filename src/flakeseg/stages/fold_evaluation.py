@@ -4,17 +4,19 @@ fold ensemble, post-processing, temperature scaling, calibration and test region
 Each fold model predicts the images it never saw in training (its validation fold, "out of fold") and
 every test image. From those predictions, with the options of :class:`EvalOptions`:
 
-- **CV flake scores** (``cv/flake_*``: precision, recall, F1 and AP50 of the out-of-fold predictions,
-  matches pooled over every fold) and **CV pixel scores** (mean per-class accuracy, macro precision,
-  mean IoU; mean and std over folds), optionally averaged over the 8 flips/rotations (``tta``), with
-  the flakes ``predict`` would list: ``postprocess`` chooses its ``min_area`` and ``min_confidence`` on
-  these same folds by the pooled flake F1 (mean over flake classes, >= 100 px, IoU 0.5);
+- **CV flake scores** (``cv/flake_*``: precision, recall, F1 and AP50 of the out-of-fold
+  predictions, matches pooled over every fold of every repeat) and **CV pixel scores** (mean
+  per-class accuracy, macro precision, mean IoU; mean and std over the folds of every repeat),
+  optionally averaged over the 8 flips/rotations (``tta``), with the flakes ``predict`` would list:
+  ``postprocess`` chooses its ``min_area`` and ``min_confidence`` on these same folds by the pooled
+  flake F1 (mean over flake classes, >= 100 px, IoU 0.5);
 - **ECE** of the out-of-fold pixel probabilities; with ``temperature`` each fold's probabilities are
-  divided (as logits) by a temperature fitted on the *other* folds' predictions, so the ECE stays a
-  held-out figure;
+  divided (as logits) by a temperature fitted on the *other* folds' predictions of its repeat, so the
+  ECE stays a held-out figure (another repeat's folds hold the same images);
 - **test scores** (flake scores, region accuracy, the paper's Table 2 measure, and pixel scores): of
-  each fold model (mean and std), or of the fold models' averaged probabilities (``ensemble``), with
-  the temperature fitted on all out-of-fold predictions and the post-processing chosen on CV;
+  each fold model (mean and std), or of the fold models' averaged probabilities (``ensemble``: one
+  ensemble per repeat, mean and std over repeats), with the temperature fitted on all out-of-fold
+  predictions and the post-processing chosen on CV;
 - reliability tables of pixels and of predicted flakes (a flake is right when it matches a true
   flake at IoU >= 0.5; flakes of at least 100 px, out of fold);
 - with ``unknown``, the scores of what ``predict`` lists and shows (``cv_listed/...``): flake scores
@@ -89,6 +91,7 @@ class CVPredictions:
         fold_train_ids: per fold, the ids of its training images.
         val_sets: per fold, its held-out images (their files: the colour check reads them as stored).
         score_crop: ``cv.score_crop``: the held-out images were scored on their centre crops.
+        fold_repeats: per fold, the repeat it belongs to (``cv.repeats``; empty: one repeat).
     """
 
     class_names: list[str]
@@ -108,8 +111,15 @@ class CVPredictions:
     fold_train_ids: list[list[str]] = field(default_factory=list)
     val_sets: list[FlakeImages] = field(default_factory=list)
     score_crop: int | None = None
+    fold_repeats: list[int] = field(default_factory=list)
     #: per fold, the setup calibrated on its training images (:func:`fold_setups` fills it once)
     setups: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    def repeats(self) -> list[list[int]]:
+        """The folds of each repeat (indices into the per-fold lists), in repeat order: each repeat's
+        held-out folds cover the CV pool once."""
+        repeats = self.fold_repeats or [0] * len(self.val_probs)
+        return [[k for k, r in enumerate(repeats) if r == repeat] for repeat in sorted(set(repeats))]
 
 
 def _probabilities(predictor: Predictor, images: Sequence[np.ndarray], label: str) -> list[np.ndarray]:
@@ -158,6 +168,7 @@ def collect_predictions(
     crop = int(cv_config["score_crop"]) if cv_config.get("score_crop") else None
     for fold in metrics["folds"]:
         number = int(fold["fold"]) + 1
+        repeat = int(fold.get("repeat", 0))
         if classical:
             model = load_classical(fold["model_file"], len(names))
             predictor = Predictor(ClassicalBackend(model), card_from_config(config))
@@ -165,14 +176,20 @@ def collect_predictions(
             path = fold.get("last_checkpoint")
             if not path:
                 raise ConfigError(
-                    f"checkpoint.save_last: fold {number} kept no last.ckpt, the model its CV score is of"
+                    f"checkpoint.save_last: fold {number}"
+                    + (f" of repeat {repeat + 1}" if repeat else "")
+                    + " kept no last.ckpt, the model its CV score is of"
                 )
             predictor = load_predictor(path, device=device, tta=tta)
         # a model with inputs fitted on its fold's labels prepares them; the substrate on whole images
         val = train.subset(fold["val_ids"]).mapped(predictor.prepare_loaded)
         if cv_config.get("score_crop"):  # scored as the CV scored it
             val = val.center_cropped(round(int(cv_config["score_crop"]) * float(data_cfg["scale"])))
-        label = f"fold {number}" + (" (8 flips/rotations)" if tta else "")
+        label = (
+            f"fold {number}"
+            + (f" (repeat {repeat + 1})" if repeat else "")
+            + (" (8 flips/rotations)" if tta else "")
+        )
         val_probs.append(_probabilities(predictor, val.images, f"{label}: held-out"))
         test_probs.append(
             _probabilities(predictor, test.mapped(predictor.prepare_loaded).images, f"{label}: test")
@@ -198,6 +215,7 @@ def collect_predictions(
         fold_train_ids=[list(fold.get("train_ids") or []) for fold in metrics["folds"]],
         val_sets=val_sets,
         score_crop=crop,
+        fold_repeats=[int(fold.get("repeat", 0)) for fold in metrics["folds"]],
     )
 
 
@@ -307,12 +325,15 @@ def evaluate_predictions(preds: CVPredictions, options: EvalOptions) -> dict[str
         raise ValueError("evaluate_predictions: options.tta differs from the predictions' tta")
     names, flakes, n_folds = preds.class_names, preds.flake_classes, len(preds.val_probs)
 
-    # temperature: fold k's is fitted on the other folds' held-out predictions; the test one on all
+    # temperature: fold k's is fitted on the other folds of its repeat (the other repeats hold its
+    # held-out images too); the test one on every held-out prediction
+    repeats = preds.repeats()
     temperatures = [1.0] * n_folds
     test_temperature = 1.0
     if options.temperature:
         for k in range(n_folds):
-            others = [f for f in range(n_folds) if f != k] or [k]
+            repeat = next(group for group in repeats if k in group)
+            others = [f for f in repeat if f != k] or [k]
             logits, target = _flat_log_probs(
                 [p for f in others for p in preds.val_probs[f]],
                 [m for f in others for m in preds.val_masks[f]],
@@ -381,8 +402,8 @@ def evaluate_predictions(preds: CVPredictions, options: EvalOptions) -> dict[str
     if options.unknown:
         result.update(listed_scores(preds, val_probs, chosen))
 
-    # the test split: each fold model alone, or their average
-    models = [list(range(n_folds))] if options.ensemble else [[k] for k in range(n_folds)]
+    # the test split: each fold model alone, or the average of each repeat's fold models
+    models = repeats if options.ensemble else [[k] for k in range(n_folds)]
     test_rows = []
     for members in models:
         probs = [
@@ -415,7 +436,12 @@ def evaluate_predictions(preds: CVPredictions, options: EvalOptions) -> dict[str
         short = key if key.startswith("test/") else f"test/{key}"
         result[short], result[f"{short}_std"] = mean, std
     result["test/regions"] = test_rows[0]["regions"]
-    result["test/models"] = "ensemble of the fold models" if options.ensemble else "each fold model"
+    result["test/models"] = (
+        ("ensemble of the fold models" + (" of each repeat" if len(repeats) > 1 else ""))
+        if options.ensemble
+        else "each fold model"
+    )
+    result["cv/repeats"] = len(repeats)
     result["postprocess"] = {"min_area": chosen.min_area, "min_confidence": chosen.min_confidence}
     result["postprocess_min_area"] = chosen.min_area
     result["postprocess_scores"] = {f"{a}|{c:g}": v for (a, c), v in setting_scores.items()}

@@ -59,8 +59,6 @@ def evaluate_fold_models(cfg: DictConfig, metrics: dict[str, Any]) -> dict[str, 
     skip = None
     if cfg.cv.get("fold") is not None:
         skip = f"cv.fold={cfg.cv.fold} trains one fold (the evaluation needs every fold)"
-    elif int(cfg.cv.get("repeats") or 1) > 1:
-        skip = f"cv.repeats={cfg.cv.repeats}: the evaluation scores one set of fold models"
     elif cfg.cv.get("pool", "train") != "train":
         skip = f"cv.pool={cfg.cv.pool} holds no test split out of the CV"
     if skip:

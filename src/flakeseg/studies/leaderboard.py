@@ -174,7 +174,7 @@ def board_row(
 
 
 def evaluate_on_test(cfg: Any, metrics: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
-    """Each fold model (of the first repeat) on the test split, mean over them, with the config's
+    """Each fold model (of every repeat) on the test split, mean over them, with the config's
     evaluation steps but no fold ensemble: the post-processing is chosen on single fold models' CV
     predictions (an ensemble's averaged probabilities are less sure, so fewer of its flakes pass that
     confidence), and nested CV kept the ensemble off (``docs/results/nested_ensemble_cpu/``).
@@ -195,8 +195,7 @@ def evaluate_on_test(cfg: Any, metrics: dict[str, Any], run_dir: Path) -> dict[s
     options = dict(OmegaConf.to_container(cfg.evaluate, resolve=True))
     if metrics["folds"] and metrics["folds"][0].get("model_file"):  # classical: no TTA or temperature
         options.update(tta=False, temperature=False)
-    first = {**metrics, "folds": [f for f in metrics["folds"] if int(f.get("repeat", 0)) == 0]}
-    result = evaluate_cv_run(first, EvalOptions.from_config({**options, "ensemble": False}))
+    result = evaluate_cv_run(metrics, EvalOptions.from_config({**options, "ensemble": False}))
     write_json_atomic(path, result)
     return result
 
