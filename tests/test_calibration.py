@@ -12,12 +12,14 @@ from PIL import Image
 from flakeseg.errors import ConfigError, DataError
 from flakeseg.optics.calibration import (
     CLIP,
+    SHIPPED_DIR,
     ImageContrast,
     Setup,
     calibrate,
     contrast_errors,
     fit_oxide,
     measure_contrast,
+    resolve_setup,
 )
 from flakeseg.optics.camera import Tone
 
@@ -201,3 +203,12 @@ def test_calibrate_on_the_mos2_labels_predicts_their_contrasts(data_root, tmp_pa
     line = next(line for line in printed.splitlines() if line.strip().startswith("1 layer"))
     predicted, measured = (float(part.split("(")[1].split(",")[0]) for part in line.split("measured"))
     assert measured < -0.15 and abs(predicted - measured) < 0.05, line
+
+
+def test_a_setup_is_a_yaml_file_or_a_shipped_name_and_anything_else_is_named(tmp_path):
+    assert resolve_setup("paper_mos2").to_dict() == resolve_setup(SHIPPED_DIR / "paper_mos2.yaml").to_dict()
+    (tmp_path / "setup.txt").write_text("oxide_nm: 90\n")
+    with pytest.raises(ConfigError, match=r"^setup .*setup\.txt: a setup is a \.yaml file .*paper_mos2\)$"):
+        resolve_setup(tmp_path / "setup.txt")
+    with pytest.raises(ConfigError, match=r"^setup paper_hbn: not shipped \(shipped: paper_graphene, "):
+        resolve_setup("paper_hbn")

@@ -87,6 +87,8 @@ BAD_INVOCATIONS = [
     (["evaluate", "mos2", "--data", "mos2", "--out", "notes.txt"], 2, "the metrics file is a .json file"),
     (["export-labels", "--data", "mos2", "--out", "img.png"], 2, "a COCO file is a .json file"),
     (["audit-labels", "--data", "mos2", "--out", "img.png"], 2, "--out img.png: is a file, not a folder"),
+    (["evaluate", "mos2", "--data", "nosuch"], 1, "--data nosuch: no such data set; available: graphene"),
+    (["evaluate", "mos2", "--data", "mos2", "--set", "data/classes=four"], 2, "is a config group"),
     # train: Hydra's overrides, checked before the job
     (["train", "optim.lrr=0.1"], 2, "optim.lrr: no such key; closest: optim.lr"),
     (["train", "data=hbn2"], 2, "data=hbn2: no such option; available: graphene, mos2"),
@@ -101,7 +103,7 @@ BAD_INVOCATIONS = [
     (["import-labels", "coco", "missing.json", "--images", ".", "--name", "x"], 1, "missing.json"),
     (["import-labels", "labelme", "img.png", "--name", "x"], 1, "img.png: not a folder"),
     (["export-labels", "--out", "x.json"], 2, "--data"),
-    (["export-labels", "--data", "hbn2", "--out", "x.json"], 1, "data/hbn2"),
+    (["export-labels", "--data", "hbn2", "--out", "x.json"], 1, "--data hbn2: no such data set"),
     (["export-labels", "--data", "mos2", "--out", "x.json", "--ids", ""], 2, "--ids: no image id given"),
     (["export-labels", "--data", "mos2", "--out", "x.json", "--ids", "1", "--split", "test"], 2, "give one"),
     (["export"], 2, "checkpoint"),
@@ -216,6 +218,34 @@ def test_a_mistake_is_one_line_on_stderr_with_its_exit_status(files, capsys, arg
 
 
 @pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "--model", "mos2", "img.png", "--out", "locked/run"],
+        ["export-labels", "--data", "mos2", "--out", "locked/labels.json"],
+        ["audit-labels", "--data", "mos2", "--out", "locked"],
+    ],
+)
+def test_an_output_under_a_folder_nobody_may_write_is_one_line_before_any_work(
+    files, capsys, monkeypatch, argv
+):
+    """A read-only disk or another user's folder: refused while the arguments are read, not by a
+    traceback at the first file written (the tests run as root, who may write anywhere, so the
+    permission is what ``os.access`` answers here)."""
+    (files / "locked").mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: Path(path).name != "locked" and real_access(path, mode)
+    )
+    try:
+        code = flakeseg_main(argv)
+    except SystemExit as stop:
+        code = stop.code
+    line = _one_line(capsys, argv)
+    assert code == 2 and "locked is not writable" in line, line
+    assert list((files / "locked").iterdir()) == []
+
+
+@pytest.mark.parametrize(
     "overrides",
     [
         ["-m", "stage=test", "+selected=cell", "hydra.searchpath=[file://{sp}]"],  # reproduce's test stage
@@ -266,3 +296,29 @@ def test_quick_train_help_is_hydras_help_text(capsys, monkeypatch, overrides):
     assert capsys.readouterr().out == quick
     assert "data/classes: four, three, three_thick_apart" in quick
     assert not train.quick_help(["data=graphene"])  # no --help: the job runs
+
+
+def test_a_file_the_system_refuses_is_one_line_and_other_errors_keep_their_traceback(capsys, monkeypatch):
+    """A full disk or a folder the system will not create (``/proc/x``) fails at the first file
+    written, after the checks; it is one line naming the file. An OSError about no file is a bug's."""
+    import types
+
+    import flakeseg.cli as cli
+
+    def refuse(argv):
+        raise FileNotFoundError(2, "No such file or directory", "/proc/nosuch")
+
+    def broken(argv):
+        raise OSError("no file named")
+
+    fake = types.ModuleType("fake_command")
+    fake.refuse, fake.broken = refuse, broken
+    monkeypatch.setitem(sys.modules, "fake_command", fake)
+    monkeypatch.setitem(cli.COMMANDS, "predict", ("fake_command:refuse", "screen"))
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["predict"])
+    assert stop.value.code == 1
+    assert capsys.readouterr().err == "error: /proc/nosuch: No such file or directory\n"
+    monkeypatch.setitem(cli.COMMANDS, "predict", ("fake_command:broken", "screen"))
+    with pytest.raises(OSError, match="no file named"):
+        cli.main(["predict"])

@@ -92,7 +92,7 @@ def test_mos2_monolayers_of_00001_and_00006_are_flagged(data_root: Path, tmp_pat
 def test_bad_data_name_is_one_line(capsys) -> None:
     assert cli.main(["--data", "hbn2"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "data/hbn2" in err[0]
+    assert len(err) == 1 and err[0].startswith("error: ") and "--data hbn2: no such data set" in err[0]
 
 
 def test_threshold_default_agrees_and_help_imports_no_torch() -> None:

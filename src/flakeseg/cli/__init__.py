@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 
-from flakeseg.utils.command_line import ArgumentParser
+from flakeseg.utils.command_line import ArgumentParser, fail
 
 #: subcommand -> (where its ``main(argv) -> int`` is, what it does)
 COMMANDS = {
@@ -90,4 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_parser(name, help=help_text, add_help=False)
     args, rest = parser.parse_known_args(argv)
     module, function = COMMANDS[args.command][0].split(":")
-    return getattr(importlib.import_module(module), function)(rest)
+    try:
+        return getattr(importlib.import_module(module), function)(rest)
+    except OSError as exc:
+        if exc.filename is None:  # not a file the user named: a traceback says more
+            raise
+        # the disk or the system refused a file: a full disk, a folder no one may create there
+        fail(f"{exc.filename}: {exc.strerror or exc}")

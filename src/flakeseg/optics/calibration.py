@@ -337,7 +337,15 @@ def shipped_setup(name: str = DEFAULT_SETUP) -> Setup:
 
 def resolve_setup(choice: str | Path) -> Setup:
     """A setup by what a user writes: a YAML file (``flakeseg calibrate``'s) or a shipped name."""
-    return Setup.load(choice) if str(choice).endswith((".yaml", ".yml")) else shipped_setup(str(choice))
+    if str(choice).endswith((".yaml", ".yml")):
+        return Setup.load(choice)
+    if Path(choice).suffix:  # a file of another kind, not a name
+        known = ", ".join(sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml")))
+        raise ConfigError(
+            f"setup {choice}: a setup is a .yaml file (flakeseg calibrate writes one) "
+            f"or a shipped name ({known})"
+        )
+    return shipped_setup(str(choice))
 
 
 def _oxide_grid(oxide_range: tuple[float, float, float]) -> np.ndarray:

@@ -48,7 +48,9 @@ def data_overrides(values: list[str]) -> list[str]:
     for value in values:
         key = value.split("=", 1)[0]
         if "=" not in value or not key.startswith("data.") or key == "data.":
-            hint = f"; did you mean --set data.{value}?" if "=" in value and "." not in key else ""
+            hint = f"; did you mean --set data.{value}?" if "=" in value and not set(".+/") & set(key) else ""
+            if "/" in key:  # a Hydra config group, e.g. data/classes=four: train.py chooses those
+                hint = f"; {key} is a config group, chosen when the model is trained (train.py {value})"
             raise ConfigError(f"--set {value}: only data.KEY=VALUE can be set{hint}")
     return list(values)
 
@@ -62,11 +64,17 @@ def _same_path(a: Path, b: Path) -> bool:
         return False
 
 
-def _not_a_folder(path: Path) -> Path | None:
-    """The nearest existing ancestor of ``path`` when it is a file (``path`` cannot be made), else None."""
-    for parent in path.parents:
-        if parent.exists():
-            return None if parent.is_dir() else parent
+def _cannot_write_under(folders: Sequence[Path]) -> str | None:
+    """Why nothing can be written under the first of ``folders`` that exists (``path`` itself or its
+    ancestors, nearest first), or ``None``: it is a file, or this user may not write there (checked
+    before a model is loaded, so a run never fails at its first output)."""
+    for folder in folders:
+        if folder.exists():
+            if not folder.is_dir():
+                return f"{folder} is a file, not a folder"
+            if not os.access(folder, os.W_OK | os.X_OK):
+                return f"{folder} is not writable"
+            return None
     return None
 
 
@@ -74,8 +82,8 @@ def output_folder_problem(path: Path, option: str) -> str | None:
     """Why ``path`` cannot be ``option``'s output folder, in one line, or ``None``."""
     if path.exists() and not path.is_dir():
         return f"{option} {path}: is a file, not a folder"
-    if (blocker := _not_a_folder(path)) is not None:
-        return f"{option} {path}: {blocker} is a file, not a folder"
+    if (blocker := _cannot_write_under([path, *path.parents])) is not None:
+        return f"{option} {path}: {blocker}"
     return None
 
 
@@ -92,6 +100,6 @@ def output_file_problem(
     for other, what in (taken or {}).items():
         if _same_path(path, Path(other)):
             return f"{option} {path}: is {what}; writing there would destroy it"
-    if (blocker := _not_a_folder(path)) is not None:
-        return f"{option} {path}: {blocker} is a file, not a folder"
+    if (blocker := _cannot_write_under(list(path.parents))) is not None:
+        return f"{option} {path}: {blocker}"
     return None

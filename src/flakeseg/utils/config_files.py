@@ -60,6 +60,12 @@ def data_selection(name_or_path: str) -> list[str]:
         ConfigError: a path that is no file, or one not inside a ``data/`` folder (Hydra's group).
     """
     if not name_or_path.endswith((".yaml", ".yml")):
+        known = sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml"))
+        if name_or_path not in known:
+            raise ConfigError(
+                f"--data {name_or_path}: no such data set; available: {', '.join(known)} "
+                "(or the path of a data YAML, as import-labels writes it)"
+            )
         return [f"data={name_or_path}"]
     path = Path(name_or_path)
     if not path.is_file():
