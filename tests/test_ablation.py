@@ -308,3 +308,19 @@ def test_repeats_pool_their_matches_and_fit_each_temperature_within_the_repeat()
     # one ensemble per repeat, scored on the test split, mean and std over the two
     assert pooled["test/models"] == "ensemble of the fold models of each repeat"
     assert pooled["test/mean_class_acc_std"] > 0.0
+
+
+def test_the_crossfitted_post_processing_of_a_fold_is_chosen_without_its_images():
+    options = EvalOptions(postprocess=True, min_confidences=(0.5, 0.99, 1.0))
+    preds = _synthetic_predictions(fold_confidence=(0.99, 0.99, 0.99))
+    before = evaluate_predictions(preds, options)
+    assert len(before["cv_crossfit/postprocess"]) == 3
+    assert before["cv_crossfit/flake_tp_monolayer"] + before["cv_crossfit/flake_fn_monolayer"] == 9
+    # fold 0's held-out flakes made unsure: its own listing drops them, and its choice stays the same
+    preds.val_probs[0] = [np.full_like(p, 1 / 3) for p in preds.val_probs[0]]
+    after = evaluate_predictions(preds, options)
+    assert after["cv_crossfit/postprocess"][0] == before["cv_crossfit/postprocess"][0]
+    assert after["cv_crossfit/flake_tp_monolayer"] < before["cv_crossfit/flake_tp_monolayer"]
+    # one fold of a repeat has no other folds to choose on: no cross-fitted scores
+    preds.fold_repeats = [0, 0, 1]
+    assert not any(k.startswith("cv_crossfit/") for k in evaluate_predictions(preds, options))

@@ -9,7 +9,9 @@ every test image. From those predictions, with the options of :class:`EvalOption
   per-class accuracy, macro precision, mean IoU; mean and std over the folds of every repeat),
   optionally averaged over the 8 flips/rotations (``tta``), with the flakes ``predict`` would list:
   ``postprocess`` chooses its ``min_area`` and ``min_confidence`` on these same folds by the pooled
-  flake F1 (mean over flake classes, >= 100 px, IoU 0.5);
+  flake F1 (mean over flake classes, >= 100 px, IoU 0.5); since that choice saw the images it is
+  scored on, ``cv_crossfit/flake_*`` scores each fold at the setting chosen on the other folds of its
+  repeat;
 - **ECE** of the out-of-fold pixel probabilities; with ``temperature`` each fold's probabilities are
   divided (as logits) by a temperature fitted on the *other* folds' predictions of its repeat, so the
   ECE stays a held-out figure (another repeat's folds hold the same images);
@@ -32,7 +34,7 @@ models trained on them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -279,6 +281,33 @@ def listed_scores(
     }
 
 
+def crossfit_flake_scores(
+    preds: CVPredictions,
+    mean_flake_f1: Callable[[int, float, Sequence[int]], float],
+    pooled_flakes: Callable[[int, float, Sequence[int]], FlakeScores],
+    options: EvalOptions,
+) -> dict[str, Any]:
+    """``cv_crossfit/...``: each fold's held-out flakes listed at the post-processing chosen on the
+    *other* folds of its repeat (never on its own images), matches pooled over every fold; and the
+    choices (``cv_crossfit/postprocess``, per fold). The ``cv/`` scores at the post-processing chosen
+    on every fold see their own images in the choice; these do not. Empty with one fold."""
+    merged = FlakeScores(preds.class_names, preds.flake_classes)
+    choices = []
+    for repeat in preds.repeats():
+        if len(repeat) < 2:
+            return {}
+        for k in repeat:
+            others = [f for f in repeat if f != k]
+            (area, confidence), _ = choose_postprocess(
+                lambda a, c, others=others: mean_flake_f1(a, c, others),
+                options.min_areas,
+                options.min_confidences,
+            )
+            choices.append({"min_area": area, "min_confidence": confidence})
+            merged.merge(pooled_flakes(area, confidence, [k]))
+    return {**merged.compute("cv_crossfit"), "cv_crossfit/postprocess": choices}
+
+
 # -- scoring ----------------------------------------------------------------------------------------
 
 
@@ -351,24 +380,28 @@ def evaluate_predictions(preds: CVPredictions, options: EvalOptions) -> dict[str
         for ps, ms in zip(val_probs, preds.val_stored_masks, strict=True)
         for p, m in zip(ps, ms, strict=True)
     ]
+    image_folds = [k for k, ps in enumerate(val_probs) for _ in ps]
 
-    def pooled_flakes(area: int, confidence: float) -> FlakeScores:
+    def pooled_flakes(area: int, confidence: float, folds: Sequence[int] | None = None) -> FlakeScores:
         scores = FlakeScores(names, flakes, area, confidence)
-        for image in val_images:
-            scores.update_image(image)
+        for image, fold in zip(val_images, image_folds, strict=True):
+            if folds is None or fold in folds:
+                scores.update_image(image)
         return scores
 
-    def mean_flake_f1(area: int, confidence: float) -> float:
-        computed = pooled_flakes(area, confidence).compute("cv")
+    def mean_flake_f1(area: int, confidence: float, folds: Sequence[int] | None = None) -> float:
+        computed = pooled_flakes(area, confidence, folds).compute("cv")
         return float(np.nanmean([computed[f"cv/flake_f1_{names[c]}"] for c in flakes]))
 
     setting_scores: dict[tuple[int, float], float] = {}
     chosen = Postprocess()
+    crossfit: dict[str, Any] = {}
     if options.postprocess:
         (area, confidence), setting_scores = choose_postprocess(
             mean_flake_f1, options.min_areas, options.min_confidences
         )
         chosen = Postprocess(area, confidence)
+        crossfit = crossfit_flake_scores(preds, mean_flake_f1, pooled_flakes, options)
     model_area = max(1, round(chosen.min_area * preds.scale**2))  # the same flakes at the model's scale
 
     def shown(prob: np.ndarray) -> np.ndarray:
@@ -386,6 +419,7 @@ def evaluate_predictions(preds: CVPredictions, options: EvalOptions) -> dict[str
         result[f"cv/{key}"], result[f"cv/{key}_std"] = _mean_std([s[f"cv/{key}"] for s in per_fold])
     pooled = pooled_flakes(chosen.min_area, chosen.min_confidence)
     result.update(pooled.compute("cv"))
+    result.update(crossfit)
 
     all_val_probs = [p for ps in val_probs for p in ps]
     all_val_masks = [m for ms in preds.val_masks for m in ms]
