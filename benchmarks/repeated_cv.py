@@ -7,7 +7,9 @@ For each complete CV run (``python train.py cv.repeats=R ...``; a run of one rep
   flake F1 with found / false / missed, monolayer and bilayer;
 - the same pooled over every repeat (what ``metrics.json``'s ``cv/flake_*`` hold);
 - from ``evaluation.json``: the post-processing chosen on the matches of every repeat and the pooled
-  scores there, as listed (``cv/``) and as ``predict`` shows them (``cv_listed/``, unknown flakes out).
+  scores there, as listed (``cv/``) and as ``predict`` shows them (``cv_listed/``, unknown flakes out);
+  and each fold listed at the post-processing chosen on the other folds of its repeat
+  (``cv_crossfit/``: no fold's own images in its choice).
 
 Reads only JSON: no model runs. Run:
 ``python benchmarks/repeated_cv.py RUN... --out DIR`` (writes ``repeated_cv.md`` and ``.json``).
@@ -61,7 +63,7 @@ def summarize(run: Path) -> dict:
         out["chosen"] = scores["postprocess"]
         out["at_chosen"] = {
             prefix: {f"{n}{fl}": _counts(scores, prefix, n, fl) for n in CLASSES for fl, _ in FLOORS}
-            for prefix in ("cv", "cv_listed")
+            for prefix in ("cv", "cv_crossfit", "cv_listed")
             if f"{prefix}/flake_f1_monolayer_device" in scores
         }
         out["flakes_unknown"] = scores.get("cv_listed/flakes_unknown")
@@ -95,9 +97,13 @@ def report(results: dict[str, dict]) -> str:
         if "chosen" in r:
             chosen = f"chosen on CV ({r['chosen']['min_area']} px, {r['chosen']['min_confidence']:g})"
             for prefix, row in r["at_chosen"].items():
-                what = "pooled, as listed" if prefix == "cv" else "pooled, as shown (unknown out)"
+                what = {
+                    "cv": ("pooled, as listed", chosen),
+                    "cv_crossfit": ("pooled, as listed", "chosen on the other folds of the repeat"),
+                    "cv_listed": ("pooled, as shown (unknown out)", chosen),
+                }[prefix]
                 cells = " | ".join(_cell(row[f"{n}{fl}"]) for fl, _ in FLOORS for n in CLASSES)
-                lines.append(f"| {what} | {chosen} | {cells} |")
+                lines.append(f"| {what[0]} | {what[1]} | {cells} |")
         lines.append("")
     return "\n".join(lines)
 
