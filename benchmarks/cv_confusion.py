@@ -39,7 +39,7 @@ def raw_confusion(run: Path) -> tuple[list[str], dict[str, np.ndarray]]:
             raw = cv2.resize(raw, predicted.shape[::-1], interpolation=cv2.INTER_NEAREST)
             table = np.zeros((256, len(names)), np.int64)
             np.add.at(table, (raw.ravel(), predicted.ravel()), 1)
-            counts[image_id] = table
+            counts[image_id] = counts.get(image_id, 0) + table  # summed over repeats (cv.repeats)
     return names, counts
 
 

@@ -98,7 +98,7 @@ def summarize(run: Path, leave_out: set[str]) -> dict:
     return {
         "run": str(run),
         "postprocess": chosen,
-        "images": len(ids),
+        "images": len(set(ids)),
         "left_out": sorted(leave_out & set(ids)),
         "pixels": pixels,
         "substrates": substrates,

@@ -126,6 +126,10 @@ def score(outer: list[dict]) -> dict:
     rows, single_images, ensemble_images = [], [], []
     for run in outer:
         preds = collect_predictions(run["metrics"])
+        if len(preds.repeats()) > 1:  # the ensemble would be one per repeat, the counts below one in all
+            raise SystemExit(
+                "error: nested_ensemble.py compares one set of fold models; the recipe has cv.repeats > 1"
+            )
         if run["options"].temperature:
             raise SystemExit(
                 "error: nested_ensemble.py compares untempered probabilities; the recipe "

@@ -42,6 +42,8 @@ def summarize(run: Path) -> dict:
     metrics = json.loads((run / "metrics.json").read_text())
     if not metrics.get("complete"):
         raise SystemExit(f"error: {run}: the CV run is not complete")
+    if not all(f.get("val/flake_matches") for f in metrics["folds"]):
+        raise SystemExit(f"error: {run}: folds without flake matches (trained before the flake scores)")
     names = list(metrics["class_names"])
     flakes = [names.index(c) for c in CLASSES if c in names]
     repeats = sorted({int(f.get("repeat", 0)) for f in metrics["folds"]})

@@ -88,7 +88,6 @@ BAD_INVOCATIONS = [
     (["export-labels", "--data", "mos2", "--out", "img.png"], 2, "a COCO file is a .json file"),
     (["audit-labels", "--data", "mos2", "--out", "img.png"], 2, "--out img.png: is a file, not a folder"),
     (["evaluate", "mos2", "--data", "nosuch"], 1, "--data nosuch: no such data set; available: graphene"),
-    (["evaluate", "mos2", "--data", "mos2", "--set", "data/classes=four"], 2, "is a config group"),
     # train: Hydra's overrides, checked before the job
     (["train", "optim.lrr=0.1"], 2, "optim.lrr: no such key; closest: optim.lr"),
     (["train", "data=hbn2"], 2, "data=hbn2: no such option; available: graphene, mos2"),
@@ -298,9 +297,11 @@ def test_quick_train_help_is_hydras_help_text(capsys, monkeypatch, overrides):
     assert not train.quick_help(["data=graphene"])  # no --help: the job runs
 
 
-def test_a_file_the_system_refuses_is_one_line_and_other_errors_keep_their_traceback(capsys, monkeypatch):
-    """A full disk or a folder the system will not create (``/proc/x``) fails at the first file
-    written, after the checks; it is one line naming the file. An OSError about no file is a bug's."""
+def test_a_file_the_system_refuses_is_one_line_and_an_oserror_naming_no_file_keeps_its_traceback(
+    capsys, monkeypatch
+):
+    """A folder the system will not make (``/proc/x``) or a full disk fails at the first file written,
+    after the checks: one line naming the file. An OSError that names no file is a bug's."""
     import types
 
     import flakeseg.cli as cli
@@ -322,3 +323,33 @@ def test_a_file_the_system_refuses_is_one_line_and_other_errors_keep_their_trace
     monkeypatch.setitem(cli.COMMANDS, "predict", ("fake_command:broken", "screen"))
     with pytest.raises(OSError, match="no file named"):
         cli.main(["predict"])
+
+
+def test_a_full_disk_names_the_output_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    """The disk fills while an output is written: the error names the file the user asked for (not
+    the temporary one), which the top level prints as one line; the earlier file stays whole."""
+    from flakeseg.utils.files import write_text_atomic
+
+    target = tmp_path / "flakes.csv"
+    target.write_text("earlier run\n")
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as raised:
+        write_text_atomic(target, "new run\n")
+    assert raised.value.filename == str(target) and raised.value.strerror == "No space left on device"
+    assert target.read_text() == "earlier run\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "flakes.csv"
+    ]
+
+
+def test_set_takes_a_data_key_or_an_option_of_a_data_config_group():
+    from flakeseg.errors import ConfigError
+    from flakeseg.utils.command_line import data_overrides
+
+    assert data_overrides(["data.root=/x", "data/classes=four"]) == ["data.root=/x", "data/classes=four"]
+    for wrong in ("data/=four", "classes=four", "model/arch=FPN"):
+        with pytest.raises(ConfigError, match=rf"^--set {wrong}: only data\.KEY=VALUE or data/GROUP=OPTION"):
+            data_overrides([wrong])

@@ -93,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return getattr(importlib.import_module(module), function)(rest)
     except OSError as exc:
-        if exc.filename is None:  # not a file the user named: a traceback says more
+        if exc.filename is None:  # no file named: a bug's, and its traceback says more
             raise
-        # the disk or the system refused a file: a full disk, a folder no one may create there
+        # the system refused a file: a folder it will not make, no permission; a full disk too, as
+        # write_bytes_atomic (every output file) names the file it was writing
         fail(f"{exc.filename}: {exc.strerror or exc}")

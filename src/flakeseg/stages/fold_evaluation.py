@@ -121,6 +121,8 @@ class CVPredictions:
         """The folds of each repeat (indices into the per-fold lists), in repeat order: each repeat's
         held-out folds cover the CV pool once."""
         repeats = self.fold_repeats or [0] * len(self.val_probs)
+        if len(repeats) != len(self.val_probs):
+            raise ValueError(f"CVPredictions: {len(repeats)} fold repeats for {len(self.val_probs)} folds")
         return [[k for k, r in enumerate(repeats) if r == repeat] for repeat in sorted(set(repeats))]
 
 

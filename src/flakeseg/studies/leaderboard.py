@@ -191,7 +191,10 @@ def evaluate_on_test(cfg: Any, metrics: dict[str, Any], run_dir: Path) -> dict[s
     if path.exists():
         import json
 
-        return json.loads(path.read_text())
+        cached = json.loads(path.read_text())
+        # one written before the evaluation scored every repeat holds the first repeat's alone
+        if int(cached.get("cv/repeats", 1)) == int(metrics.get("repeats") or 1):
+            return cached
     options = dict(OmegaConf.to_container(cfg.evaluate, resolve=True))
     if metrics["folds"] and metrics["folds"][0].get("model_file"):  # classical: no TTA or temperature
         options.update(tta=False, temperature=False)

@@ -20,7 +20,10 @@ __all__ = [
 ]
 
 #: ``--set`` of every command that reads a data config: the key as train.py spells it
-SET_HELP = "override a data config value as train.py spells it, e.g. --set data.root=/data/mos2 (repeatable)"
+SET_HELP = (
+    "override a data config value as train.py spells it, e.g. --set data.root=/data/mos2 or "
+    "--set data/classes=four (repeatable)"
+)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -38,7 +41,8 @@ def fail(message: str, status: int = 1) -> NoReturn:
 
 
 def data_overrides(values: list[str]) -> list[str]:
-    """``--set`` values checked: each ``data.KEY=VALUE``, the way ``train.py`` takes the same override.
+    """``--set`` values checked: each ``data.KEY=VALUE`` or ``data/GROUP=OPTION``, the way ``train.py``
+    takes the same override.
 
     Raises:
         ConfigError: ``--set <value>: ...`` naming the first value that is not ``data.KEY=VALUE``.
@@ -47,11 +51,11 @@ def data_overrides(values: list[str]) -> list[str]:
 
     for value in values:
         key = value.split("=", 1)[0]
-        if "=" not in value or not key.startswith("data.") or key == "data.":
+        # data.KEY=VALUE, or data/GROUP=OPTION: an option of a config group of the data set
+        # (data/classes=four), as train.py takes both
+        if "=" not in value or not key.startswith(("data.", "data/")) or key in ("data.", "data/"):
             hint = f"; did you mean --set data.{value}?" if "=" in value and not set(".+/") & set(key) else ""
-            if "/" in key:  # a Hydra config group, e.g. data/classes=four: train.py chooses those
-                hint = f"; {key} is a config group, chosen when the model is trained (train.py {value})"
-            raise ConfigError(f"--set {value}: only data.KEY=VALUE can be set{hint}")
+            raise ConfigError(f"--set {value}: only data.KEY=VALUE or data/GROUP=OPTION can be set{hint}")
     return list(values)
 
 

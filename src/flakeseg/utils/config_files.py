@@ -60,12 +60,6 @@ def data_selection(name_or_path: str) -> list[str]:
         ConfigError: a path that is no file, or one not inside a ``data/`` folder (Hydra's group).
     """
     if not name_or_path.endswith((".yaml", ".yml")):
-        known = sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml"))
-        if name_or_path not in known:
-            raise ConfigError(
-                f"--data {name_or_path}: no such data set; available: {', '.join(known)} "
-                "(or the path of a data YAML, as import-labels writes it)"
-            )
         return [f"data={name_or_path}"]
     path = Path(name_or_path)
     if not path.is_file():
@@ -95,12 +89,19 @@ def compose_data_config(name: str, overrides: list[str] | tuple[str, ...] = ()) 
         ConfigError: ``--data/--set: ...`` in one line for an unknown data set or key.
     """
     from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
+    from hydra.errors import HydraException, MissingConfigException
 
     selection = data_selection(name)
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("train", overrides=[*selection, *overrides])
+    except MissingConfigException as exc:
+        if exc.missing_cfg_file == f"data/{name}":  # Hydra looked everywhere it searches
+            raise ConfigError(
+                f"--data {name}: no such data set; available: {', '.join(exc.options or [])} "
+                "(or the path of a data YAML, as import-labels writes it)"
+            ) from None
+        raise ConfigError(f"--data/--set: {str(exc).splitlines()[0]}") from None
     except HydraException as exc:
         raise ConfigError(f"--data/--set: {str(exc).splitlines()[0]}") from None
     return OmegaConf.to_container(cfg.data, resolve=True)

@@ -22,9 +22,17 @@ __all__ = [
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write bytes through a temporary file and a rename, so a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write bytes through a temporary file and a rename, so a kill never leaves half a file.
+
+    Raises:
+        OSError: naming ``path`` (not the temporary file) when the system refuses: a full disk, a
+            folder that cannot be made, no permission.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be read by others
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -32,8 +40,10 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk names no file; the user's is the one to name
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
