@@ -311,6 +311,29 @@ def test_the_written_config_trains(tmp_path: Path, coco_file: Path):
         assert np.array_equal(loaded.masks[loaded.ids.index(image_id)], mask)
 
 
+def test_the_crystal_named_goes_into_the_config_and_an_unknown_one_is_one_line(
+    tmp_path: Path, coco_file: Path, capsys
+):
+    """``--material`` is written as ``material:`` (what calibrate --data and the model card's setup read);
+    unset, the config says no crystal rather than inheriting MoS2's; an unknown crystal writes nothing."""
+    from flakeseg.utils.config_files import compose_data_config
+
+    labels = label_formats.read_coco(coco_file, coco_file.parent / "images")
+    _, named = write_dataset(labels, "wse2", tmp_path / "wse2", tmp_path / "conf", material="WSe2")
+    _, unnamed = write_dataset(labels, "plain", tmp_path / "plain", tmp_path / "conf")
+    assert compose_data_config(str(named))["material"] == "WSe2"
+    assert compose_data_config(str(unnamed))["material"] is None
+
+    args = ["import-labels", "coco", str(coco_file), "--images", str(coco_file.parent / "images")]
+    where = ["--name", "x", "--out", str(tmp_path / "x"), "--conf-dir", str(tmp_path / "conf")]
+    assert flakeseg_main([*args, *where, "--material", "unobtainium"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: material unobtainium: unknown")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "conf" / "data" / "x.yaml").exists()
+    assert flakeseg_main([*args, *where, "--material", "hBN"]) == 0
+    assert compose_data_config(str(tmp_path / "conf" / "data" / "x.yaml"))["material"] == "hBN"
+
+
 def test_nothing_is_half_written_or_overwritten(tmp_path: Path, coco_file: Path, capsys):
     conf = tmp_path / "conf"
     args = [

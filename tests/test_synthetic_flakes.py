@@ -74,3 +74,31 @@ def test_the_study_refuses_an_unknown_material_in_one_line(tmp_path, capsys):
     assert main([*args, "--name", "x", "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "unobtainium" in err and "\n" not in err
+
+
+def test_the_study_writes_a_data_set_of_the_crystal_it_rendered(tmp_path, capsys):
+    """The renders' config names the material, so a model trained on them with stage=test carries a
+    setup in its card (calibrated on the renders) and predict checks flake colours against it."""
+    from PIL import Image
+
+    from flakeseg.data.importing import write_dataset
+    from flakeseg.data.label_formats import ImportedLabels, LabelledImage
+    from flakeseg.studies.synthetic import main
+    from flakeseg.utils.config_files import compose_data_config
+
+    pictures = []
+    for i in range(2):
+        mask = np.zeros((120, 160), np.uint8)
+        mask[50:70, 60:90] = 1  # an outline for the renderer (600 px)
+        Image.fromarray(_image(i)).save(tmp_path / f"s{i}.png")
+        pictures.append(LabelledImage(f"s{i}", tmp_path / f"s{i}.png", mask))
+    labels = ImportedLabels(["other", "monolayer", "bilayer"], ["#000000", "#1f5fff", "#20c020"], pictures)
+    _, source = write_dataset(labels, "pictures", tmp_path / "pictures", tmp_path / "conf", test_fraction=0)
+    args = ["--material", "graphene", "--images", str(source), "--shapes", str(source), "--per-image", "2"]
+    where = ["--name", "syn", "--out", str(tmp_path / "syn"), "--conf-dir", str(tmp_path / "conf")]
+    assert main([*args, *where]) == 0
+    assert "4 images" in capsys.readouterr().out
+    written = compose_data_config(str(tmp_path / "conf" / "data" / "syn.yaml"))
+    assert written["material"] == "graphene"
+    masks = [np.array(Image.open(p)) for p in sorted((tmp_path / "syn" / "masks").glob("*.png"))]
+    assert len(masks) == 4 and all((m == 1).any() or (m == 2).any() for m in masks)

@@ -69,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
             help="flake class names in index order, e.g. monolayer,bilayer (default: as the labels "
             "first use them); a label outside the list is an error",
         )
+        sub.add_argument(
+            "--material",
+            default=None,
+            help="the crystal the labels are of (WSe2, hBN, graphene, a refractiveindex.info path or an "
+            "n,k CSV), written into the data config: `flakeseg calibrate --data` reads it, and a model "
+            "trained on the data set with stage=test carries that microscope's setup (default: unset)",
+        )
         sub.add_argument("--background", default="substrate", help="name of class 0 (default: substrate)")
         sub.add_argument("--test-fraction", type=float, default=0.25, help="share of images held out (0.25)")
         sub.add_argument("--seed", type=int, default=0, help="seed of the split (0)")
@@ -96,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     common = {"classes": classes, "background": args.background}
     try:
         check_name(args.name)  # before the labels are read: a wrong name answers at once
+        if args.material:
+            from flakeseg.optics.materials import material
+
+            material(args.material)  # an unknown crystal answers at once too
         if args.format == "coco":
             labels = label_formats.read_coco(
                 args.annotations, args.images, overlap=args.overlap, allow_empty=args.allow_empty, **common
@@ -115,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             test_fraction=args.test_fraction,
             seed=args.seed,
             overwrite=args.overwrite,
+            material=args.material,
             command="flakeseg import-labels " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         )
     except FlakesegError as exc:

@@ -74,7 +74,13 @@ def dataset_coco(labels: ImportedLabels, file_names: Sequence[str], description:
 
 
 def _config_text(
-    labels: ImportedLabels, name: str, root: Path, split: dict, command: str, conf_dir: Path
+    labels: ImportedLabels,
+    name: str,
+    root: Path,
+    split: dict,
+    command: str,
+    conf_dir: Path,
+    material: str | None = None,
 ) -> str:
     body = {
         "name": name,
@@ -90,8 +96,9 @@ def _config_text(
             "region_classes": list(labels.names[1:]),
         },
         "split": {"seed": split["seed"], "train": split["train"], "test": split["test"]},
-        # not MoS2's: set it (e.g. material: WSe2) for `flakeseg calibrate --data`
-        "material": None,
+        # the crystal (e.g. WSe2): `flakeseg calibrate --data` reads it, and a model trained with
+        # stage=test carries a setup calibrated on these images and labels in its card (None: no setup)
+        "material": material,
     }
     header = [
         f"# {name}: {len(labels.images)} images imported by `{command}`.",
@@ -135,8 +142,10 @@ def write_dataset(
     seed: int = 0,
     overwrite: bool = False,
     command: str = "flakeseg import-labels",
+    material: str | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``labels`` as the data set ``name`` in ``out`` and its config ``conf_dir/data/<name>.yaml``.
+    """Write ``labels`` as the data set ``name`` in ``out`` and its config ``conf_dir/data/<name>.yaml``
+    (``material``: the crystal the labels are of, written as ``material:``; ``None`` leaves it unset).
 
     Returns:
         the data folder and the config file.
@@ -153,7 +162,7 @@ def write_dataset(
         if out.exists() and any(out.iterdir()):
             raise ConfigError(f"{out}: folder exists and is not empty (--overwrite replaces it)")
     split = {"seed": seed, **draw_split([im.id for im in labels.images], test_fraction, seed)}
-    config_text = _config_text(labels, name, out, split, command, conf_dir)
+    config_text = _config_text(labels, name, out, split, command, conf_dir, material)
     out.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.importing-"))
     try:

@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             overwrite=args.overwrite,
             command="python -m flakeseg.studies.synthetic " + " ".join(sys.argv[1:]),
+            material=args.material,  # so a model trained on the renders carries a setup in its card
         )
     counts = np.bincount(np.concatenate([im.mask.ravel() for im in rendered]), minlength=3)
     print(
