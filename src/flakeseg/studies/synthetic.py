@@ -1,6 +1,8 @@
 """``python -m flakeseg.studies.synthetic``: a training set of synthetic flakes for a material with no
 labels (:mod:`flakeseg.data.synthetic`), written as an imported data set ``python train.py
-data=<name>`` trains on.
+data=<name>`` trains on. Its config names ``--material``, so a model trained on it with ``stage=test``
+carries a setup calibrated on the renders, and ``predict`` lists its flakes whose colour fits no layer
+count as unknown.
 
 The substrate images are the training split of ``--images`` (a data config: its images only, never
 its masks); the flake outlines are the flake regions of ``--shapes``' training masks (another
