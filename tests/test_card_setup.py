@@ -35,9 +35,16 @@ def test_the_test_stage_calibrates_the_cards_setup_and_predict_checks_against_it
     assert metrics["test/flakes_unknown_setup"] == "the model card's setup"
 
 
-def test_no_card_setup_without_a_material_or_where_one_ships():
+def test_no_card_setup_without_a_material_or_where_one_ships_for_these_images(data_root: Path):
+    """The shipped setup serves a model trained on the split it was calibrated on; a model trained on
+    other images of that data set (a few-shot draw) gets a setup of its own images and labels only, so
+    its held-out images' labels never reach the colour check that scores them."""
     from flakeseg.data.contrasts import card_setup
+    from flakeseg.data.splits import split_from_config
 
-    cfg = compose_train(["data=mos2"])
-    assert card_setup({**cfg.data, "material": None, "name": "lab"}, ["00005"]) is None
-    assert card_setup(dict(cfg.data), ["00005"]) is None  # paper_mos2 ships
+    cfg = {**compose_train(["data=mos2", f"data.root={data_root}"]).data}
+    assert card_setup({**cfg, "material": None, "name": "lab"}, ["00005"]) is None
+    assert card_setup(cfg, reversed(split_from_config(cfg)["train"])) is None  # paper_mos2 ships for it
+    drawn = card_setup(cfg, ["00005", "00007"])
+    assert drawn is not None and drawn["fitted_on"]["labelled_images"] == 2
+    assert drawn["fitted_on"]["material"] == "MoS2"

@@ -73,14 +73,24 @@ def measure_labelled(
 def card_setup(data_cfg: Mapping[str, Any], ids: Iterable[str]) -> dict[str, Any] | None:
     """The microscope setup a model trained on ``ids`` carries in its card: calibrated
     (:func:`~flakeseg.optics.calibration.calibrate`) on those images and labels when ``data.material``
-    names the crystal and no setup ships for the data set (the paper's data sets have
-    ``paper_<data>``); else ``None``. ``predict`` checks new images against it and lists flakes whose
-    colour fits no layer count as unknown."""
+    names the crystal; else ``None``. Also ``None`` when ``ids`` are the training split of a data set
+    whose setup ships (``paper_<data>``, calibrated on that split): the shipped setup serves. A run on
+    other images of such a data set (a few-shot draw) gets its own, so the setup its flakes are
+    checked against has read no label of the images it is scored on. ``predict`` checks new images
+    against it and lists flakes whose colour fits no layer count as unknown."""
+    from flakeseg.data.splits import split_from_config
     from flakeseg.optics.calibration import SHIPPED_DIR, calibrate
+    from flakeseg.utils.config_files import compose_data_config
 
     material = data_cfg.get("material")
-    if not material or (SHIPPED_DIR / f"paper_{data_cfg.get('name')}.yaml").is_file():
+    if not material:
         return None
-    labelled = measure_labelled(data_cfg, list(ids))
+    ids = list(ids)
+    name = str(data_cfg.get("name"))
+    if (SHIPPED_DIR / f"paper_{name}.yaml").is_file():
+        shipped_split = split_from_config(compose_data_config(name, []))["train"]
+        if sorted(ids) == sorted(shipped_split):
+            return None
+    labelled = measure_labelled(data_cfg, ids)
     setup = calibrate(np.zeros((0, 3)), str(material), labelled)
     return setup.to_dict()
