@@ -48,3 +48,18 @@ def test_no_card_setup_without_a_material_or_where_one_ships_for_these_images(da
     drawn = card_setup(cfg, ["00005", "00007"])
     assert drawn is not None and drawn["fitted_on"]["labelled_images"] == 2
     assert drawn["fitted_on"]["material"] == "MoS2"
+
+
+def test_drawn_images_too_clipped_for_the_oxide_borrow_the_other_images_substrates(data_root: Path, caplog):
+    """Graphene 008's substrate is 255 in red and blue: alone it cannot fix the oxide. The split's
+    other images' substrate colours (pixels, no label) fix it; its own labels fit the camera. A data
+    set with no other images to borrow from gets no setup and a warning, and still trains."""
+    from flakeseg.data.contrasts import card_setup
+
+    cfg = {**compose_train(["data=graphene", f"data.root={data_root}"]).data}
+    drawn = card_setup(cfg, ["008"])
+    assert drawn is not None and drawn["fitted_on"]["labelled_images"] == 1
+    assert drawn["fitted_on"]["images"] == 30  # 29 borrowed substrates and its own
+    with caplog.at_level("WARNING"):
+        assert card_setup({**cfg, "name": "lab"}, ["008"]) is None
+    assert "no setup in the model card" in caplog.text and "oxide cannot be fitted" in caplog.text

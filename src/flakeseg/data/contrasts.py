@@ -4,6 +4,7 @@ contrast of each layer class (:func:`flakeseg.optics.calibration.measure_contras
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -11,8 +12,10 @@ import numpy as np
 
 from flakeseg.data.catalog import AS_STORED, FlakeImages, load_dataset
 from flakeseg.data.io import read_dataset_mask
-from flakeseg.errors import ConfigError
+from flakeseg.errors import ConfigError, DataError
 from flakeseg.optics.calibration import ImageContrast, measure_contrast
+
+log = logging.getLogger(__name__)
 
 __all__ = ["LAYER_COUNTS", "layer_classes", "loaded_substrate_masks", "measure_labelled", "substrate_masks"]
 
@@ -76,10 +79,14 @@ def card_setup(data_cfg: Mapping[str, Any], ids: Iterable[str]) -> dict[str, Any
     names the crystal; else ``None``. Also ``None`` when ``ids`` are the training split of a data set
     whose setup ships (``paper_<data>``, calibrated on that split): the shipped setup serves. A run on
     other images of such a data set (a few-shot draw) gets its own, so the setup its flakes are
-    checked against has read no label of the images it is scored on. ``predict`` checks new images
-    against it and lists flakes whose colour fits no layer count as unknown."""
+    checked against has read no label of the images it is scored on; where the drawn images'
+    substrates are too clipped to fix the oxide, the substrate colours of the split's other images
+    (their pixels, no label) fix it. ``None`` with a warning when nothing can: a model still trains.
+    ``predict`` checks new images against the setup and lists flakes whose colour fits no layer count
+    as unknown."""
     from flakeseg.data.splits import split_from_config
     from flakeseg.optics.calibration import SHIPPED_DIR, calibrate
+    from flakeseg.optics.substrate import estimate_background
     from flakeseg.utils.config_files import compose_data_config
 
     material = data_cfg.get("material")
@@ -87,10 +94,24 @@ def card_setup(data_cfg: Mapping[str, Any], ids: Iterable[str]) -> dict[str, Any
         return None
     ids = list(ids)
     name = str(data_cfg.get("name"))
+    others: list[str] = []
     if (SHIPPED_DIR / f"paper_{name}.yaml").is_file():
         shipped_split = split_from_config(compose_data_config(name, []))["train"]
         if sorted(ids) == sorted(shipped_split):
             return None
+        others = [i for i in shipped_split if i not in ids]
     labelled = measure_labelled(data_cfg, ids)
-    setup = calibrate(np.zeros((0, 3)), str(material), labelled)
+    try:
+        setup = calibrate(np.zeros((0, 3)), str(material), labelled)
+    except DataError as exc:
+        if not others:
+            log.warning("no setup in the model card (no colour check for it): %s", exc)
+            return None
+        pictures = load_dataset({**data_cfg, **AS_STORED}, ids=others, progress=False).images
+        substrates = np.stack([estimate_background(image) for image in pictures])
+        try:
+            setup = calibrate(substrates, str(material), labelled)
+        except DataError as again:
+            log.warning("no setup in the model card (no colour check for it): %s", again)
+            return None
     return setup.to_dict()
