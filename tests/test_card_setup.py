@@ -45,7 +45,12 @@ def test_no_card_setup_without_a_material_or_where_one_ships_for_these_images(da
     cfg = {**compose_train(["data=mos2", f"data.root={data_root}"]).data}
     assert card_setup({**cfg, "material": None, "name": "lab"}, ["00005"]) is None
     assert card_setup(cfg, reversed(split_from_config(cfg)["train"])) is None  # paper_mos2 ships for it
-    drawn = card_setup(cfg, ["00005", "00007"])
+    from hydra import initialize_config_dir
+
+    from flakeseg.utils.config_files import CONFIG_DIR
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):  # as inside train.py's Hydra app
+        drawn = card_setup(cfg, ["00005", "00007"])
     assert drawn is not None and drawn["fitted_on"]["labelled_images"] == 2
     assert drawn["fitted_on"]["material"] == "MoS2"
 

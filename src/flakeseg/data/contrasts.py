@@ -84,10 +84,12 @@ def card_setup(data_cfg: Mapping[str, Any], ids: Iterable[str]) -> dict[str, Any
     (their pixels, no label) fix it. ``None`` with a warning when nothing can: a model still trains.
     ``predict`` checks new images against the setup and lists flakes whose colour fits no layer count
     as unknown."""
+    from omegaconf import OmegaConf
+
     from flakeseg.data.splits import split_from_config
     from flakeseg.optics.calibration import SHIPPED_DIR, calibrate
     from flakeseg.optics.substrate import estimate_background
-    from flakeseg.utils.config_files import compose_data_config
+    from flakeseg.utils.config_files import CONFIG_DIR
 
     material = data_cfg.get("material")
     if not material:
@@ -96,7 +98,10 @@ def card_setup(data_cfg: Mapping[str, Any], ids: Iterable[str]) -> dict[str, Any
     name = str(data_cfg.get("name"))
     others: list[str] = []
     if (SHIPPED_DIR / f"paper_{name}.yaml").is_file():
-        shipped_split = split_from_config(compose_data_config(name, []))["train"]
+        # the shipped config's own split, read as a file: this runs inside train.py's Hydra app too
+        shipped_split = split_from_config(
+            OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "data" / f"{name}.yaml"))
+        )["train"]
         if sorted(ids) == sorted(shipped_split):
             return None
         others = [i for i in shipped_split if i not in ids]
