@@ -154,3 +154,25 @@ def test_mos2_training_images_left_out_are_00006_alone(data_root: Path) -> None:
         kept = without_mislabelled(train, cfg)
         assert sorted(set(train.ids) - set(kept.ids)) == dropped, name
         assert kept.images[0].shape == train.images[0].shape  # the images as the fold loaded them
+
+
+def test_a_cv_fold_audits_by_a_setup_of_its_own_training_images(data_root: Path, monkeypatch) -> None:
+    """The shipped setup has read every training label, the held-out fold's too: a fold's audit never
+    uses it, and still finds 00006 among its training images."""
+    import flakeseg.optics.calibration as calibration
+    from flakeseg.data.catalog import load_dataset
+    from flakeseg.data.splits import fold_ids
+    from flakeseg.stages.fold_inputs import without_mislabelled
+    from flakeseg.utils.config_files import compose_data_config
+
+    cfg = compose_data_config("mos2", [f"data.root={data_root}", "data.scale=0.25"])
+    train_ids, held_out = fold_ids(list(cfg["split"]["train"]), 3, 0, 0)
+    assert "00006" in train_ids and held_out
+    train = load_dataset(cfg, ids=train_ids, progress=False)
+
+    def shipped(name: str):
+        raise AssertionError(f"{name} read for a CV fold's audit")
+
+    monkeypatch.setattr(calibration, "shipped_setup", shipped)
+    kept = without_mislabelled(train, cfg)
+    assert sorted(set(train.ids) - set(kept.ids)) == ["00006"]

@@ -21,12 +21,14 @@ def without_mislabelled(train: FlakeImages, data_cfg: dict[str, Any]) -> FlakeIm
     """``train`` without the images whose labels the label audit finds one class off
     (:func:`flakeseg.evaluation.label_audit.mislabelled_images`), audited among ``train`` alone, as
     stored, by the data and, where a setup ships for the data set (``paper_<data.name>``), by the
-    optics too. Left out of training only: a CV fold still scores them when they are held out."""
+    optics too: through that setup when ``train`` is the split it was calibrated on, else (a CV fold)
+    through one calibrated on ``train``'s own images and labels. Left out of training only: a CV fold
+    still scores them when they are held out."""
     from flakeseg.data.catalog import AS_STORED, load_dataset
     from flakeseg.data.classes import region_class_indices
-    from flakeseg.data.contrasts import layer_classes, substrate_masks
+    from flakeseg.data.contrasts import card_setup, layer_classes, substrate_masks
     from flakeseg.evaluation.label_audit import audit_labels, mislabelled_images, optics_verdicts
-    from flakeseg.optics.calibration import SHIPPED_DIR, shipped_setup
+    from flakeseg.optics.calibration import SHIPPED_DIR, Setup, shipped_setup
 
     stored = load_dataset({**data_cfg, **AS_STORED}, ids=train.ids, progress=False)
     names = stored.scheme.names
@@ -37,7 +39,11 @@ def without_mislabelled(train: FlakeImages, data_cfg: dict[str, Any]) -> FlakeIm
     setup_name = f"paper_{data_cfg['name']}"
     optics = bool(data_cfg.get("material")) and (SHIPPED_DIR / f"{setup_name}.yaml").is_file()
     if optics:
-        optics_verdicts(regions, shipped_setup(setup_name), data_cfg["material"], layer_classes(names))
+        # the shipped setup has read every training label: a CV fold audits by a setup of its own
+        # training images, so no held-out label decides what it trains on
+        own = card_setup(data_cfg, train.ids)
+        setup = Setup.from_dict(own, "the fold's setup") if own else shipped_setup(setup_name)
+        optics_verdicts(regions, setup, data_cfg["material"], layer_classes(names))
     dropped = mislabelled_images(regions, optics)
     if not dropped:
         return train
