@@ -67,7 +67,7 @@ leaderboard: install  ## every model family x protocol (paper, upstream), 3-fold
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
 	$(RUN) flakeseg leaderboard --profile cpu --dataset $(DATASET) --out docs/results/leaderboard_cpu --runs outputs/leaderboard
 
-fewshot: install  ## k = 1, 3, 5, 10, all graphene images: fine-tuned from the shipped MoS2 model vs scratch, ~55 min on 2 cores -> docs/results/fewshot_cpu/
+fewshot: install  ## k = 1, 3, 5, 10, all graphene images: fine-tuned from the shipped MoS2 model vs scratch, ~25 min on 2 cores -> docs/results/fewshot_cpu/
 	@test -d "$(FLAKESEG_DATA)/data" || { echo "error: no data at FLAKESEG_DATA=$(FLAKESEG_DATA); run 'make data' or set FLAKESEG_DATA"; exit 1; }
 	$(RUN) flakeseg fewshot --profile cpu --out docs/results/fewshot_cpu --runs outputs/fewshot
 

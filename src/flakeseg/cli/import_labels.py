@@ -107,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from flakeseg.optics.materials import material
 
             material(args.material)  # an unknown crystal answers at once too
+            if Path(args.material).is_file():  # an n,k table: found from any folder train.py runs in
+                args.material = str(Path(args.material).resolve())
         if args.format == "coco":
             labels = label_formats.read_coco(
                 args.annotations, args.images, overlap=args.overlap, allow_empty=args.allow_empty, **common

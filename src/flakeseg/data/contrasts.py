@@ -17,7 +17,15 @@ from flakeseg.optics.calibration import ImageContrast, measure_contrast
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LAYER_COUNTS", "layer_classes", "loaded_substrate_masks", "measure_labelled", "substrate_masks"]
+__all__ = [
+    "LAYER_COUNTS",
+    "card_setup",
+    "layer_classes",
+    "loaded_substrate_masks",
+    "measure_labelled",
+    "shipped_split",
+    "substrate_masks",
+]
 
 #: class names that are a known number of layers
 LAYER_COUNTS = {"monolayer": 1, "bilayer": 2, "trilayer": 3}
@@ -73,6 +81,26 @@ def measure_labelled(
     ]
 
 
+def shipped_split(data_cfg: Mapping[str, Any]) -> list[str] | None:
+    """The training split a shipped setup (``paper_<data.name>``) was calibrated on: that data set's
+    shipped config's own split, read as a file (this runs inside train.py's Hydra app too); ``None``
+    when no setup ships for the data set."""
+    from omegaconf import OmegaConf
+
+    from flakeseg.data.splits import split_from_config
+    from flakeseg.optics.calibration import SHIPPED_DIR
+    from flakeseg.utils.config_files import CONFIG_DIR
+
+    name = str(data_cfg.get("name"))
+    if not (SHIPPED_DIR / f"paper_{name}.yaml").is_file():
+        return None
+    return list(
+        split_from_config(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "data" / f"{name}.yaml")))[
+            "train"
+        ]
+    )
+
+
 def card_setup(data_cfg: Mapping[str, Any], ids: Iterable[str]) -> dict[str, Any] | None:
     """The microscope setup a model trained on ``ids`` carries in its card: calibrated
     (:func:`~flakeseg.optics.calibration.calibrate`) on those images and labels when ``data.material``
@@ -84,39 +112,29 @@ def card_setup(data_cfg: Mapping[str, Any], ids: Iterable[str]) -> dict[str, Any
     (their pixels, no label) fix it. ``None`` with a warning when nothing can: a model still trains.
     ``predict`` checks new images against the setup and lists flakes whose colour fits no layer count
     as unknown."""
-    from omegaconf import OmegaConf
-
-    from flakeseg.data.splits import split_from_config
-    from flakeseg.optics.calibration import SHIPPED_DIR, calibrate
+    from flakeseg.optics.calibration import calibrate
     from flakeseg.optics.substrate import estimate_background
-    from flakeseg.utils.config_files import CONFIG_DIR
 
     material = data_cfg.get("material")
     if not material:
         return None
     ids = list(ids)
-    name = str(data_cfg.get("name"))
-    others: list[str] = []
-    if (SHIPPED_DIR / f"paper_{name}.yaml").is_file():
-        # the shipped config's own split, read as a file: this runs inside train.py's Hydra app too
-        shipped_split = split_from_config(
-            OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "data" / f"{name}.yaml"))
-        )["train"]
-        if sorted(ids) == sorted(shipped_split):
-            return None
-        others = [i for i in shipped_split if i not in ids]
+    split = shipped_split(data_cfg)
+    if split is not None and sorted(ids) == sorted(split):
+        return None
+    others = [i for i in split or [] if i not in ids]
     labelled = measure_labelled(data_cfg, ids)
     try:
         setup = calibrate(np.zeros((0, 3)), str(material), labelled)
     except DataError as exc:
         if not others:
-            log.warning("no setup in the model card (no colour check for it): %s", exc)
+            log.warning("no setup calibrated on these training images: %s", exc)
             return None
         pictures = load_dataset({**data_cfg, **AS_STORED}, ids=others, progress=False).images
         substrates = np.stack([estimate_background(image) for image in pictures])
         try:
             setup = calibrate(substrates, str(material), labelled)
         except DataError as again:
-            log.warning("no setup in the model card (no colour check for it): %s", again)
+            log.warning("no setup calibrated on these training images: %s", again)
             return None
     return setup.to_dict()

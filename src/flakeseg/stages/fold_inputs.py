@@ -26,7 +26,7 @@ def without_mislabelled(train: FlakeImages, data_cfg: dict[str, Any]) -> FlakeIm
     still scores them when they are held out."""
     from flakeseg.data.catalog import AS_STORED, load_dataset
     from flakeseg.data.classes import region_class_indices
-    from flakeseg.data.contrasts import card_setup, layer_classes, substrate_masks
+    from flakeseg.data.contrasts import card_setup, layer_classes, shipped_split, substrate_masks
     from flakeseg.evaluation.label_audit import audit_labels, mislabelled_images, optics_verdicts
     from flakeseg.optics.calibration import SHIPPED_DIR, Setup, shipped_setup
 
@@ -41,8 +41,15 @@ def without_mislabelled(train: FlakeImages, data_cfg: dict[str, Any]) -> FlakeIm
     if optics:
         # the shipped setup has read every training label: a CV fold audits by a setup of its own
         # training images, so no held-out label decides what it trains on
-        own = card_setup(data_cfg, train.ids)
-        setup = Setup.from_dict(own, "the fold's setup") if own else shipped_setup(setup_name)
+        split = shipped_split(data_cfg)
+        if split is not None and sorted(train.ids) == sorted(split):
+            setup = shipped_setup(setup_name)
+        else:
+            own = card_setup(data_cfg, train.ids)
+            if own is None:  # never the shipped setup instead: it has read the held-out labels
+                log.warning("data.exclude_mislabelled: no setup for the optics' verdict; nothing left out")
+                return train
+            setup = Setup.from_dict(own, "the fold's setup")
         optics_verdicts(regions, setup, data_cfg["material"], layer_classes(names))
     dropped = mislabelled_images(regions, optics)
     if not dropped:

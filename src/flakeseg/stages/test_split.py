@@ -73,7 +73,7 @@ def run_test_stage(cfg: DictConfig, started: RunStart | None = None) -> dict[str
     else:
         features, train, test, loader_cfg = prepare_fold_inputs(cfg, train, test, int(cfg.seed))
         module = build_module(cfg, scheme, weights, features)
-        setup = card_setup(data_cfg, split["train"])  # the card's microscope, when no setup ships
+        setup = card_setup(data_cfg, split["train"])  # None: the shipped setup serves (or none)
         if setup is not None:
             module.hparams["inference"]["setup"] = setup
             log.info("model card: setup calibrated on the %d training images", len(split["train"]))
