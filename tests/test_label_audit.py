@@ -176,3 +176,20 @@ def test_a_cv_fold_audits_by_a_setup_of_its_own_training_images(data_root: Path,
     monkeypatch.setattr(calibration, "shipped_setup", shipped)
     kept = without_mislabelled(train, cfg)
     assert sorted(set(train.ids) - set(kept.ids)) == ["00006"]
+
+
+def test_a_fold_without_a_setup_of_its_own_leaves_nothing_out(data_root: Path, monkeypatch, caplog) -> None:
+    """Never the shipped setup instead, which has read the held-out fold's labels."""
+    import flakeseg.data.contrasts as contrasts
+    from flakeseg.data.catalog import load_dataset
+    from flakeseg.data.splits import fold_ids
+    from flakeseg.stages.fold_inputs import without_mislabelled
+    from flakeseg.utils.config_files import compose_data_config
+
+    cfg = compose_data_config("mos2", [f"data.root={data_root}", "data.scale=0.25"])
+    train_ids, _ = fold_ids(list(cfg["split"]["train"]), 3, 0, 0)
+    train = load_dataset(cfg, ids=train_ids, progress=False)
+    monkeypatch.setattr(contrasts, "card_setup", lambda *args: None)  # e.g. every substrate clipped
+    with caplog.at_level("WARNING"):
+        assert without_mislabelled(train, cfg).ids == train.ids
+    assert "nothing left out" in caplog.text
