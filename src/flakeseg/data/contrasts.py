@@ -94,11 +94,8 @@ def shipped_split(data_cfg: Mapping[str, Any]) -> list[str] | None:
     name = str(data_cfg.get("name"))
     if not (SHIPPED_DIR / f"paper_{name}.yaml").is_file():
         return None
-    return list(
-        split_from_config(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "data" / f"{name}.yaml")))[
-            "train"
-        ]
-    )
+    shipped_config = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "data" / f"{name}.yaml"))
+    return list(split_from_config(shipped_config)["train"])
 
 
 def card_setup(data_cfg: Mapping[str, Any], ids: Iterable[str]) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ def without_mislabelled(train: FlakeImages, data_cfg: dict[str, Any]) -> FlakeIm
     from flakeseg.data.classes import region_class_indices
     from flakeseg.data.contrasts import card_setup, layer_classes, shipped_split, substrate_masks
     from flakeseg.evaluation.label_audit import audit_labels, mislabelled_images, optics_verdicts
-    from flakeseg.optics.calibration import SHIPPED_DIR, Setup, shipped_setup
+    from flakeseg.optics.calibration import Setup, shipped_setup
 
     stored = load_dataset({**data_cfg, **AS_STORED}, ids=train.ids, progress=False)
     names = stored.scheme.names
@@ -36,14 +36,13 @@ def without_mislabelled(train: FlakeImages, data_cfg: dict[str, Any]) -> FlakeIm
     regions, _ = audit_labels(
         stored.ids, stored.images, stored.masks, {i: names[i] for i in flake}, substrate_masks(stored)
     )
-    setup_name = f"paper_{data_cfg['name']}"
-    optics = bool(data_cfg.get("material")) and (SHIPPED_DIR / f"{setup_name}.yaml").is_file()
+    split = shipped_split(data_cfg)  # None: no setup ships for the data set
+    optics = bool(data_cfg.get("material")) and split is not None
     if optics:
         # the shipped setup has read every training label: a CV fold audits by a setup of its own
         # training images, so no held-out label decides what it trains on
-        split = shipped_split(data_cfg)
-        if split is not None and sorted(train.ids) == sorted(split):
-            setup = shipped_setup(setup_name)
+        if sorted(train.ids) == sorted(split):
+            setup = shipped_setup(f"paper_{data_cfg['name']}")
         else:
             own = card_setup(data_cfg, train.ids)
             if own is None:  # never the shipped setup instead: it has read the held-out labels
