@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             substrate = estimate_background(shown).astype(np.float64)
             oxide, residual = fit_residual(setup, substrate)
             rows.append({"image": image_id, "oxide_nm": oxide, "residual": round(residual, 4),
-                         "flagged": not check(substrate)[0]})  # fmt: skip
+                         "flagged": not check(substrate).setup_ok})  # fmt: skip
         report["cases"][f"{shift} {strength}"] = rows
         oxides = [r["oxide_nm"] for r in rows]
         residuals = [r["residual"] for r in rows if np.isfinite(r["residual"])]

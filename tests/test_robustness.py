@@ -77,8 +77,16 @@ def test_the_study_writes_its_json_in_the_issue_layout(data_root, tmp_path, monk
     assert set(result["optics"]) == {"none", "exposure", "oxide"}
     assert set(result["optics"]["exposure"]) == {"0.7", "1.4"} and set(result["optics"]["none"]) == {"0"}
     row = result["optics"]["oxide"]["90"]
-    assert set(row) == {"flake_f1_monolayer", "flake_f1_bilayer", "mean_class_acc", "drift_flagged"}
-    assert row["drift_flagged"] == 1.0  # 90 nm of oxide: every image flagged
+    scores = {
+        "flake_f1_monolayer",
+        "flake_f1_bilayer",
+        "mean_class_acc",
+        "drift_flagged",
+        "drift_flagged_folder",
+    }
+    assert set(row) == scores
+    assert row["drift_flagged"] == row["drift_flagged_folder"] == 1.0  # 90 nm of oxide: every image flagged
+    assert result["optics"]["none"]["0"]["drift_flagged_folder"] == 0.0
     assert (out / "robustness.png").stat().st_size > 0 and "| optics | oxide | 90 |" in (
         out / "robustness.md"
     ).read_text()

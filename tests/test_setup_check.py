@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -13,8 +14,13 @@ from PIL import Image
 
 from flakeseg.optics.calibration import shipped_setup
 from flakeseg.optics.drift import (
+    FOLDER_SIGNIFICANCE,
+    OWN_FLAG_RATE,
     TOLERANCE,
     SetupCheck,
+    SetupVerdict,
+    check_folder,
+    folder_chance,
     log_chroma,
     rerender,
     rerender_ratios,
@@ -37,10 +43,57 @@ def test_the_check_passes_a_known_colour_at_any_exposure_and_flags_another():
     for gain in (0.8, 1.0, 1.2):  # a common gain through a power-law gamma keeps the ratios
         colour = 255.0 * ((np.array(TRAINING[0]) / 255.0) ** 2.2 * gain) ** (1 / 2.2)
         assert check(colour)[0], gain
-    ok, reason = check((176.0, 151.0, 240.0))  # bluer: log(240/207) = 0.15 > the tolerance
-    assert not ok and "unlike every training image" in reason and f"{TOLERANCE:g}" in reason
-    ok, reason = check((255.0, 200.0, 255.0))
-    assert ok and reason.startswith("not checked")
+    ok, reason, checked = check((176.0, 151.0, 240.0))  # bluer: log(240/207) = 0.15 > the tolerance
+    assert not ok and checked and "unlike every training image" in reason and f"{TOLERANCE:g}" in reason
+    ok, reason, checked = check((255.0, 200.0, 255.0))
+    assert ok and not checked and reason.startswith("not checked")
+
+
+def test_folder_chance_is_the_binomial_tail_of_the_own_flag_rate():
+    def tail(k: int, n: int) -> float:  # the sum itself
+        p = OWN_FLAG_RATE
+        return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+
+    for k, n in ((1, 1), (2, 3), (3, 14), (39, 44)):
+        assert folder_chance(k, n) == pytest.approx(tail(k, n), rel=1e-9, abs=1e-300)
+    assert folder_chance(0, 10) == 1.0
+
+
+def test_a_folder_with_too_many_flags_flags_all_its_images_and_a_few_flags_flag_only_themselves():
+    near = SetupVerdict(True, "substrate (1) like the training images'")
+    clipped = SetupVerdict(True, "not checked: clipped", checked=False)
+    far = SetupVerdict(False, "substrate (2) unlike every training image's")
+    judged, folder = check_folder([near, far, far, clipped])  # 2 flags of 3 checked: chance 0.007
+    assert folder and folder.startswith("the folder: 2 of its 3 checked images")
+    assert [v.setup_ok for v in judged] == [False] * 4
+    assert judged[0].reason.startswith(folder) and judged[0].reason.endswith(near.reason)
+    assert judged[3].checked is False and judged[1] == far  # a flagged image keeps its own reason
+    few = [near] * 18 + [far] * 2  # 2 of 20: as often as images of the training setup give (chance 0.26)
+    assert folder_chance(2, 20) >= FOLDER_SIGNIFICANCE
+    assert check_folder(few) == (few, None)
+    assert check_folder([]) == ([], None)
+
+
+def test_a_thin_oxide_hides_in_the_spread_of_the_training_lamps_one_image_at_a_time_not_as_a_folder():
+    """The paper's graphene substrates re-rendered at 90 nm of oxide (their colour ratio as the optics
+    predicts it): some land near another session's lamp and pass one by one; as one folder all are
+    flagged. The training substrates themselves, each left out in turn, pass as a folder."""
+    setup = shipped_setup("paper_graphene")
+    thin = dataclasses.replace(setup, oxide_nm=90.0)
+    colours = [
+        np.asarray(s, float) * rerender_ratios(np.asarray(s, float), "graphene", setup, thin, [0])[0]
+        for s in setup.substrates
+    ]
+    check = SetupCheck(setup.substrates)
+    alone = [check(np.clip(c, 0, 255)) for c in colours]
+    assert 0 < sum(v.setup_ok for v in alone) < len(alone) // 4  # most flagged, not all
+    judged, folder = check_folder(alone)
+    assert folder and not any(v.setup_ok for v in judged)
+    own = [
+        SetupCheck(setup.substrates[:i] + setup.substrates[i + 1 :])(s)
+        for i, s in enumerate(setup.substrates)
+    ]
+    assert check_folder(own)[1] is None
 
 
 def test_rerender_at_the_same_setup_changes_nothing_and_at_90_nm_is_flagged():
@@ -123,6 +176,46 @@ def test_predict_flags_a_foreign_image_and_strict_withholds_its_candidates(tmp_p
     assert 'id="setup-check"' in (out / "report.html").read_text()
     err = capsys.readouterr().err
     assert "setup check foreign:" in err and "withheld (--strict)" in err
+
+
+def test_predict_flags_a_whole_folder_from_another_microscope_and_strict_withholds_every_image(
+    tmp_path, capsys
+):
+    """Two foreign images of three: too many for the model's own microscope, so the third, whose
+    substrate alone passes, is flagged for the folder and, with --strict, its candidates withheld."""
+    from flakeseg.cli.predict import main
+
+    setup = shipped_setup()
+    known, _ = rendered(setup, "MoS2")
+    Image.fromarray(known).save(tmp_path / "known.png")
+    for seed in (1, 2):
+        foreign, _ = rendered(setup, "MoS2", substrate=(150.0, 190.0, 120.0), seed=seed)
+        Image.fromarray(foreign).save(tmp_path / f"foreign{seed}.png")
+    images = [str(tmp_path / f"{n}.png") for n in ("known", "foreign1", "foreign2")]
+    out = tmp_path / "screen"
+    assert main(["--material", "MoS2", *images, "--out", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    reasons = {entry["image"]: entry["reason"] for entry in run["setup_check"]}
+    assert not any(entry["setup_ok"] for entry in run["setup_check"])
+    assert (
+        reasons["known"].startswith("the folder: 2 of its 3 checked images")
+        and "like the" in reasons["known"]
+    )
+    with open(out / "flakes.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert "known" in {row["image"] for row in rows} and {row["setup_ok"] for row in rows} == {"False"}
+    assert "setup check the folder: 2 of its 3" in capsys.readouterr().err
+    record = json.loads((out / "records" / "known.json").read_text())
+    assert record["setup_check"]["setup_ok"] and record["flakes"]  # the record keeps what was screened
+
+    strict = tmp_path / "strict"
+    assert main(["--material", "MoS2", *images, "--out", str(strict), "--strict"]) == 0
+    with open(strict / "flakes.csv") as handle:
+        assert list(csv.DictReader(handle)) == []  # nothing listed from any image of the folder
+    run = json.loads((strict / "run.json").read_text())
+    withheld = {entry["image"]: entry.get("withheld") for entry in run["setup_check"]}
+    assert withheld["known"] == len(record["flakes"]) and run["flakes"] == 0
+    assert "withheld (--strict)" in (strict / "report.html").read_text()
 
 
 def test_a_flake_whose_colour_fits_not_its_class_is_unknown():

@@ -308,3 +308,28 @@ def test_outputs_are_kept_over_an_empty_run_unless_the_watch_wrote_them(tmp_path
     written = json.loads((tmp_path / "run.json").read_text())
     assert written["images"] == [] and written["problems"] == ["a.png: cannot decode"]
     assert (tmp_path / "flakes.csv").read_text().splitlines()[0].startswith("image,source")
+
+
+def test_the_folder_so_far_is_judged_anew_and_its_verdict_said_when_it_changes(watcher, capsys):
+    """Images arriving one at a time: one foreign image of one is no folder verdict; a second makes the
+    folder foreign (a line, every image flagged); known images arriving after it lift the verdict."""
+
+    def record(name: str, ok: bool) -> dict:
+        reason = "like the training images'" if ok else "unlike every training image's"
+        return {
+            "name": name,
+            "flakes": [],
+            "counts": {},
+            "setup_check": {"setup_ok": ok, "reason": reason, "checked": True},
+        }
+
+    def flagged() -> list[str]:
+        return [r["name"] for r in watcher.summary()["records"] if not r["setup_check"]["setup_ok"]]
+
+    watcher.records = {Path("a"): record("a", True), Path("b"): record("b", False)}
+    assert flagged() == ["b"] and "setup check" not in capsys.readouterr().err
+    watcher.records[Path("c")] = record("c", False)  # 2 of 3: not the model's microscope
+    assert flagged() == ["a", "b", "c"] and "the folder: 2 of its 3" in capsys.readouterr().err
+    assert flagged() == ["a", "b", "c"] and capsys.readouterr().err == ""  # said once
+    watcher.records.update({Path(n): record(n, True) for n in "defghijklmnopqrstu"})  # 2 of 21
+    assert flagged() == ["b", "c"] and "the folder now passes" in capsys.readouterr().err

@@ -12,6 +12,12 @@ channels (half the paper's graphene images) says nothing and passes as ``not che
 training images of the two shipped setups (MoS2's and graphene's, pooled; 47 images with a usable
 ratio; measured on the training split only), 0.046, rounded up.
 
+One substrate colour cannot tell 90 nm of oxide from the paper's ~270 nm, nor an oxide from a lamp:
+the paper's graphene training images, taken under lamps of several sessions, span as much
+chromaticity as the oxide moves it. A folder can: :func:`check_folder` flags every image of a folder
+whose flags are too many for images of the training setup, which the check flags about
+:data:`OWN_FLAG_RATE` of the time (docs/results/folder_check_cpu).
+
 :func:`rerender` shows a labelled image as another setup (another oxide thickness, another lamp) would:
 what the check must catch. :func:`translate` does the same for an image without labels, each pixel's
 layer count read from its colour; :func:`translate_to_setup` shows a trained network each flagged image
@@ -22,6 +28,7 @@ docs/results/translate_cpu).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,9 +38,14 @@ from flakeseg.optics.substrate import contrast_noise, estimate_background, subst
 
 __all__ = [
     "CONTRAST_TOLERANCE",
+    "FOLDER_SIGNIFICANCE",
+    "OWN_FLAG_RATE",
     "TOLERANCE",
     "SetupCheck",
+    "SetupVerdict",
+    "check_folder",
     "contrast_error",
+    "folder_chance",
     "log_chroma",
     "rerender",
     "rerender_ratios",
@@ -56,6 +68,21 @@ TRANSLATE_SHARE = 0.5
 #: the largest log-chromaticity distance to the nearest training image that passes: the 95th percentile
 #: (0.046) of the leave-one-out distances of the shipped setups' training images, rounded up
 TOLERANCE = 0.05
+#: the share of images of a setup's own microscope the check flags: :data:`TOLERANCE` is the 95th
+#: percentile of the training images' leave-one-out distances
+OWN_FLAG_RATE = 0.05
+#: a folder is flagged as a whole when images of the training setup would give as many flags less often
+#: than this (binomial, :data:`OWN_FLAG_RATE`)
+FOLDER_SIGNIFICANCE = 0.01
+
+
+class SetupVerdict(NamedTuple):
+    """The setup check of one image: whether it passes, why, and whether its substrate could be
+    compared at all (``checked`` false: clipped, it passes unjudged)."""
+
+    setup_ok: bool
+    reason: str
+    checked: bool = True
 
 
 def log_chroma(substrate: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -73,26 +100,64 @@ class SetupCheck:
         self.reference = np.array([log_chroma(s) for s in substrates]).reshape(-1, 2)
         self.tolerance = float(tolerance)
 
-    def __call__(self, substrate: Sequence[float] | np.ndarray) -> tuple[bool, str]:
-        """``(setup_ok, reason)`` for an image whose substrate colour is ``substrate``."""
+    def __call__(self, substrate: Sequence[float] | np.ndarray) -> SetupVerdict:
+        """The verdict on an image whose substrate colour is ``substrate``."""
         point = log_chroma(substrate)
         usable = np.isfinite(point)
         colour = "(" + ", ".join(f"{v:.0f}" for v in np.asarray(substrate, float)) + ")"
         if usable.sum() == 0:
-            return True, f"not checked: substrate {colour} is clipped (255) in two channels"
+            return SetupVerdict(
+                True, f"not checked: substrate {colour} is clipped (255) in two channels", False
+            )
         comparable = self.reference[np.isfinite(self.reference[:, usable]).all(axis=1)][:, usable]
         if len(comparable) == 0:
-            return True, f"not checked: no training image has the substrate channels of {colour} unclipped"
+            return SetupVerdict(
+                True,
+                f"not checked: no training image has the substrate channels of {colour} unclipped",
+                False,
+            )
         distance = float(np.sqrt(((comparable - point[usable]) ** 2).sum(axis=1)).min())
         if distance <= self.tolerance:
-            return (
-                True,
-                f"substrate {colour} like the training images' ({distance:.3f} <= {self.tolerance:g})",
+            return SetupVerdict(
+                True, f"substrate {colour} like the training images' ({distance:.3f} <= {self.tolerance:g})"
             )
-        return False, (
+        return SetupVerdict(
+            False,
             f"substrate {colour} unlike every training image's ({distance:.3f} > {self.tolerance:g} in "
-            "log chromaticity): another oxide, lamp or camera? its candidates may be wrong"
+            "log chromaticity): another oxide, lamp or camera? its candidates may be wrong",
         )
+
+
+def folder_chance(flagged: int, checked: int) -> float:
+    """The chance that ``checked`` images of the training setup give ``flagged`` flags or more."""
+    if flagged <= 0:
+        return 1.0
+    from scipy.stats import binom
+
+    return float(binom.sf(flagged - 1, checked, OWN_FLAG_RATE))
+
+
+def check_folder(verdicts: Sequence[SetupVerdict]) -> tuple[list[SetupVerdict], str | None]:
+    """The verdicts of one folder's images judged together, and the folder's reason (``None`` when it
+    passes). A folder with more flags than images of the training setup give, at
+    :data:`FOLDER_SIGNIFICANCE`, is unlike it as a whole: each of its images is flagged, keeping its own
+    reason after the folder's; one whose substrate could not be checked too (the folder says where it
+    comes from)."""
+    checked = sum(v.checked for v in verdicts)
+    flagged = sum(not v.setup_ok for v in verdicts)
+    chance = folder_chance(flagged, checked)
+    if chance >= FOLDER_SIGNIFICANCE:
+        return list(verdicts), None
+    folder = (
+        f"the folder: {flagged} of its {checked} checked images are unlike the training images' (chance "
+        f"{chance:.1g} for images of the training setup, {OWN_FLAG_RATE:.0%} of which are flagged), so "
+        "it comes from another oxide, lamp or camera"
+    )
+    judged = [
+        v if not v.setup_ok else SetupVerdict(False, f"{folder}; this image: {v.reason}", v.checked)
+        for v in verdicts
+    ]
+    return judged, folder
 
 
 def rerender(
@@ -207,7 +272,7 @@ def translate_to_setup(image: np.ndarray, material: str, setup: Setup) -> np.nda
     colour cannot tell another oxide from another lamp: a 6500 K lamp on the paper's MoS2 images
     fits as 294-298 nm of oxide, within 0.012 in log chromaticity (docs/results/translate_cpu)."""
     background = estimate_background(image).astype(np.float64)
-    if setup.substrates and SetupCheck(setup.substrates)(background)[0]:
+    if setup.substrates and SetupCheck(setup.substrates)(background).setup_ok:
         return image
     source = image_setup(setup, background)
     if abs(source.oxide_nm - setup.oxide_nm) < 1.0:

@@ -42,7 +42,7 @@ from flakeseg.evaluation.postprocess import Postprocess
 from flakeseg.inference import OXIDE_FIT
 from flakeseg.inference.predictor import SCALES, Predictor, class_indices, load_predictor, optics_predictor
 from flakeseg.optics.calibration import Setup
-from flakeseg.optics.drift import SetupCheck
+from flakeseg.optics.drift import SetupCheck, SetupVerdict, check_folder
 from flakeseg.optics.substrate import estimate_background
 from flakeseg.screening.html_report import DEFAULT_TOP, ReportOptions, render_report
 from flakeseg.screening.inputs import IMAGE_SUFFIXES, collect_inputs
@@ -57,7 +57,7 @@ from flakeseg.utils.files import (
 
 __all__ = ["IMAGE_SUFFIXES", "ScreenSettings", "collect_inputs", "run", "screen_images"]
 
-RECORD_VERSION = 2  # 2: records hold each flake's RLE mask (--coco) and crop (report gallery)
+RECORD_VERSION = 3  # 2: records hold each flake's RLE mask (--coco) and crop; 3: setup_check["checked"]
 
 
 @dataclass(frozen=True)
@@ -156,8 +156,8 @@ def screen_one(
     if settings.setup:
         setup = Setup.from_dict(json.loads(settings.setup))
         substrate = estimate_background(image)
-        ok, reason = SetupCheck(setup.substrates)(substrate)
-        setup_check = {"setup_ok": ok, "reason": reason}
+        ok, reason, checked = SetupCheck(setup.substrates)(substrate)
+        setup_check = {"setup_ok": ok, "reason": reason, "checked": checked}
         if settings.strict and not ok:  # --strict: no candidates from an image the model does not know
             setup_check["withheld"] = len(flakes)
             flake_ids, flakes = np.zeros_like(flake_ids), []
@@ -281,6 +281,44 @@ def screen_images(
         "skipped": reused,
         "failed": len(problems),
     }
+
+
+def judge_folder(summary: dict[str, Any], strict: bool) -> dict[str, Any]:
+    """``summary`` with the setup check of its images judged as one folder
+    (:func:`~flakeseg.optics.drift.check_folder`): when too many are flagged for images of the model's
+    own microscope, every image is, and ``strict`` withholds the candidates of those flagged only now
+    (from the run's outputs; their record files and overlays stay as screened, so a later run that
+    judges otherwise shows them). ``folder``: the folder's line, or ``None`` when it passes."""
+    records = summary["records"]
+    checked = [i for i, r in enumerate(records) if r.get("setup_check")]
+    before = [SetupVerdict(*(records[i]["setup_check"][k] for k in SetupVerdict._fields)) for i in checked]
+    after, folder = check_folder(before)
+    judged = list(records)
+    for i, old, new in zip(checked, before, after, strict=True):
+        if new == old:
+            continue
+        check = {**records[i]["setup_check"], "setup_ok": False, "reason": new.reason}
+        record = judged[i] = {**records[i], "setup_check": check}
+        if strict:
+            check["withheld"] = len(record["flakes"])
+            record.update(
+                flakes=[],
+                instances=[],
+                crops={},
+                counts=dict.fromkeys(record["counts"], 0),
+                unknown=0,
+                thumbnail=_plain_thumbnail(record),
+            )
+    return {**summary, "records": judged, "folder": folder}
+
+
+def _plain_thumbnail(record: dict[str, Any]) -> str:
+    """The thumbnail of an image whose candidates are withheld: the image without them ("" if it is gone)."""
+    try:
+        image = read_image(Path(record["source"]))
+        return thumbnail_data_uri(draw_overlay(image, np.zeros(image.shape[:2], np.int32), [], {}))
+    except (FlakesegError, OSError):
+        return ""
 
 
 def coco_predictions(
@@ -597,7 +635,14 @@ def run(args: argparse.Namespace, paths: Sequence[Path], problems: Sequence[str]
     if not paths:  # nothing to screen: no model loaded, no empty report written
         raise DataError(list(problems) or "no images given")
     predictor, settings, shown = prepare(args)
-    summary = screen_images(predictor, paths, args.out, settings, problems, console)
+    summary = judge_folder(
+        screen_images(predictor, paths, args.out, settings, problems, console), settings.strict
+    )
+    if summary["folder"]:
+        flagged = sum(not (r.get("setup_check") or {}).get("setup_ok", True) for r in summary["records"])
+        console.print(
+            f"[yellow]setup check[/yellow] {summary['folder']}: {flagged} images flagged", highlight=False
+        )
     written = write_run_outputs(args.out, summary, predictor, shown, coco=args.coco)
     line = summary_line(summary, predictor.card.flake_classes, args.out, args.coco, written)
     console.print(line, highlight=False)

@@ -43,6 +43,7 @@ from flakeseg.screening.screen import (
     ScreenSettings,
     _finished,
     _source_stamp,
+    judge_folder,
     output_names,
     prepare,
     screen_one,
@@ -116,6 +117,7 @@ class FolderWatcher:
         self.last_write = 0.0
         self.dirty = True  # something new since the outputs were last written
         self.folder_gone = False
+        self.folder_line: str | None = None  # the setup check's verdict on the folder so far, when it flags
 
     # --- which files ----------------------------------------------------------------------------------
 
@@ -271,13 +273,23 @@ class FolderWatcher:
     # --- outputs --------------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "records": list(self.records.values()),
-            "problems": list(self.problems.values()),
-            "done": self.screened,
-            "skipped": self.reused,
-            "failed": len(self.problems),
-        }
+        """The run so far, its setup check judged on the images arrived so far as one folder (a line
+        when that verdict changes)."""
+        summary = judge_folder(
+            {
+                "records": list(self.records.values()),
+                "problems": list(self.problems.values()),
+                "done": self.screened,
+                "skipped": self.reused,
+                "failed": len(self.problems),
+            },
+            self.settings.strict,
+        )
+        if summary["folder"] != self.folder_line:
+            self.folder_line = summary["folder"]
+            line = self.folder_line or "the folder now passes: its images are checked one by one again"
+            self.console.print(f"[yellow]setup check[/yellow] {escape(line)}", highlight=False)
+        return summary
 
     def write_outputs(self, live: bool) -> bool:
         """flakes.csv, report.html (reloading itself if ``live``), run.json and the COCO file; not

@@ -23,8 +23,9 @@ the training augmentation samples:
   (:func:`flakeseg.optics.drift.rerender` through the data set's shipped setup).
 
 Scores per model, shift and strength: flake F1 of monolayer and bilayer (flakes >= 100 px, IoU >= 0.5,
-the model card's post-processing), mean class accuracy (pooled pixels) and ``drift_flagged``, the
-share of images the setup check of ``predict`` flags. Writes ``robustness.json``, ``robustness.md``
+the model card's post-processing), mean class accuracy (pooled pixels), ``drift_flagged``, the
+share of images the setup check of ``predict`` flags one by one, and ``drift_flagged_folder``, as one
+folder (:func:`flakeseg.optics.drift.check_folder`). Writes ``robustness.json``, ``robustness.md``
 and ``robustness.png``.
 
 Models: shipped names or checkpoint files, and ``contrast_gmm`` (fitted on the data set's training
@@ -140,17 +141,24 @@ def score(
 ) -> dict[str, float]:
     from flakeseg.evaluation.flake_scores import FlakeScores
     from flakeseg.evaluation.metrics import confusion_matrix, present_class_accuracy
+    from flakeseg.optics.drift import check_folder
     from flakeseg.optics.substrate import estimate_background
 
     scores = FlakeScores(class_names, flake, min_area, min_confidence, floors={"": 100}, thresholds={"": 0.5})
     confmat = np.zeros((len(class_names),) * 2, np.int64)
-    flagged = 0
+    verdicts = []
     for image, mask in pairs:
         probs = probabilities(image)
         scores.update(probs, mask)
         confmat += confusion_matrix(probs.argmax(axis=0), mask, len(class_names))
         if check is not None:
-            flagged += not check(estimate_background(image))[0]
+            verdicts.append(check(estimate_background(image)))
+
+    def share(judged) -> float | None:
+        if check is None:
+            return None
+        return round(sum(not v.setup_ok for v in judged) / max(len(pairs), 1), 4)
+
     result = scores.compute("r")
     return {
         **{
@@ -158,7 +166,8 @@ def score(
             for c in flake
         },
         "mean_class_acc": round(present_class_accuracy(confmat), 4),
-        "drift_flagged": round(flagged / max(len(pairs), 1), 4) if check is not None else None,
+        "drift_flagged": share(verdicts),
+        "drift_flagged_folder": share(check_folder(verdicts)[0]),  # the shift's images as one folder
     }
 
 
@@ -344,7 +353,8 @@ def write_report(args: argparse.Namespace, results: dict, images: int, elapsed: 
         "",
         f"`{command}` ({time.strftime('%Y-%m-%d')}, {machine}, {images} test images, {elapsed:.0f} s). "
         "What each shift is: the docstring of `flakeseg.studies.robustness`. Flake F1: flakes >= 100 px, "
-        "IoU >= 0.5; flagged: share of images the setup check of `predict` flags.",
+        "IoU >= 0.5; flagged: share of images the setup check of `predict` flags, one by one / as one "
+        "folder (`drift.check_folder`).",
         "",
         "| model | shift | strength | monolayer F1 | bilayer F1 | mean class acc | flagged |",
         "|---|---|---|---|---|---|---|",
@@ -354,7 +364,9 @@ def write_report(args: argparse.Namespace, results: dict, images: int, elapsed: 
             for strength, row in by_strength.items():
                 cells = [row.get("flake_f1_monolayer"), row.get("flake_f1_bilayer"), row["mean_class_acc"]]
                 text = " | ".join("-" if v is None or v != v else f"{v:.3f}" for v in cells)
-                flag = "-" if row["drift_flagged"] is None else f"{100 * row['drift_flagged']:.0f} %"
+                flag = "-"
+                if row["drift_flagged"] is not None:
+                    flag = f"{100 * row['drift_flagged']:.0f} % / {100 * row['drift_flagged_folder']:.0f} %"
                 lines.append(f"| {name} | {shift} | {strength} | {text} | {flag} |")
     lines += ["", "![monolayer flake F1 under each shift](robustness.png)", ""]
     write_text_atomic(args.out / "robustness.md", "\n".join(lines))
