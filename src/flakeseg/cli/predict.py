@@ -95,7 +95,8 @@ def build_parser(
     parser.add_argument(
         "--strict",
         action="store_true",
-        help="withhold the candidates of images the setup check flags (they still get a line and an overlay)",
+        help="withhold the candidates of images the setup check flags, alone or with a folder it judges "
+        "foreign as a whole (they still get a line and an overlay)",
     )
     parser.add_argument(
         "--oxide",
