@@ -32,7 +32,7 @@ import flakeseg.evaluation.flakes as flakes_module
 from flakeseg.data.preprocess import resize_probabilities
 from flakeseg.evaluation.postprocess import Postprocess
 from flakeseg.evaluation.regions import pixel_scores
-from flakeseg.evaluation.test_scores import shown_maps, unknown_listing
+from flakeseg.evaluation.test_scores import colour_check_listing, shown_maps
 from flakeseg.optics.substrate import estimate_background
 from flakeseg.stages.fold_evaluation import collect_predictions, fold_setups, listed_scores
 
@@ -58,13 +58,15 @@ def summarize(run: Path, leave_out: set[str]) -> dict:
     for k, (probs, stored, images) in enumerate(
         zip(preds.val_probs, preds.val_stored_masks, preds.val_sets, strict=True)
     ):
-        unlisted, _ = unknown_listing(probs, images, flakes, post, str(preds.data_config["name"]), setups[k])
+        checked, _ = colour_check_listing(
+            probs, images, flakes, post, str(preds.data_config["name"]), setups[k]
+        )
         maps[MAPS[0]] += [
             resize_probabilities(p, *m.shape).argmax(axis=0).astype(np.uint8)
             for p, m in zip(probs, stored, strict=True)
         ]
         maps[MAPS[1]] += shown_maps(probs, stored, names, flakes, post)
-        maps[MAPS[2]] += shown_maps(probs, stored, names, flakes, post, unlisted)
+        maps[MAPS[2]] += shown_maps(probs, stored, names, flakes, post, checked)
         masks += stored
         ids += list(images.ids)
     kept = [i for i, image_id in enumerate(ids) if image_id not in leave_out]

@@ -263,19 +263,21 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|",
         *drift_rows,
         "",
-        "## Flakes whose colour fits no layer count: `unknown`",
+        "## Flakes whose colour fits no layer class: `unknown`",
         "",
         "The shipped models on their test images, as `flakeseg predict --model NAME` lists flakes (the "
-        "card's post-processing, else >= 100 px, confidence >= 0.5): a flake is `unknown` when its median "
-        "contrast is more than 50 % off the contrast the shipped setup predicts for its class's layer "
-        "count (`flakeseg.optics.drift.contrast_error`). Target: at most 5 % of test-split flakes. After "
-        "each unknown flake, the labels under most of its pixels (read after the fact, not used by the "
-        "flag): a flake the model lists where the labels hold no flake of its class is a model error the "
-        "flag caught.",
+        "card's post-processing, else >= 100 px, confidence >= 0.5): a flake whose median contrast is "
+        "more than 50 % off the contrast the shipped setup predicts for its class's layer count "
+        "(`flakeseg.optics.drift.contrast_error`) takes the model's other layer class if its colour fits "
+        "that within 50 % (moved), else it is `unknown` (`evaluation.flakes.colour_checked_flakes`, since "
+        "2026-12-06; docs/results/unknown_cv). Target: at most 5 % of test-split flakes unknown. After each "
+        "unknown or moved flake, the labels under most of its pixels (read after the fact, not used by the "
+        "check): a flake the model lists where the labels hold no flake of its class is a model error the "
+        "check caught.",
         "",
         "| model | test images | flakes | unknown | unknown flakes (image: area px, the model's class -> "
-        "the labels under it) |",
-        "|---|---|---|---|---|",
+        "the labels under it) | moved (image: area px, the model's class -> the colour's; the labels) |",
+        "|---|---|---|---|---|---|",
         *unknown_rows,
         "",
         "![substrate colour against oxide thickness](substrate_vs_oxide.png)",
@@ -488,7 +490,12 @@ def labels_under(labels: np.ndarray, names) -> str:
 def unknown_rates(cfgs: dict) -> tuple[list[str], list[dict]]:
     """How many of the shipped models' test-split flakes the optics calls ``unknown``."""
     from flakeseg.data.catalog import AS_STORED, load_dataset
-    from flakeseg.evaluation.flakes import UNKNOWN, find_flakes, substrate_beside_flakes, unknown_flakes
+    from flakeseg.evaluation.flakes import (
+        UNKNOWN,
+        colour_checked_flakes,
+        find_flakes,
+        substrate_beside_flakes,
+    )
     from flakeseg.evaluation.postprocess import Postprocess
     from flakeseg.inference.predictor import class_indices, load_predictor
     from flakeseg.inference.shipped import resolve_model
@@ -502,7 +509,7 @@ def unknown_rates(cfgs: dict) -> tuple[list[str], list[dict]]:
         setup = shipped_setup(f"paper_{name}")
         test = list(cfgs[name]["split"]["test"])
         data = load_dataset({**cfgs[name], **AS_STORED}, ids=test, progress=False)
-        total, unknown = 0, []
+        total, unknown, moved = 0, [], []
         for image_id, image, mask in zip(data.ids, data.images, data.masks, strict=True):
             probs = predictor.probabilities(image)
             ids, flakes = find_flakes(
@@ -515,7 +522,9 @@ def unknown_rates(cfgs: dict) -> tuple[list[str], list[dict]]:
             substrate = substrate_beside_flakes(
                 image, probs, card.class_names, class_indices(card, card.flake_classes)
             )
-            named = unknown_flakes(image, ids, flakes, setup, cfgs[name]["material"], substrate)
+            named = colour_checked_flakes(
+                image, ids, flakes, setup, cfgs[name]["material"], substrate, card.flake_classes
+            )
             total += len(named)
             unknown += [
                 f"{image_id}: {f.area_px} {old.class_name} -> "
@@ -523,13 +532,22 @@ def unknown_rates(cfgs: dict) -> tuple[list[str], list[dict]]:
                 for f, old in zip(named, flakes, strict=True)
                 if f.class_name == UNKNOWN
             ]
+            moved += [
+                f"{image_id}: {f.area_px} {old.class_name} -> {f.class_name}; "
+                + labels_under(mask[ids == old.flake_id], data.scheme.names)
+                for f, old in zip(named, flakes, strict=True)
+                if f.class_name not in (UNKNOWN, old.class_name)
+            ]
         share = len(unknown) / max(total, 1)
         rows.append(
             f"| {name} | {len(data.ids)} | {total} | {len(unknown)} ({100 * share:.0f} %) | "
             + "; ".join(unknown)
+            + f" | {len(moved)}: "
+            + ", ".join(moved)
             + " |"
         )
-        entries.append({"model": name, "flakes": total, "unknown": len(unknown), "which": unknown})
+        entries.append({"model": name, "flakes": total, "unknown": len(unknown), "which": unknown,
+                        "moved": len(moved), "moved_which": moved})  # fmt: skip
     return rows, entries
 
 

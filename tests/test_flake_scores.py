@@ -372,45 +372,66 @@ def test_cv_table_line_gives_device_flake_f1_with_counts_per_class():
     assert flake_line({}, ["other", "monolayer"]) == ""  # a run without flake scores prints nothing
 
 
-def test_a_flake_predict_lists_as_unknown_is_no_listing_so_its_truth_is_a_miss():
-    """Unknown flakes (colour off the optics' layer counts) are no prediction: a true flake only an
-    unknown flake covers is missed, and a false one listed unknown is no false alarm."""
+def test_a_flake_predict_lists_as_unknown_is_no_listing_and_a_moved_one_is_scored_in_its_new_class():
+    """Unknown flakes (colour off every layer class) are no prediction: a true flake only an unknown
+    flake covers is missed, and a false one listed unknown is no false alarm. A flake the colour moves
+    to another class is scored there, with the network's confidence."""
     from flakeseg.evaluation.test_scores import flake_scores
 
     mask = blank()
     mask[10:40, 10:50] = 1  # found, listed
     mask[60:100, 60:110] = 1  # found but listed unknown: a miss
+    mask[10:40, 100:150] = 2  # a bilayer the network calls monolayer, moved to bilayer by its colour
     pred = mask.copy()
     pred[60:100, 10:40] = 2  # a false bilayer, listed unknown: nothing
-    unlisted = np.zeros(mask.shape, bool)
-    unlisted[60:100, 60:110] = unlisted[60:100, 10:40] = True
+    pred[10:40, 100:150] = 1
+    checked = np.full(mask.shape, -1, np.int16)
+    checked[60:100, 60:110] = checked[60:100, 10:40] = 0  # the background class: unknown
+    checked[10:40, 100:150] = 2
     plain = flake_scores([probs_of(pred)], [mask], NAMES, FLAKES).compute("t")
-    out = flake_scores([probs_of(pred)], [mask], NAMES, FLAKES, unlisted=[unlisted]).compute("t")
-    assert [plain[f"t/flake_{k}_monolayer"] for k in ("tp", "fp", "fn")] == [2, 0, 0]
+    out = flake_scores([probs_of(pred)], [mask], NAMES, FLAKES, checked=[checked]).compute("t")
+    assert [plain[f"t/flake_{k}_monolayer"] for k in ("tp", "fp", "fn")] == [2, 1, 0]
     assert [out[f"t/flake_{k}_monolayer"] for k in ("tp", "fp", "fn")] == [1, 0, 1]
-    assert (plain["t/flake_fp_bilayer"], out["t/flake_fp_bilayer"]) == (1, 0)
+    assert [plain[f"t/flake_{k}_bilayer"] for k in ("tp", "fp", "fn")] == [0, 1, 1]
+    assert [out[f"t/flake_{k}_bilayer"] for k in ("tp", "fp", "fn")] == [1, 0, 0]
 
 
-def test_unknown_listing_finds_the_flakes_whose_colour_fits_no_layer_count(tmp_path):
+def test_apply_colour_check_swaps_the_moved_pixels_probabilities_and_blanks_the_unknown():
+    from flakeseg.evaluation.flakes import apply_colour_check
+
+    prob = np.zeros((3, 2, 2), np.float32)
+    prob[:, 0, 0] = (0.1, 0.7, 0.2)  # monolayer, moved to bilayer
+    prob[:, 0, 1] = (0.2, 0.2, 0.6)  # bilayer, unknown
+    prob[:, 1, :] = np.array([0.8, 0.1, 0.1])[:, None]  # untouched
+    checked = np.array([[2, 0], [-1, -1]], np.int16)
+    out = apply_colour_check(prob, checked, background=0)
+    assert out[:, 0, 0].tolist() == pytest.approx([0.1, 0.2, 0.7])
+    assert out[:, 0, 1].tolist() == [1.0, 0.0, 0.0]
+    assert (out[:, 1] == prob[:, 1]).all() and prob[1, 0, 0] == pytest.approx(0.7)  # the input kept
+    assert apply_colour_check(prob, np.full((2, 2), -1, np.int16), 0) is prob
+
+
+def test_colour_check_listing_moves_a_flake_to_the_class_its_colour_fits_and_else_calls_it_unknown(tmp_path):
     """As predict: on the stored image, with the shipped setup of the model's data; none without one."""
     from PIL import Image
 
     from flakeseg.data.catalog import FlakeImages, Pair
     from flakeseg.data.classes import ClassScheme
     from flakeseg.evaluation.postprocess import Postprocess
-    from flakeseg.evaluation.test_scores import unknown_listing
+    from flakeseg.evaluation.test_scores import colour_check_listing
     from flakeseg.optics.calibration import shipped_setup
 
     setup = shipped_setup("paper_mos2")
     substrate = np.array(setup.substrates[0], dtype=np.float64)
-    one, two = setup.colours("MoS2", [1, 2], substrate)[0]
+    one, two, thick = setup.colours("MoS2", [1, 2, 12], substrate)[0]
     image = np.tile(substrate, (120, 160, 1))
-    image[10:40, 10:50], image[60:100, 60:110] = one, two
+    image[10:40, 10:50], image[60:100, 60:110], image[10:40, 100:150] = one, two, thick
     path = tmp_path / "or00000.png"
     Image.fromarray(np.clip(image, 0, 255).round().astype(np.uint8)).save(path)
     pred = blank()
     pred[10:40, 10:50] = 1  # a monolayer coloured as one: listed
-    pred[60:100, 60:110] = 1  # a "monolayer" coloured as a bilayer: unknown
+    pred[60:100, 60:110] = 1  # a "monolayer" coloured as a bilayer: moved to bilayer
+    pred[10:40, 100:150] = 2  # a "bilayer" coloured as 12 layers: unknown
     images = FlakeImages(
         ids=["00000"],
         images=[image.astype(np.uint8)],
@@ -419,10 +440,11 @@ def test_unknown_listing_finds_the_flakes_whose_colour_fits_no_layer_count(tmp_p
         pairs=[Pair("00000", path, path)],
     )
     post = Postprocess(min_area=100, min_confidence=0.5)
-    masks, summary = unknown_listing([probs_of(pred)], images, FLAKES, post, "mos2")
-    assert summary == {"setup": "paper_mos2", "flakes": 1}
-    assert masks[0][70, 80] and not masks[0][20, 20] and masks[0].sum() == 40 * 50
-    assert unknown_listing([probs_of(pred)], images, FLAKES, post, "hbn") == (
+    maps, summary = colour_check_listing([probs_of(pred)], images, FLAKES, post, "mos2")
+    assert summary == {"setup": "paper_mos2", "flakes": 1, "reclassed": 1}
+    assert maps[0][70, 80] == 2 and maps[0][20, 120] == 0 and maps[0][20, 20] == -1
+    assert (maps[0] >= 0).sum() == 40 * 50 + 30 * 50
+    assert colour_check_listing([probs_of(pred)], images, FLAKES, post, "hbn") == (
         None,
-        {"setup": None, "flakes": 0},
+        {"setup": None, "flakes": 0, "reclassed": 0},
     )

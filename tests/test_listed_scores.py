@@ -34,10 +34,10 @@ def _scene() -> tuple[np.ndarray, np.ndarray]:
 
 def test_shown_maps_keep_only_listed_flakes_and_blank_the_unknown():
     mask, prob = _scene()
-    unlisted = np.zeros_like(mask, bool)
-    unlisted[20:30, 25:35] = True
+    checked = np.full(mask.shape, -1, np.int16)
+    checked[20:30, 25:35] = 0  # unknown: the background class
     (shown,) = shown_maps(
-        [prob], [mask], NAMES, [1, 2], Postprocess(min_area=10, min_confidence=0.5), [unlisted]
+        [prob], [mask], NAMES, [1, 2], Postprocess(min_area=10, min_confidence=0.5), [checked]
     )
     assert (shown[2:12, 2:12] == 1).all() and (shown[20:30, 2:12] == 2).all()
     assert shown[20:30, 25:35].max() == 0 and shown[36:38, 36:38].max() == 0  # unknown, and too small
@@ -52,18 +52,19 @@ def test_shown_maps_keep_only_listed_flakes_and_blank_the_unknown():
 
 def test_listed_pixel_scores_leave_unknown_flakes_out_and_argmax_scores_do_not():
     mask, prob = _scene()
-    unlisted = np.zeros_like(mask, bool)
-    unlisted[20:30, 25:35] = True
+    checked = np.full(mask.shape, -1, np.int16)
+    checked[20:30, 25:35] = 0
     data_cfg = {"scale": 1.0, "region_min_area": 10}
     scores = score_test_split(
-        [prob], [mask], ["x"], NAMES, [1, 2], data_cfg, [mask], Postprocess(10, 0.5), [unlisted],
-        {"setup": "s", "flakes": 1},
+        [prob], [mask], ["x"], NAMES, [1, 2], data_cfg, [mask], Postprocess(10, 0.5), [checked],
+        {"setup": "s", "flakes": 1, "reclassed": 0},
     ).metrics  # fmt: skip
     assert scores["test/precision_bilayer"] == pytest.approx(0.5)  # the arg-max map keeps the false one
     assert scores["test_listed/precision_bilayer"] == 1.0
     assert scores["test_listed/precision_monolayer"] == 1.0 and scores["test/precision_monolayer"] < 1.0
     assert scores["test_listed/acc_bilayer"] == scores["test/acc_bilayer"] == 1.0
     assert scores["test/flakes_unknown"] == 1 and scores["test/flake_precision_bilayer"] == 1.0
+    assert scores["test/flakes_reclassed"] == 0
 
 
 def _cv_predictions(data_cfg: dict, ids_by_fold: list[list[str]], **extra) -> CVPredictions:

@@ -218,19 +218,26 @@ def test_predict_flags_a_whole_folder_from_another_microscope_and_strict_withhol
     assert "withheld (--strict)" in (strict / "report.html").read_text()
 
 
-def test_a_flake_whose_colour_fits_not_its_class_is_unknown():
-    """A region the model calls monolayer but coloured as a bilayer is reported ``unknown``; a
-    monolayer-coloured one keeps its class."""
-    from flakeseg.evaluation.flakes import UNKNOWN, find_flakes, unknown_flakes
+def test_a_flake_whose_colour_fits_another_layer_class_moves_there_and_one_fitting_none_is_unknown():
+    """Regions the model calls monolayer: one coloured as a monolayer keeps its class; one coloured as
+    a bilayer becomes a bilayer when the model has that class, unknown when it has not; the thick
+    (12-layer) flake fits no layer class: unknown."""
+    from flakeseg.evaluation.flakes import UNKNOWN, colour_checked_flakes, find_flakes
 
     setup = shipped_setup()
     image, layers = rendered(setup, "MoS2")
     probs = np.zeros((3, *layers.shape), np.float32)
     probs[0] = 1.0
-    for region in (layers == 1, layers == 2):  # both called monolayer by a (wrong) model
+    for region in (layers == 1, layers == 2, layers == 12):  # all called monolayer by a (wrong) model
         probs[:, region] = 0.0
         probs[1, region] = 1.0
     ids, flakes = find_flakes(probs, ["other", "monolayer", "bilayer"], [1, 2], 100, 0.5)
     substrate = np.median(image[layers == 0], axis=0)
-    named = {f.area_px: f.class_name for f in unknown_flakes(image, ids, flakes, setup, "MoS2", substrate)}
-    assert named == {int((layers == 1).sum()): "monolayer", int((layers == 2).sum()): UNKNOWN}
+    area = {n: int((layers == n).sum()) for n in (1, 2, 12)}
+
+    def named(classes: list[str]) -> dict[int, str]:
+        checked = colour_checked_flakes(image, ids, flakes, setup, "MoS2", substrate, classes)
+        return {f.area_px: f.class_name for f in checked}
+
+    assert named(["monolayer", "bilayer"]) == {area[1]: "monolayer", area[2]: "bilayer", area[12]: UNKNOWN}
+    assert named(["monolayer"]) == {area[1]: "monolayer", area[2]: UNKNOWN, area[12]: UNKNOWN}

@@ -14,17 +14,17 @@ from flakeseg.data.classes import region_class_indices
 from flakeseg.data.preprocess import resize_probabilities
 from flakeseg.evaluation.curves import PAPER_PRECISION, one_vs_rest_curves
 from flakeseg.evaluation.flake_scores import FlakeScores
-from flakeseg.evaluation.flakes import background_class
+from flakeseg.evaluation.flakes import apply_colour_check, background_class
 from flakeseg.evaluation.postprocess import PREDICT_DEFAULTS, Postprocess, postprocessed_map
 from flakeseg.evaluation.regions import counted_regions, pixel_scores, region_accuracy, region_min_area_px
 
 __all__ = [
     "SplitScores",
+    "colour_check_listing",
     "flake_scores",
     "held_out_flake_matches",
     "score_test_split",
     "shown_maps",
-    "unknown_listing",
 ]
 
 
@@ -34,20 +34,18 @@ def flake_scores(
     names: Sequence[str],
     flake_classes: Sequence[int],
     postprocess: Postprocess = PREDICT_DEFAULTS,
-    unlisted: Sequence[np.ndarray] | None = None,
+    checked: Sequence[np.ndarray] | None = None,
 ) -> FlakeScores:
     """The flake matches of model-scale probabilities, put back onto the pixels of the masks as stored
-    (as ``predict`` puts them back onto the image's). ``unlisted``: per image, the pixels of flakes
-    ``predict`` lists as unknown (:func:`~flakeseg.evaluation.flakes.unlisted_pixels`); they are no
-    prediction, so a true flake only they cover is a miss."""
+    (as ``predict`` puts them back onto the image's). ``checked``: per image, what ``predict``'s colour
+    check does to its flakes (:func:`~flakeseg.evaluation.flakes.colour_check_map`): an unknown flake is
+    no prediction, so a true flake only it covers is a miss; a moved flake is scored in its new class."""
     scores = FlakeScores(names, flake_classes, postprocess.min_area, postprocess.min_confidence)
     background = background_class(names, flake_classes)
     for index, (prob, mask) in enumerate(zip(probs, stored_masks, strict=True)):
         prob = resize_probabilities(prob, *mask.shape)
-        if unlisted is not None and unlisted[index].any():
-            prob = prob.copy()
-            prob[:, unlisted[index]] = 0.0
-            prob[background, unlisted[index]] = 1.0
+        if checked is not None:
+            prob = apply_colour_check(prob, checked[index], background)
         scores.update(prob, mask)
     return scores
 
@@ -58,11 +56,11 @@ def shown_maps(
     names: Sequence[str],
     flake_classes: Sequence[int],
     postprocess: Postprocess = PREDICT_DEFAULTS,
-    unlisted: Sequence[np.ndarray] | None = None,
+    checked: Sequence[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """The class maps a screening run shows, at the masks' stored resolution: the flakes ``predict``
-    lists (``postprocess``), those it lists as unknown (``unlisted``) and every other flake pixel
-    background; what the ``*_listed/`` pixel scores are of."""
+    lists (``postprocess``) in the classes its colour check (``checked``) gives them, unknown ones and
+    every other flake pixel background; what the ``*_listed/`` pixel scores are of."""
     background = background_class(names, flake_classes)
     out = []
     for index, (prob, mask) in enumerate(zip(probs, stored_masks, strict=True)):
@@ -70,13 +68,14 @@ def shown_maps(
             resize_probabilities(prob, *mask.shape), names, flake_classes, postprocess.min_area,
             postprocess.min_confidence, background,
         )  # fmt: skip
-        if unlisted is not None:
-            labels[unlisted[index]] = background
+        if checked is not None:
+            moved = checked[index] >= 0
+            labels[moved] = checked[index][moved]
         out.append(labels)
     return out
 
 
-def unknown_listing(
+def colour_check_listing(
     probs: Sequence[np.ndarray],
     images: FlakeImages,
     flake_classes: Sequence[int],
@@ -84,31 +83,33 @@ def unknown_listing(
     data_name: str,
     card_setup: Mapping[str, Any] | None = None,
 ) -> tuple[list[np.ndarray] | None, dict[str, Any]]:
-    """Per image, the pixels of the flakes ``predict`` lists as unknown (their colour fits no layer
-    count of the optics), found as ``predict`` finds them: on the image as stored, with the setup it
-    checks the model against (its card's ``card_setup``, else the shipped ``paper_<data_name>``).
-    ``(None, {...})`` when there is no such setup; the dict says which setup and how many flakes."""
+    """Per image, what ``predict``'s colour check does to the flakes it lists
+    (:func:`~flakeseg.evaluation.flakes.colour_check_map`), found as ``predict`` finds them: on the image
+    as stored, with the setup it checks the model against (its card's ``card_setup``, else the shipped
+    ``paper_<data_name>``). ``(None, {...})`` when there is no such setup; the dict says which setup,
+    how many flakes are unknown (``flakes``) and how many it moved to another class (``reclassed``)."""
     from flakeseg.data.io import read_dataset_image
-    from flakeseg.evaluation.flakes import unlisted_pixels
+    from flakeseg.evaluation.flakes import colour_check_map
     from flakeseg.optics.calibration import SHIPPED_DIR, Setup, shipped_setup
 
     name = f"paper_{data_name}"
+    nothing = {"setup": None, "flakes": 0, "reclassed": 0}
     if len(images.pairs) != len(probs):
-        return None, {"setup": None, "flakes": 0}
+        return None, nothing
     if card_setup:
         setup, name = Setup.from_dict(card_setup, "model card"), "the model card's setup"
     elif data_name and (SHIPPED_DIR / f"{name}.yaml").is_file():
         setup = shipped_setup(name)
     else:
-        return None, {"setup": None, "flakes": 0}
+        return None, nothing
     material = str(setup.fitted_on.get("material") or "")
     if not setup.substrates or not material:
-        return None, {"setup": None, "flakes": 0}
+        return None, nothing
     names = list(images.scheme.names)
-    masks, count = [], 0
+    maps, unknown, reclassed = [], 0, 0
     for prob, pair in zip(probs, images.pairs, strict=True):
         image = read_dataset_image(pair.image_path)
-        mask, found = unlisted_pixels(
+        check, counts = colour_check_map(
             image,
             resize_probabilities(prob, *image.shape[:2]),
             names,
@@ -118,9 +119,10 @@ def unknown_listing(
             setup,
             material,
         )
-        masks.append(mask)
-        count += found
-    return masks, {"setup": name, "flakes": count}
+        maps.append(check)
+        unknown += counts["unknown"]
+        reclassed += counts["reclassed"]
+    return maps, {"setup": name, "flakes": unknown, "reclassed": reclassed}
 
 
 def held_out_flake_matches(
@@ -161,15 +163,16 @@ def score_test_split(
     data_cfg: Mapping[str, Any],
     stored_masks: Sequence[np.ndarray],
     postprocess: Postprocess = PREDICT_DEFAULTS,
-    unlisted: Sequence[np.ndarray] | None = None,
+    checked: Sequence[np.ndarray] | None = None,
     unknown: Mapping[str, Any] | None = None,
 ) -> SplitScores:
     """Pixel scores, region accuracy (ground-truth regions of at least ``data.region_min_area`` pixels
     at full scale: label specks are not flakes), ROC/PR curves of ``C x H x W`` probabilities, and flake
     precision, recall, F1 and AP50 against ``stored_masks`` (the masks at the files' resolution),
-    predicted flakes kept as ``postprocess`` says and those ``unlisted`` (flakes ``predict`` lists as
-    unknown, :func:`unknown_listing`, which ``unknown`` summarises) left out. The ``test/`` pixel scores
-    are of the arg-max map; ``test_listed/`` ones of the map ``predict`` shows (:func:`shown_maps`)."""
+    predicted flakes kept as ``postprocess`` says, in the classes ``predict``'s colour check gives them
+    and unknown ones left out (``checked``: :func:`colour_check_listing`, which ``unknown`` summarises).
+    The ``test/`` pixel scores are of the arg-max map; ``test_listed/`` ones of the map ``predict``
+    shows (:func:`shown_maps`)."""
     names = list(names)
     preds = [p.argmax(axis=0).astype(np.uint8) for p in probs]
     scores = pixel_scores(preds, masks, names)
@@ -180,9 +183,9 @@ def score_test_split(
     per_class_regions = {
         names[c]: region_accuracy([r for r in regions if r["true_class"] == names[c]]) for c in regions_of
     }
-    flakes = flake_scores(probs, stored_masks, names, regions_of, postprocess, unlisted)
+    flakes = flake_scores(probs, stored_masks, names, regions_of, postprocess, checked)
     listed = pixel_scores(
-        shown_maps(probs, stored_masks, names, regions_of, postprocess, unlisted), stored_masks, names,
+        shown_maps(probs, stored_masks, names, regions_of, postprocess, checked), stored_masks, names,
         prefix="test_listed",
     )  # fmt: skip
     metrics = {
@@ -195,6 +198,7 @@ def score_test_split(
         },
         # listed as unknown by predict's colour check (no listing: a true flake they cover is a miss)
         "test/flakes_unknown": int((unknown or {}).get("flakes", 0)),
+        "test/flakes_reclassed": int((unknown or {}).get("reclassed", 0)),
         "test/flakes_unknown_setup": (unknown or {}).get("setup"),
         "test/region_accuracy": region_accuracy(regions),
         "test/regions": len(regions),

@@ -33,10 +33,10 @@ from flakeseg.errors import ConfigError, DataError, FlakesegError, UsageError
 from flakeseg.evaluation.flakes import (
     FLAKE_COLUMNS,
     UNKNOWN,
+    colour_checked_flakes,
     find_flakes,
     rounded_row,
     substrate_beside_flakes,
-    unknown_flakes,
 )
 from flakeseg.evaluation.postprocess import Postprocess
 from flakeseg.inference import OXIDE_FIT
@@ -153,6 +153,7 @@ def screen_one(
         settings.pixel_size_um,
     )
     setup_check = None
+    networks = list(flakes)  # the classes the network gave, before the colour check
     if settings.setup:
         setup = Setup.from_dict(json.loads(settings.setup))
         substrate = estimate_background(image)
@@ -160,12 +161,14 @@ def screen_one(
         setup_check = {"setup_ok": ok, "reason": reason, "checked": checked}
         if settings.strict and not ok:  # --strict: no candidates from an image the model does not know
             setup_check["withheld"] = len(flakes)
-            flake_ids, flakes = np.zeros_like(flake_ids), []
+            flake_ids, flakes, networks = np.zeros_like(flake_ids), [], []
         if settings.material:  # each flake's colour against the substrate around the model's flakes
             beside = substrate_beside_flakes(
                 image, probs, card.class_names, class_indices(card, card.flake_classes)
             )
-            flakes = unknown_flakes(image, flake_ids, flakes, setup, settings.material, beside)
+            flakes = colour_checked_flakes(
+                image, flake_ids, flakes, setup, settings.material, beside, card.flake_classes
+            )
     colors = dict(zip(card.class_names, card.class_colors, strict=True)) | {UNKNOWN: UNKNOWN_COLOR}
     overlay = draw_overlay(image, flake_ids, flakes, colors)
     overlay_path = out / "overlays" / f"{name}.png"
@@ -184,16 +187,29 @@ def screen_one(
     counts = {c: sum(f.class_name == c for f in flakes) for c in card.flake_classes}
     unknown = sum(f.class_name == UNKNOWN for f in flakes)
     # each flake's own pixels as COCO RLE, for `--coco` (labelling tools load them for correction)
+    labels = probs.argmax(axis=0)
+    moved = {
+        f.flake_id: old.class_name
+        for old, f in zip(networks, flakes, strict=True)
+        if f.class_name != old.class_name
+    }
+    # a flake the colour check moved is of its new class; an unknown one keeps the network's
+    for flake in flakes:
+        if flake.flake_id in moved and flake.class_name != UNKNOWN:
+            labels[flake_ids == flake.flake_id] = card.class_names.index(flake.class_name)
     instances = mask_instances(
-        probs.argmax(axis=0),
+        labels,
         class_indices(card, card.flake_classes),
         scores={f.flake_id: f.row()["confidence"] for f in flakes},  # as flakes.csv has it
         instance_ids=flake_ids,
     )
     unknown_ids = {f.flake_id for f in flakes if f.class_name == UNKNOWN}
-    for instance in instances:  # the model's class stays its category; the colour says otherwise
-        if instance.get("attributes", {}).get("flake_id") in unknown_ids:
-            instance["attributes"][UNKNOWN] = True
+    for instance in instances:  # the colour says otherwise than the category: the attributes tell
+        attributes = instance.get("attributes", {})
+        if attributes.get("flake_id") in unknown_ids:
+            attributes[UNKNOWN] = True
+        elif attributes.get("flake_id") in moved:
+            attributes["network_class"] = moved[attributes["flake_id"]]
     return {
         "version": RECORD_VERSION,
         "name": name,

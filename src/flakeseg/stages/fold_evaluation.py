@@ -50,7 +50,7 @@ from flakeseg.evaluation.calibration import expected_calibration_error, fit_temp
 from flakeseg.evaluation.flake_scores import FlakeScores, ImageFlakes
 from flakeseg.evaluation.postprocess import Postprocess, choose_postprocess, postprocessed_map
 from flakeseg.evaluation.regions import counted_regions, pixel_scores, region_accuracy, region_min_area_px
-from flakeseg.evaluation.test_scores import flake_scores, shown_maps, unknown_listing
+from flakeseg.evaluation.test_scores import colour_check_listing, flake_scores, shown_maps
 from flakeseg.inference.checkpoint import card_from_config
 from flakeseg.inference.predictor import ClassicalBackend, Predictor, load_predictor
 from flakeseg.stages.evaluation_options import EvalOptions
@@ -257,29 +257,32 @@ def listed_scores(
     preds: CVPredictions, val_probs: Sequence[Sequence[np.ndarray]], chosen: Postprocess
 ) -> dict[str, Any]:
     """``cv_listed/...``: flake and pixel scores of what ``predict`` lists and shows on each held-out
-    image (flakes kept by ``chosen``; those whose colour fits no layer count of the fold's setup listed
-    as unknown: no listing, their pixels background), pooled over folds."""
+    image (flakes kept by ``chosen``, in the classes the colour check by the fold's setup gives them;
+    those whose colour fits no layer class unknown: no listing, their pixels background), pooled over
+    folds."""
     setups = fold_setups(preds)
     if isinstance(setups, str):
         log.info("evaluate.unknown: skipped, %s", setups)
         return {"cv_listed/skipped": setups}
     names, flakes = preds.class_names, preds.flake_classes
     listed = FlakeScores(names, flakes, chosen.min_area, chosen.min_confidence)
-    shown, truth, unknown = [], [], 0
+    shown, truth, unknown, reclassed = [], [], 0, 0
     data_name = str(preds.data_config["name"])
     folds = zip(val_probs, preds.val_stored_masks, preds.val_sets, setups, strict=True)
     for probs, masks, images, setup in folds:
-        unlisted, found = unknown_listing(probs, images, flakes, chosen, data_name, setup)
-        if unlisted is None:
+        checked, found = colour_check_listing(probs, images, flakes, chosen, data_name, setup)
+        if checked is None:
             return {"cv_listed/skipped": "the fold's setup names no material or substrate colours"}
         unknown += found["flakes"]
-        listed.merge(flake_scores(probs, masks, names, flakes, chosen, unlisted))
-        shown += shown_maps(probs, masks, names, flakes, chosen, unlisted)
+        reclassed += found["reclassed"]
+        listed.merge(flake_scores(probs, masks, names, flakes, chosen, checked))
+        shown += shown_maps(probs, masks, names, flakes, chosen, checked)
         truth += masks
     return {
         **listed.compute("cv_listed"),
         **pixel_scores(shown, truth, names, prefix="cv_listed"),
         "cv_listed/flakes_unknown": unknown,
+        "cv_listed/flakes_reclassed": reclassed,
     }
 
 

@@ -41,7 +41,7 @@ def evaluate_model(
     from flakeseg.data.classes import region_class_indices
     from flakeseg.data.splits import split_from_config
     from flakeseg.evaluation.postprocess import Postprocess
-    from flakeseg.evaluation.test_scores import score_test_split, unknown_listing
+    from flakeseg.evaluation.test_scores import colour_check_listing, score_test_split
     from flakeseg.inference.predictor import load_predictor
     from flakeseg.inference.shipped import resolve_model
     from flakeseg.optics.substrate import expand_flat_field
@@ -90,8 +90,8 @@ def evaluate_model(
             predictor.probabilities_at_model_scale(predictor.prepare_loaded(image))
             for image in bar.track(images.images, description=f"predicting {split} images")
         ]
-    # flakes predict lists as unknown (colour off the optics' layer counts) count as no listing
-    unlisted, unknown = unknown_listing(probs, images, regions_of, postprocess, card.data, card.setup)
+    # predict's colour check: a flake off its class's colour takes the class it fits, else no listing
+    checked, unknown = colour_check_listing(probs, images, regions_of, postprocess, card.data, card.setup)
     scores = score_test_split(
         probs,
         images.masks,
@@ -101,7 +101,7 @@ def evaluate_model(
         data_cfg,
         images.stored_masks(),
         postprocess,
-        unlisted,
+        checked,
         unknown,
     )
     return {

@@ -24,7 +24,7 @@ from flakeseg.evaluation.curves import curve_rows, plot_curves
 from flakeseg.evaluation.flake_scores import DEVICE_FLOOR_PX
 from flakeseg.evaluation.plots import plot_confusion_matrix, plot_examples
 from flakeseg.evaluation.postprocess import PREDICT_DEFAULTS
-from flakeseg.evaluation.test_scores import score_test_split, unknown_listing
+from flakeseg.evaluation.test_scores import colour_check_listing, score_test_split
 from flakeseg.inference.checkpoint import card_from_config
 from flakeseg.inference.predictor import ClassicalBackend, Predictor
 from flakeseg.models import is_classical
@@ -93,12 +93,12 @@ def run_test_stage(cfg: DictConfig, started: RunStart | None = None) -> dict[str
         model_path = checkpoint.best_model_path or checkpoint.last_model_path
         epochs = int(trainer.current_epoch)
     probs = [predictor.probabilities_at_model_scale(image) for image in test.images]
-    unlisted, unknown = unknown_listing(
+    checked, unknown = colour_check_listing(
         probs, test, regions_of, PREDICT_DEFAULTS, str(data_cfg["name"]), predictor.card.setup
     )
     scored = score_test_split(
         probs, test.masks, test.ids, names, regions_of, data_cfg, test.stored_masks(), PREDICT_DEFAULTS,
-        unlisted, unknown,
+        checked, unknown,
     )  # fmt: skip
     preds, regions, curves = scored.preds, scored.regions, scored.curves
 
