@@ -108,27 +108,32 @@ def test_report_json_has_the_documented_shape_and_the_draws_spread(tmp_path: Pat
 
 def test_a_run_is_scored_on_the_training_images_it_did_not_draw(monkeypatch, tmp_path: Path):
     """Arms are compared on held-out training images (``heldout/...``), never on the test split: the
-    job scores its model on every training image outside its set."""
+    job scores its model on every training image outside its set, and on the test split anew (a
+    resumed run's stored test scores may predate a change to what ``predict`` lists)."""
     import flakeseg.stages.model_evaluation as model_evaluation
     import flakeseg.stages.test_split as test_split
     from flakeseg.studies.fewshot import run_job
 
-    scored = {}
+    scored = []
 
     def fake_test_stage(cfg, started=None):
         return {"checkpoint": "final.ckpt", "train_seconds": 1.0, "test/flake_f1_monolayer_device": 0.3}
 
     def fake_evaluate(model, data, split="test", progress=True, ids=None, **options):
-        scored.update(model=model, data=data, ids=list(ids))
-        return {"test/flake_f1_monolayer_device": 0.9, "test/mean_class_acc": 0.8}
+        scored.append({"model": model, "data": data, "split": split, "ids": ids and list(ids)})
+        value = 0.9 if ids else 0.5
+        return {"test/flake_f1_monolayer_device": value, "test/mean_class_acc": 0.8}
 
     monkeypatch.setattr(test_split, "run_test_stage", fake_test_stage)
     monkeypatch.setattr(model_evaluation, "evaluate_model", fake_evaluate)
     profile = FewshotProfile.load("cpu")
     result = run_job(profile, "graphene", "scratch", "3", 0, IDS[:3], tmp_path, train_ids=IDS)
     assert result.error is None
-    assert scored == {"model": "final.ckpt", "data": "graphene", "ids": IDS[3:]}
+    assert scored == [
+        {"model": "final.ckpt", "data": "graphene", "split": "test", "ids": None},
+        {"model": "final.ckpt", "data": "graphene", "split": "test", "ids": IDS[3:]},
+    ]
     assert result.scores["heldout/flake_f1_monolayer_device"] == 0.9
-    assert result.scores["test/flake_f1_monolayer_device"] == 0.3
+    assert result.scores["test/flake_f1_monolayer_device"] == 0.5  # scored anew, not the stored 0.3
     everything = run_job(profile, "graphene", "scratch", "all", 0, IDS, tmp_path, train_ids=IDS)
     assert math.isnan(everything.scores["heldout/mean_class_acc"])  # k = all: nothing held out

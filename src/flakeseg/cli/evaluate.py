@@ -64,9 +64,10 @@ def flake_table(metrics: dict, title: str) -> Table:
             )
     if metrics.get("test/flakes_unknown_setup"):
         table.caption = (
-            f"{metrics['test/flakes_unknown']} listed flakes unknown (colour fits no layer count of "
+            f"{metrics['test/flakes_unknown']} listed flakes unknown (colour fits no layer class of "
             f"{metrics['test/flakes_unknown_setup']}, as predict lists them): no listing, so a true flake "
-            "only they cover is missed"
+            f"only they cover is missed; {metrics.get('test/flakes_reclassed', 0)} moved to the layer class "
+            "their colour fits"
         )
         table.caption_justify = "left"
     return table

@@ -232,7 +232,7 @@ def screen_one(
 #: the class of a flake whose contrast fits no layer count the optics knows
 
 
-#: overlay colour of the flakes whose colour fits no layer count (:data:`~flakeseg.evaluation.flakes.UNKNOWN`)
+#: overlay colour of the flakes whose colour fits no layer class (:data:`~flakeseg.evaluation.flakes.UNKNOWN`)
 UNKNOWN_COLOR = "#9a9a9a"
 
 
@@ -639,7 +639,7 @@ def summary_line(
         f"{len(summary['records'])} images ({summary['done']} screened, {summary['skipped']} already done), "
         + ", ".join(f"{n} {c}" for c, n in counts.items())
         + " candidates"
-        + (f" and {unknown} {UNKNOWN} (colour fits no layer count)" if unknown else "")
+        + (f" and {unknown} {UNKNOWN} (colour fits no layer class)" if unknown else "")
         + f"; {summary['failed']} inputs skipped. Report: {out / 'report.html'}"
         + (f"; COCO: {coco}" if coco else "")
     )

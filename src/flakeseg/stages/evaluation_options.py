@@ -25,8 +25,9 @@ class EvalOptions:
             defaults (100 px, 0.5).
         temperature: temperature scaling fitted on held-out folds.
         unknown: also score what ``predict`` lists and shows (``cv_listed/...``): the held-out flakes
-            whose colour fits no layer count of the optics listed as ``unknown``, checked against a
-            setup calibrated on each fold's own training images and labels (needs ``data.material``).
+            in the classes the optics' colour check gives them (``unknown`` when their colour fits no
+            layer class), checked against a setup calibrated on each fold's own training images and
+            labels (needs ``data.material``).
         min_areas: candidate areas for ``postprocess``, in pixels of the images as stored (the unit of
             ``predict --min-area``).
         min_confidences: candidate mean class probabilities for ``postprocess``.

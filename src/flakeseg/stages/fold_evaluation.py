@@ -23,9 +23,10 @@ every test image. From those predictions, with the options of :class:`EvalOption
   flake at IoU >= 0.5; flakes of at least 100 px, out of fold);
 - with ``unknown``, the scores of what ``predict`` lists and shows (``cv_listed/...``): flake scores
   and pixel scores of the map a screening run shows (its listed flakes, post-processed), where a
-  held-out flake whose colour fits no layer count of the optics is listed as ``unknown`` (no listing,
-  its pixels background), checked against a setup calibrated on the fold's own training images and
-  labels, as the test stage gives a model's card (the shipped setups saw every training label).
+  held-out flake whose colour is off its class takes the layer class it fits, else is listed as
+  ``unknown`` (no listing, its pixels background), checked against a setup calibrated on the fold's
+  own training images and labels, as the test stage gives a model's card (the shipped setups saw
+  every training label).
 
 :func:`collect_predictions` refuses a run whose CV pool holds test images (``cv.pool=all``): its fold
 models trained on them.

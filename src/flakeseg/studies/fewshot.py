@@ -170,6 +170,9 @@ def run_job(
     try:
         cfg = compose(overrides)
         metrics = run_test_stage(cfg, start_run(cfg, TEST_METRICS_FILE))
+        # scored anew, not read from a resumed run's test_metrics.json: what predict lists may have
+        # changed since it trained (the colour check moves or drops flakes)
+        metrics |= evaluate_model(str(metrics["checkpoint"]), dataset, "test", progress=False)
         held_out = [i for i in train_ids if i not in ids]
         if held_out:
             scored = evaluate_model(str(metrics["checkpoint"]), dataset, ids=held_out, progress=False)
