@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         "check caught.",
         "",
         "| model | test images | flakes | unknown | unknown flakes (image: area px, the model's class -> "
-        "the labels under it) | moved (image: area px, the model's class -> the colour's; the labels) |",
+        "the labels under it) | moved (image: area px, the model's class -> the colour's, the labels under it) |",
         "|---|---|---|---|---|---|",
         *unknown_rows,
         "",
@@ -533,8 +533,9 @@ def unknown_rates(cfgs: dict) -> tuple[list[str], list[dict]]:
                 if f.class_name == UNKNOWN
             ]
             moved += [
-                f"{image_id}: {f.area_px} {old.class_name} -> {f.class_name}; "
+                f"{image_id}: {f.area_px} {old.class_name} -> {f.class_name} (labels: "
                 + labels_under(mask[ids == old.flake_id], data.scheme.names)
+                + ")"
                 for f, old in zip(named, flakes, strict=True)
                 if f.class_name not in (UNKNOWN, old.class_name)
             ]
@@ -542,8 +543,8 @@ def unknown_rates(cfgs: dict) -> tuple[list[str], list[dict]]:
         rows.append(
             f"| {name} | {len(data.ids)} | {total} | {len(unknown)} ({100 * share:.0f} %) | "
             + "; ".join(unknown)
-            + f" | {len(moved)}: "
-            + ", ".join(moved)
+            + f" | {len(moved)}"
+            + "".join(f"; {m}" if i else f": {m}" for i, m in enumerate(moved))
             + " |"
         )
         entries.append({"model": name, "flakes": total, "unknown": len(unknown), "which": unknown,

@@ -241,3 +241,41 @@ def test_a_flake_whose_colour_fits_another_layer_class_moves_there_and_one_fitti
 
     assert named(["monolayer", "bilayer"]) == {area[1]: "monolayer", area[2]: "bilayer", area[12]: UNKNOWN}
     assert named(["monolayer"]) == {area[1]: "monolayer", area[2]: UNKNOWN, area[12]: UNKNOWN}
+
+
+def test_screening_lists_a_moved_flake_in_its_new_class_and_coco_keeps_the_networks(tmp_path):
+    """predict's record of an image where the network calls a bilayer-coloured and a thick flake
+    monolayer: flakes.csv rows in the colour's class (bilayer) and unknown, the COCO instance of the
+    moved one in the bilayer category with the network's class kept as an attribute."""
+    from types import SimpleNamespace
+
+    from flakeseg.screening.screen import ScreenSettings, screen_one
+
+    setup = shipped_setup()
+    image, layers = rendered(setup, "MoS2")
+    Image.fromarray(image).save(tmp_path / "im.png")
+    probs = np.zeros((3, *layers.shape), np.float32)
+    probs[0] = 1.0
+    for region in (layers == 1, layers == 2, layers == 12):  # all "monolayer"
+        probs[:, region] = 0.0
+        probs[1, region] = 0.9
+        probs[0, region] = 0.1
+    card = SimpleNamespace(
+        class_names=["other", "monolayer", "bilayer"],
+        flake_classes=["monolayer", "bilayer"],
+        class_colors=["#000000", "#0000ff", "#00ff00"],
+    )
+    predictor = SimpleNamespace(card=card, probabilities=lambda picture: probs)
+    settings = ScreenSettings(
+        checkpoint="m.ckpt", checkpoint_sha256="0" * 64, backend="torch",
+        setup=json.dumps(setup.to_dict()), material="MoS2",
+    )  # fmt: skip
+    record = screen_one(predictor, tmp_path / "im.png", "im", tmp_path / "out", settings)
+    by_area = {f["area_px"]: f["class_name"] for f in record["flakes"]}
+    area = {n: int((layers == n).sum()) for n in (1, 2, 12)}
+    assert by_area == {area[1]: "monolayer", area[2]: "bilayer", area[12]: "unknown"}
+    assert record["counts"] == {"monolayer": 1, "bilayer": 1} and record["unknown"] == 1
+    moved = next(i for i in record["instances"] if i["attributes"].get("network_class"))
+    assert moved["category_id"] == 2 and moved["attributes"]["network_class"] == "monolayer"
+    assert moved["score"] == pytest.approx(0.9)  # the network's confidence goes with the flake
+    assert sum(bool(i["attributes"].get("unknown")) for i in record["instances"]) == 1
