@@ -41,6 +41,10 @@ def test_shown_maps_keep_only_listed_flakes_and_blank_the_unknown():
     )
     assert (shown[2:12, 2:12] == 1).all() and (shown[20:30, 2:12] == 2).all()
     assert shown[20:30, 25:35].max() == 0 and shown[36:38, 36:38].max() == 0  # unknown, and too small
+    moved = np.full(mask.shape, -1, np.int16)
+    moved[2:12, 2:12] = 2  # the monolayer, moved to bilayer by its colour
+    (shown_moved,) = shown_maps([prob], [mask], NAMES, [1, 2], Postprocess(10, 0.5), [moved])
+    assert (shown_moved[2:12, 2:12] == 2).all() and (shown_moved[20:30, 25:35] == 2).all()
     (plain,) = shown_maps([prob], [mask], NAMES, [1, 2], Postprocess(min_area=1, min_confidence=0.5))
     assert (plain[20:30, 25:35] == 2).all() and (plain[36:38, 36:38] == 1).all()
     # a flake class that comes first: the background is the first class that is not a flake

@@ -215,7 +215,8 @@ def test_predict_flags_a_whole_folder_from_another_microscope_and_strict_withhol
     run = json.loads((strict / "run.json").read_text())
     withheld = {entry["image"]: entry.get("withheld") for entry in run["setup_check"]}
     assert withheld["known"] == len(record["flakes"]) and run["flakes"] == 0
-    assert "withheld (--strict)" in (strict / "report.html").read_text()
+    page = (strict / "report.html").read_text()
+    assert "withheld (--strict)" in page and 'href="overlays/known.png"' not in page  # it shows candidates
 
 
 def test_a_flake_whose_colour_fits_another_layer_class_moves_there_and_one_fitting_none_is_unknown():
@@ -279,3 +280,38 @@ def test_screening_lists_a_moved_flake_in_its_new_class_and_coco_keeps_the_netwo
     assert moved["category_id"] == 2 and moved["attributes"]["network_class"] == "monolayer"
     assert moved["score"] == pytest.approx(0.9)  # the network's confidence goes with the flake
     assert sum(bool(i["attributes"].get("unknown")) for i in record["instances"]) == 1
+
+
+def test_a_moved_flake_joins_the_region_of_its_new_class_it_touches_as_the_scores_count_it():
+    """A bilayer-coloured "monolayer" beside a bilayer the network found: predict lists one bilayer
+    (a region of one class is one flake), the one the flake scores match; a thick "monolayer" apart
+    stays its own flake, unknown."""
+    from flakeseg.evaluation.flakes import (
+        UNKNOWN,
+        apply_colour_check,
+        checked_listing,
+        colour_check_map,
+        find_flakes,
+    )
+
+    setup = shipped_setup()
+    image, layers = rendered(setup, "MoS2")
+    names, flake_classes = ["other", "monolayer", "bilayer"], [1, 2]
+    probs = np.zeros((3, *layers.shape), np.float32)
+    probs[0] = 1.0
+    bilayer = layers == 2
+    left = bilayer & (np.arange(layers.shape[1]) < 40)[None, :]  # the network: half monolayer, half bilayer
+    for region, cls in ((left, 1), (bilayer & ~left, 2), (layers == 12, 1)):
+        probs[:, region] = 0.0
+        probs[cls, region] = 1.0
+    assert len(find_flakes(probs, names, flake_classes, 100, 0.5)[1]) == 3
+    ids, listed, moved_from = checked_listing(image, probs, names, flake_classes, 100, 0.5, setup, "MoS2")
+    assert sorted((f.class_name, f.area_px) for f in listed) == sorted(
+        [("bilayer", int(bilayer.sum())), (UNKNOWN, int((layers == 12).sum()))]
+    )
+    joined = next(f for f in listed if f.class_name == "bilayer")
+    assert moved_from == {joined.flake_id: "monolayer"} and (ids[bilayer] == joined.flake_id).all()
+    check, counts = colour_check_map(image, probs, names, flake_classes, 100, 0.5, setup, "MoS2")
+    scored = find_flakes(apply_colour_check(probs, check, 0), names, flake_classes, 100, 0.5)[1]
+    assert counts == {"unknown": 1, "reclassed": 1}
+    assert [(f.class_name, f.area_px) for f in scored] == [("bilayer", joined.area_px)]

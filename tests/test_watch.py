@@ -331,5 +331,7 @@ def test_the_folder_so_far_is_judged_anew_and_its_verdict_said_when_it_changes(w
     watcher.records[Path("c")] = record("c", False)  # 2 of 3: not the model's microscope
     assert flagged() == ["a", "b", "c"] and "the folder: 2 of its 3" in capsys.readouterr().err
     assert flagged() == ["a", "b", "c"] and capsys.readouterr().err == ""  # said once
-    watcher.records.update({Path(n): record(n, True) for n in "defghijklmnopqrstu"})  # 2 of 21
-    assert flagged() == ["b", "c"] and "the folder now passes" in capsys.readouterr().err
+    watcher.records[Path("x")] = record("x", False)  # 3 of 4: still foreign, nothing new to say
+    assert flagged() == ["a", "b", "c", "x"] and capsys.readouterr().err == ""
+    watcher.records.update({Path(n): record(n, True) for n in "defghijklmnopqrstu"})  # 3 of 22
+    assert flagged() == ["b", "c", "x"] and "the folder now passes" in capsys.readouterr().err

@@ -21,6 +21,7 @@ __all__ = [
     "Flake",
     "apply_colour_check",
     "background_class",
+    "checked_listing",
     "class_regions",
     "colour_check_map",
     "colour_checked_flakes",
@@ -265,21 +266,88 @@ def colour_check_map(
     changes nothing, else the class index it gives the pixels (the background class for an
     :data:`UNKNOWN` flake: no listing), for :func:`apply_colour_check`; and how many flakes it calls
     ``unknown`` and moves to another class (``reclassed``)."""
-    flake_ids, flakes = find_flakes(probabilities, class_names, flake_classes, min_area, min_confidence)
+    _, _, check, counts = _colour_check(
+        image, probabilities, class_names, flake_classes, min_area, min_confidence, setup, material
+    )
+    return check, counts
+
+
+def _colour_check(
+    image,
+    probabilities,
+    class_names,
+    flake_classes,
+    min_area,
+    min_confidence,
+    setup,
+    material,
+    pixel_size_um=None,
+):
+    """The network's flakes (id map; the list, each in its class after the colour check), the check map
+    and the counts of :func:`colour_check_map`."""
+    flake_ids, flakes = find_flakes(
+        probabilities, class_names, flake_classes, min_area, min_confidence, pixel_size_um
+    )
     substrate = substrate_beside_flakes(image, probabilities, class_names, flake_classes)
     names = [class_names[c] for c in flake_classes]
     checked = colour_checked_flakes(image, flake_ids, flakes, setup, material, substrate, names)
-    out = np.full(flake_ids.shape, -1, np.int16)
+    check = np.full(flake_ids.shape, -1, np.int16)
     counts = {"unknown": 0, "reclassed": 0}
     background = background_class(class_names, flake_classes)
     for old, new in zip(flakes, checked, strict=True):
         if new.class_name != old.class_name:
             unknown = new.class_name == UNKNOWN
-            out[flake_ids == old.flake_id] = (
+            check[flake_ids == old.flake_id] = (
                 background if unknown else list(class_names).index(new.class_name)
             )
             counts["unknown" if unknown else "reclassed"] += 1
-    return out, counts
+    return flake_ids, checked, check, counts
+
+
+def checked_listing(
+    image: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    flake_classes: Sequence[int],
+    min_area: int,
+    min_confidence: float,
+    setup: Setup,
+    material: str,
+    pixel_size_um: float | None = None,
+) -> tuple[np.ndarray, list[Flake], dict[int, str]]:
+    """What ``predict`` lists on ``image`` after the colour check, the flakes the scores count: the
+    flakes of the checked probabilities (:func:`apply_colour_check`: a moved flake joins what it
+    touches of its new class, as a region of one class is one flake), then the :data:`UNKNOWN` ones
+    with ids after them. Returns the ``H x W`` flake id map, the flakes, and per listed flake that
+    holds moved pixels the class the network gave them."""
+    network_ids, network_flakes, check, _ = _colour_check(
+        image,
+        probabilities,
+        class_names,
+        flake_classes,
+        min_area,
+        min_confidence,
+        setup,
+        material,
+        pixel_size_um,
+    )
+    background = background_class(class_names, flake_classes)
+    ids, listed = find_flakes(
+        apply_colour_check(probabilities, check, background),
+        class_names, flake_classes, min_area, min_confidence, pixel_size_um,
+    )  # fmt: skip
+    network = probabilities.argmax(axis=0)
+    moved_from = {}
+    for flake in listed:
+        inside = (ids == flake.flake_id) & (check >= 0)
+        if inside.any():
+            moved_from[flake.flake_id] = class_names[int(np.bincount(network[inside]).argmax())]
+    for flake in network_flakes:  # the unknown ones, as the network found them (no listing in the scores)
+        if flake.class_name == UNKNOWN:
+            pixels = network_ids == flake.flake_id
+            ids[pixels] = len(listed) + 1
+            listed.append(dataclasses.replace(flake, flake_id=len(listed) + 1))
+    return ids, listed, moved_from
 
 
 def apply_colour_check(probabilities: np.ndarray, check: np.ndarray, background: int) -> np.ndarray:

@@ -140,9 +140,9 @@ def folder_chance(flagged: int, checked: int) -> float:
 def check_folder(verdicts: Sequence[SetupVerdict]) -> tuple[list[SetupVerdict], str | None]:
     """The verdicts of one folder's images judged together, and the folder's reason (``None`` when it
     passes). A folder with more flags than images of the training setup give, at
-    :data:`FOLDER_SIGNIFICANCE`, is unlike it as a whole: each of its images is flagged, keeping its own
-    reason after the folder's; one whose substrate could not be checked too (the folder says where it
-    comes from)."""
+    :data:`FOLDER_SIGNIFICANCE`, is unlike it as a whole: each of its images is flagged, one that
+    passed alone (or could not be checked: the folder says where it comes from) with the folder's reason
+    before its own, one flagged alone with its own."""
     checked = sum(v.checked for v in verdicts)
     flagged = sum(not v.setup_ok for v in verdicts)
     chance = folder_chance(flagged, checked)

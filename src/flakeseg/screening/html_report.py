@@ -396,10 +396,11 @@ def render_report(
         name = record["name"]
         parts.append(f'<section class="image" id="{_anchor(name)}">')
         parts.append(f"<h2>{html.escape(name)}</h2>")
+        overlay = record.get("overlay")  # none where the candidates were withheld after screening
+        link = f' &middot; <a href="{html.escape(overlay)}">full-size overlay</a>' if overlay else ""
         parts.append(
             f"<p>{html.escape(str(record.get('source', '')))} &middot; {record.get('width')} x "
-            f'{record.get("height")} px &middot; <a href="{html.escape(record.get("overlay", ""))}">'
-            "full-size overlay</a></p>"
+            f"{record.get('height')} px{link}</p>"
         )
         parts.append(f'<img class="thumb" alt="overlay of {html.escape(name)}" src="{record["thumbnail"]}">')
         flakes = record.get("flakes", [])

@@ -33,10 +33,9 @@ from flakeseg.errors import ConfigError, DataError, FlakesegError, UsageError
 from flakeseg.evaluation.flakes import (
     FLAKE_COLUMNS,
     UNKNOWN,
-    colour_checked_flakes,
+    checked_listing,
     find_flakes,
     rounded_row,
-    substrate_beside_flakes,
 )
 from flakeseg.evaluation.postprocess import Postprocess
 from flakeseg.inference import OXIDE_FIT
@@ -57,7 +56,9 @@ from flakeseg.utils.files import (
 
 __all__ = ["IMAGE_SUFFIXES", "ScreenSettings", "collect_inputs", "run", "screen_images"]
 
-RECORD_VERSION = 3  # 2: records hold each flake's RLE mask (--coco) and crop; 3: setup_check["checked"]
+RECORD_VERSION = (
+    4  # 2: each flake's RLE mask and crop; 3: setup_check["checked"]; 4: the colour check moves flakes
+)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class ScreenSettings:
     temperature: float = 1.0
     #: the setup of the images the model knows (``Setup.to_dict`` as JSON), for the setup check; ""
     setup: str = ""
-    #: the crystal, for calling flakes whose contrast fits no layer count ``unknown``; ""
+    #: the crystal, for the flakes' colour check (moved to the layer class they fit, else ``unknown``); ""
     material: str = ""
     #: withhold the candidates of images the setup check flags
     strict: bool = False
@@ -153,7 +154,7 @@ def screen_one(
         settings.pixel_size_um,
     )
     setup_check = None
-    networks = list(flakes)  # the classes the network gave, before the colour check
+    moved_from: dict[int, str] = {}  # flake id -> the network's class, for flakes the colour check moved
     if settings.setup:
         setup = Setup.from_dict(json.loads(settings.setup))
         substrate = estimate_background(image)
@@ -161,13 +162,18 @@ def screen_one(
         setup_check = {"setup_ok": ok, "reason": reason, "checked": checked}
         if settings.strict and not ok:  # --strict: no candidates from an image the model does not know
             setup_check["withheld"] = len(flakes)
-            flake_ids, flakes, networks = np.zeros_like(flake_ids), [], []
-        if settings.material:  # each flake's colour against the substrate around the model's flakes
-            beside = substrate_beside_flakes(
-                image, probs, card.class_names, class_indices(card, card.flake_classes)
-            )
-            flakes = colour_checked_flakes(
-                image, flake_ids, flakes, setup, settings.material, beside, card.flake_classes
+            flake_ids, flakes = np.zeros_like(flake_ids), []
+        elif settings.material:  # each flake's colour against the substrate around the model's flakes
+            flake_ids, flakes, moved_from = checked_listing(
+                image,
+                probs,
+                card.class_names,
+                class_indices(card, card.flake_classes),
+                settings.min_area,
+                settings.min_confidence,
+                setup,
+                settings.material,
+                settings.pixel_size_um,
             )
     colors = dict(zip(card.class_names, card.class_colors, strict=True)) | {UNKNOWN: UNKNOWN_COLOR}
     overlay = draw_overlay(image, flake_ids, flakes, colors)
@@ -186,16 +192,11 @@ def screen_one(
             maps.append(str(target.relative_to(out)))
     counts = {c: sum(f.class_name == c for f in flakes) for c in card.flake_classes}
     unknown = sum(f.class_name == UNKNOWN for f in flakes)
-    # each flake's own pixels as COCO RLE, for `--coco` (labelling tools load them for correction)
+    # each flake's own pixels as COCO RLE, for `--coco` (labelling tools load them for correction): a
+    # flake of its listed class; an unknown one of the network's, marked
     labels = probs.argmax(axis=0)
-    moved = {
-        f.flake_id: old.class_name
-        for old, f in zip(networks, flakes, strict=True)
-        if f.class_name != old.class_name
-    }
-    # a flake the colour check moved is of its new class; an unknown one keeps the network's
     for flake in flakes:
-        if flake.flake_id in moved and flake.class_name != UNKNOWN:
+        if flake.class_name != UNKNOWN:
             labels[flake_ids == flake.flake_id] = card.class_names.index(flake.class_name)
     instances = mask_instances(
         labels,
@@ -204,12 +205,12 @@ def screen_one(
         instance_ids=flake_ids,
     )
     unknown_ids = {f.flake_id for f in flakes if f.class_name == UNKNOWN}
-    for instance in instances:  # the colour says otherwise than the category: the attributes tell
+    for instance in instances:  # where the colour says otherwise than the network, the attributes tell
         attributes = instance.get("attributes", {})
         if attributes.get("flake_id") in unknown_ids:
             attributes[UNKNOWN] = True
-        elif attributes.get("flake_id") in moved:
-            attributes["network_class"] = moved[attributes["flake_id"]]
+        elif attributes.get("flake_id") in moved_from:
+            attributes["network_class"] = moved_from[attributes["flake_id"]]
     return {
         "version": RECORD_VERSION,
         "name": name,
@@ -227,9 +228,6 @@ def screen_one(
         "setup_check": setup_check,
         "seconds": round(time.perf_counter() - start, 3),
     }
-
-
-#: the class of a flake whose contrast fits no layer count the optics knows
 
 
 #: overlay colour of the flakes whose colour fits no layer class (:data:`~flakeseg.evaluation.flakes.UNKNOWN`)
@@ -324,17 +322,26 @@ def judge_folder(summary: dict[str, Any], strict: bool) -> dict[str, Any]:
                 counts=dict.fromkeys(record["counts"], 0),
                 unknown=0,
                 thumbnail=_plain_thumbnail(record),
+                overlay="",  # the overlay file shows the candidates: no link to it
             )
     return {**summary, "records": judged, "folder": folder}
 
 
 def _plain_thumbnail(record: dict[str, Any]) -> str:
-    """The thumbnail of an image whose candidates are withheld: the image without them ("" if it is gone)."""
-    try:
-        image = read_image(Path(record["source"]))
-        return thumbnail_data_uri(draw_overlay(image, np.zeros(image.shape[:2], np.int32), [], {}))
-    except (FlakesegError, OSError):
-        return ""
+    """The thumbnail of an image whose candidates are withheld: the image without them ("" if it is gone).
+    Kept per source file and stamp: ``watch`` judges the folder anew at every write."""
+    key = (record["source"], json.dumps(record.get("source_stamp"), sort_keys=True))
+    if key not in _PLAIN_THUMBNAILS:
+        try:
+            image = read_image(Path(record["source"]))
+            thumbnail = thumbnail_data_uri(draw_overlay(image, np.zeros(image.shape[:2], np.int32), [], {}))
+        except (FlakesegError, OSError):
+            return ""
+        _PLAIN_THUMBNAILS[key] = thumbnail
+    return _PLAIN_THUMBNAILS[key]
+
+
+_PLAIN_THUMBNAILS: dict[tuple[str, str], str] = {}
 
 
 def coco_predictions(

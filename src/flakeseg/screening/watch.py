@@ -285,10 +285,10 @@ class FolderWatcher:
             },
             self.settings.strict,
         )
-        if summary["folder"] != self.folder_line:
-            self.folder_line = summary["folder"]
-            line = self.folder_line or "the folder now passes: its images are checked one by one again"
+        if (summary["folder"] is None) != (self.folder_line is None):  # said when the verdict flips
+            line = summary["folder"] or "the folder now passes: its images are checked one by one again"
             self.console.print(f"[yellow]setup check[/yellow] {escape(line)}", highlight=False)
+        self.folder_line = summary["folder"]
         return summary
 
     def write_outputs(self, live: bool) -> bool:
