@@ -107,8 +107,8 @@ def card_setup(data_cfg: Mapping[str, Any], ids: Iterable[str]) -> dict[str, Any
     checked against has read no label of the images it is scored on; where the drawn images'
     substrates are too clipped to fix the oxide, the substrate colours of the split's other images
     (their pixels, no label) fix it. ``None`` with a warning when nothing can: a model still trains.
-    ``predict`` checks new images against the setup and lists flakes whose colour fits no layer count
-    as unknown."""
+    ``predict`` checks new images against the setup, moves flakes whose colour fits the other layer
+    class there and lists those whose colour fits none as unknown."""
     from flakeseg.optics.calibration import calibrate
     from flakeseg.optics.substrate import estimate_background
 
