@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         "check caught.",
         "",
         "| model | test images | flakes | unknown | unknown flakes (image: area px, the model's class -> "
-        "the labels under it) | moved (image: area px, the model's class -> the colour's, the labels under it) |",
+        "the labels under it) | moved (image: area px, the model's class -> the colour's, the labels "
+        "under it) |",
         "|---|---|---|---|---|---|",
         *unknown_rows,
         "",
