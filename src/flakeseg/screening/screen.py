@@ -56,9 +56,8 @@ from flakeseg.utils.files import (
 
 __all__ = ["IMAGE_SUFFIXES", "ScreenSettings", "collect_inputs", "run", "screen_images"]
 
-RECORD_VERSION = (
-    4  # 2: each flake's RLE mask and crop; 3: setup_check["checked"]; 4: the colour check moves flakes
-)
+# 2: each flake's RLE mask and crop; 3: setup_check["checked"]; 4: the colour check moves flakes
+RECORD_VERSION = 4
 
 
 @dataclass(frozen=True)
